@@ -1,0 +1,153 @@
+"""Devices: which array module holds an array, and moving arrays between devices.
+
+This is the one place CuPy is imported. It imports cleanly without CuPy; the GPU is looked at only when asked for.
+"""
+import os
+import sys
+
+import numpy
+
+_cupy = None            # the cupy module once imported, else None
+_cupy_error = None      # why CuPy could not be used, for error messages
+_cupy_tried = False
+_notice_given = False
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot provide."""
+
+
+def _load_cupy():
+    """Import CuPy once; remember why it failed if it did."""
+    global _cupy, _cupy_error, _cupy_tried
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            import cupy
+            _cupy = cupy
+        except Exception as exc:  # ImportError, or a CUDA library that fails to load
+            _cupy_error = f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    return _cupy
+
+
+def gpu_status():
+    """(usable, reason): whether a CUDA device can run work, and why not when it cannot."""
+    cupy = _load_cupy()
+    if cupy is None:
+        return False, _cupy_error or "CuPy is not installed (pip install 'gpudl[cuda13]' or 'gpudl[cuda12]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return False, f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return False, "CuPy is installed but reports no CUDA device"
+    return True, f"{count} CUDA device(s)"
+
+
+def gpu_available():
+    """True when a CUDA device is usable through CuPy."""
+    return gpu_status()[0]
+
+
+class Device:
+    """A place arrays live: the CPU (NumPy) or one CUDA device (CuPy)."""
+
+    def __init__(self, kind, index=None):
+        self.kind = kind
+        self.index = index if kind == "cuda" else None
+
+    @property
+    def xp(self):
+        """The array module of this device: numpy or cupy."""
+        return numpy if self.kind == "cpu" else _cupy
+
+    def __eq__(self, other):
+        return isinstance(other, Device) and (self.kind, self.index) == (other.kind, other.index)
+
+    def __hash__(self):
+        return hash((self.kind, self.index))
+
+    def __repr__(self):
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+    __str__ = __repr__
+
+
+CPU = Device("cpu")
+
+
+def device(spec=None):
+    """Resolve a device spec: "auto" | "cpu" | "cuda" | "cuda:N" (a Device passes through).
+
+    With no spec, the environment variable GPUDL_DEVICE decides, else "auto". "auto" takes the GPU when one is usable,
+    else the CPU with a one-line notice. An explicit "cuda" without a usable GPU raises DeviceError.
+    """
+    global _notice_given
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        spec = os.environ.get("GPUDL_DEVICE", "auto")
+    if not isinstance(spec, str):
+        raise TypeError(f"device spec must be a string like 'cpu' or 'cuda:0', got {type(spec).__name__}")
+    text = spec.strip().lower()
+    if text == "cpu":
+        return CPU
+    if text == "auto":
+        usable, reason = gpu_status()
+        if usable:
+            return Device("cuda", _cupy.cuda.runtime.getDevice())
+        if not _notice_given:
+            _notice_given = True
+            print(f"gpudl: no usable GPU ({reason}); running on the CPU", file=sys.stderr)
+        return CPU
+    if text == "cuda" or text.startswith("cuda:"):
+        index_text = text[5:] if text.startswith("cuda:") else None
+        if index_text is not None and not index_text.isdigit():
+            raise ValueError(f"device spec {spec!r}: the index after 'cuda:' must be a non-negative integer")
+        usable, reason = gpu_status()
+        if not usable:
+            raise DeviceError(f"device {spec!r} was asked for, but {reason}")
+        count = _cupy.cuda.runtime.getDeviceCount()
+        index = int(index_text) if index_text is not None else _cupy.cuda.runtime.getDevice()
+        if index >= count:
+            raise DeviceError(f"device {spec!r} was asked for, but only {count} CUDA device(s) exist")
+        return Device("cuda", index)
+    raise ValueError(f"unknown device spec {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def is_cupy_array(array):
+    """True for a cupy.ndarray (False whenever CuPy was never imported)."""
+    return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def get_array_module(*arrays):
+    """numpy or cupy: the module of the first cupy array among `arrays`, else numpy."""
+    for array in arrays:
+        if is_cupy_array(array):
+            return _cupy
+    return numpy
+
+
+def device_of(array):
+    """The Device an array lives on."""
+    if is_cupy_array(array):
+        return Device("cuda", array.device.id)
+    return CPU
+
+
+def to_device(array, dev):
+    """A copy of `array` on device `dev` (the array itself when it is already there)."""
+    dev = device(dev)
+    if dev.kind == "cpu":
+        return to_numpy(array)
+    if is_cupy_array(array) and array.device.id == dev.index:
+        return array
+    with _cupy.cuda.Device(dev.index):
+        return _cupy.asarray(array)
+
+
+def to_numpy(array):
+    """The array as a numpy.ndarray on the host (copied from the GPU when needed)."""
+    if is_cupy_array(array):
+        return _cupy.asnumpy(array)
+    return numpy.asarray(array)

@@ -1,0 +1,71 @@
+"""2-D convolution (cross-correlation, NCHW) through im2col and one matrix product.
+
+im2col unrolls every kernel window into a column: col[n, c, i, j, oh, ow] = x_padded[n, c, oh*sh + i, ow*sw + j].
+Then y[n, f, :] = W[f, :] @ col[n, :, :] + b[f], with W flattened to (F, C*KH*KW) and col to (N, C*KH*KW, OH*OW).
+col2im is the adjoint: each image cell receives the sum of the column entries that read it.
+"""
+from ..backend import get_array_module
+
+
+def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    oh = (h + top + bottom - kh) // sh + 1
+    ow = (w + left + right - kw) // sw + 1
+    img = x
+    if any(pads):
+        img = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="constant", constant_values=fill)
+    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            col[:, :, i, j] = img[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    return col
+
+
+def _col2im_xp(col, h, w, sh, sw, pads):
+    xp = get_array_module(col)
+    n, c, kh, kw, oh, ow = col.shape
+    top, bottom, left, right = pads
+    img = xp.zeros((n, c, h + top + bottom + sh - 1, w + left + right + sw - 1), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            img[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col[:, :, i, j]
+    return img[:, :, top:top + h, left:left + w]
+
+
+def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
+    """Unroll the windows of x (N, C, H, W) into col (N, C, KH, KW, OH, OW).
+
+    pads = (top, bottom, left, right); padded cells read `fill` (0 for convolution, -inf for max pooling).
+    """
+    return _im2col_xp(x, kh, kw, sh, sw, pads, fill)
+
+
+def col2im(col, h, w, sh, sw, pads):
+    """Fold col (N, C, KH, KW, OH, OW) back to an image (N, C, H, W), summing overlapping windows."""
+    return _col2im_xp(col, h, w, sh, sw, pads)
+
+
+def conv2d(x, W, b, stride, pads):
+    """Forward: y (N, F, OH, OW) and the col it was computed from (kept for the backward)."""
+    xp = get_array_module(x)
+    f, _, kh, kw = W.shape
+    col = im2col(x, kh, kw, stride[0], stride[1], pads)
+    n, _, _, _, oh, ow = col.shape
+    y = xp.matmul(W.reshape(f, -1), col.reshape(n, -1, oh * ow))
+    y += b.reshape(1, f, 1)
+    return y.reshape(n, f, oh, ow), col
+
+
+def conv2d_backward(dy, col, W, x_shape, stride, pads):
+    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,)."""
+    xp = get_array_module(dy)
+    n, f, oh, ow = dy.shape
+    dy3 = dy.reshape(n, f, oh * ow)
+    col3 = col.reshape(n, -1, oh * ow)
+    dW = xp.tensordot(dy3, col3, axes=([0, 2], [0, 2])).reshape(W.shape)
+    db = dy3.sum(axis=(0, 2))
+    dcol = xp.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
+    dx = col2im(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)
+    return dx, dW, db

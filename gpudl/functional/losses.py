@@ -1,0 +1,31 @@
+"""Loss functions: the lecture's mean squared error J and the softmax cross-entropy."""
+from ..backend import get_array_module
+
+
+def mse(pred, target):
+    """J = 1/m sum_k 1/2 ||f(x_k) - y_k||^2 (eqs. 19-20); returns (J, dJ/dpred)."""
+    m = pred.shape[0]
+    diff = pred - target
+    return 0.5 * (diff * diff).sum() / m, diff / m
+
+
+def log_softmax(z):
+    """log softmax along the last axis, shifted by the row maximum so exp never overflows."""
+    xp = get_array_module(z)
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def one_hot(labels, classes, dtype):
+    """Integer labels (N,) as rows of a (N, classes) identity."""
+    xp = get_array_module(labels)
+    return (labels[:, None] == xp.arange(classes)[None, :]).astype(dtype)
+
+
+def softmax_cross_entropy(logits, target):
+    """L = -1/m sum_k sum_j t_kj log softmax(z_k)_j; target is one-hot or probabilities (N, K). Returns (L, dL/dz)."""
+    xp = get_array_module(logits)
+    m = logits.shape[0]
+    logp = log_softmax(logits)
+    loss = -(target * logp).sum() / m
+    return loss, (xp.exp(logp) - target) / m

@@ -1,0 +1,15 @@
+"""Flatten: images to feature vectors for the dense layers that follow."""
+from .module import Module
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W), e.g. LeNet-5's 16x5x5 maps into 400 features."""
+
+    def forward(self, x):
+        if not hasattr(x, "ndim") or x.ndim < 2:
+            raise ValueError(f"Flatten: expected an array of rank >= 2, got {getattr(x, 'shape', type(x).__name__)}")
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)

@@ -1,0 +1,170 @@
+"""Parameter, Module and Sequential: the skeleton every layer hangs on.
+
+forward(x) keeps what backward needs; backward(dy) returns dx and adds into each parameter's .grad.
+"""
+import numpy
+
+from ..backend import device as resolve_device
+from ..backend import get_array_module, to_device
+
+
+class Parameter:
+    """A trainable array and the gradient accumulated for it, on the same device and of the same dtype."""
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = get_array_module(data).zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of layers and models: parameters are found by walking attributes in the order they were set."""
+
+    training = True
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def named_parameters(self, prefix=""):
+        """[(dotted name, Parameter)], e.g. ("0.W", ...) for the first layer of a Sequential."""
+        found = []
+        for name, value in vars(self).items():
+            found.extend(_named(value, prefix + name))
+        return found
+
+    def parameters(self):
+        """The list of Parameters, in a fixed order (optimizer state is kept in this order)."""
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        """This module and all modules below it, depth first."""
+        found = [self]
+        for value in vars(self).values():
+            for child in _children(value):
+                found.extend(child.modules())
+        return found
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def to(self, device=None, dtype=None):
+        """Move every parameter to `device` and/or cast it to `dtype`, in place; returns self."""
+        dev = resolve_device(device) if device is not None else None
+        for p in self.parameters():
+            data = to_device(p.data, dev) if dev is not None else p.data
+            if dtype is not None:
+                data = data.astype(dtype, copy=False)
+            p.data = data
+            p.grad = get_array_module(data).zeros_like(data)
+        return self
+
+    @property
+    def dtype(self):
+        params = self.parameters()
+        return params[0].data.dtype if params else None
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __repr__(self):
+        return type(self).__name__ + "()"
+
+
+def _named(value, name):
+    if isinstance(value, Parameter):
+        return [(name, value)]
+    if isinstance(value, Module):
+        return value.named_parameters(name + ".")
+    if isinstance(value, (list, tuple)):
+        found = []
+        for i, item in enumerate(value):
+            found.extend(_named(item, f"{name}.{i}"))
+        return found
+    return []
+
+
+def _children(value):
+    if isinstance(value, Module):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, Module)]
+    return []
+
+
+class Sequential(Module):
+    """Layers applied in order: forward up the list, gradients back down it."""
+
+    def __init__(self, *layers):
+        for layer in layers:
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential takes layers (Module instances), got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def named_parameters(self, prefix=""):
+        found = []
+        for i, layer in enumerate(self.layers):
+            found.extend(layer.named_parameters(f"{prefix}{i}."))
+        return found
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"
+
+
+def check_input(layer, x, ndim, what):
+    """Raise a clear error when x is not a floating array of rank `ndim` matching the layer's dtype and device."""
+    name = repr(layer)
+    xp = get_array_module(x)
+    if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
+        raise TypeError(f"{name}: expected an array {what}, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name}: expected input of rank {ndim} {what}, got shape {tuple(x.shape)}")
+    if not numpy.issubdtype(x.dtype, numpy.floating):
+        raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
+    params = layer.parameters()
+    if params:
+        p = params[0].data
+        if get_array_module(p) is not xp:
+            raise TypeError(f"{name}: input is a {xp.__name__} array but the layer's parameters are "
+                            f"{get_array_module(p).__name__} arrays; move one with .to(device) / gpudl.to_device")
+        if x.dtype != p.dtype:
+            raise TypeError(f"{name}: input dtype {x.dtype} does not match the parameters' dtype {p.dtype}; "
+                            f"cast the input or call .to(dtype={x.dtype.name})")

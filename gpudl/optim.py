@@ -1,0 +1,145 @@
+"""Optimizers that read each Parameter's .grad and update its .data in place, on the device where it lives.
+
+The update rules are PyTorch's, so results compare one to one. Weight decay is the lecture's lambda r(w) with
+r(w) = 1/2 ||w||^2, i.e. lambda * w added to the gradient. State is kept per position in the parameter list.
+"""
+import math
+
+from .backend import get_array_module, to_device, to_numpy
+from .nn.module import Parameter
+
+
+def _check_params(params, name):
+    params = list(params)
+    if not params:
+        raise ValueError(f"{name}: got an empty parameter list")
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise TypeError(f"{name}: expected Parameters (model.parameters()), got {type(p).__name__}")
+    return params
+
+
+def _check_hyper(name, **values):
+    for key, (value, low, high) in values.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value < high):
+            raise ValueError(f"{name}: {key} must lie in [{low}, {high}), got {value!r}")
+
+
+class Optimizer:
+    def __init__(self, params, name):
+        self.params = _check_params(params, name)
+        self.steps = 0
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad[...] = 0
+
+    def _gradient(self, p):
+        """The gradient with weight decay folded in: g + lambda * w."""
+        if self.weight_decay:
+            return p.grad + self.weight_decay * p.data
+        return p.grad
+
+    def state_dict(self):
+        """Step count and per-parameter buffers as host arrays, for checkpoints."""
+        state = {"steps": self.steps}
+        for key, buffers in self._buffers().items():
+            for i, buf in enumerate(buffers):
+                if buf is not None:
+                    state[f"{key}.{i}"] = to_numpy(buf)
+        return state
+
+    def load_state_dict(self, state):
+        """Restore what state_dict() returned, onto each parameter's device."""
+        self.steps = int(state["steps"])
+        for key, buffers in self._buffers().items():
+            for i, p in enumerate(self.params):
+                value = state.get(f"{key}.{i}")
+                if value is not None:
+                    if tuple(value.shape) != tuple(p.data.shape):
+                        raise ValueError(f"{type(self).__name__}: state {key}.{i} has shape {tuple(value.shape)}, "
+                                         f"parameter has {tuple(p.data.shape)}")
+                    value = to_device(value, _device_of(p.data)).astype(p.data.dtype)
+                buffers[i] = value
+
+
+def _device_of(array):
+    from .backend import device_of
+    return device_of(array)
+
+
+class SGD(Optimizer):
+    """v = mu v + g; w -= lr v (plain gradient descent w -= lr g when mu = 0)."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, "SGD")
+        _check_hyper("SGD", lr=(lr, 1e-300, math.inf), momentum=(momentum, 0.0, 1.0),
+                     weight_decay=(weight_decay, 0.0, math.inf))
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.velocity = [None] * len(self.params)
+
+    def _buffers(self):
+        return {"velocity": self.velocity}
+
+    def step(self):
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            g = self._gradient(p)
+            if self.momentum:
+                if self.velocity[i] is None:
+                    self.velocity[i] = g.copy()
+                else:
+                    self.velocity[i] *= self.momentum
+                    self.velocity[i] += g
+                g = self.velocity[i]
+            p.data -= self.lr * g
+
+
+class Adam(Optimizer):
+    """m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr m_hat / (sqrt(v_hat) + eps), bias-corrected."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, "Adam")
+        _check_hyper("Adam", lr=(lr, 1e-300, math.inf), beta1=(betas[0], 0.0, 1.0), beta2=(betas[1], 0.0, 1.0),
+                     eps=(eps, 0.0, math.inf), weight_decay=(weight_decay, 0.0, math.inf))
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.m = [None] * len(self.params)
+        self.v = [None] * len(self.params)
+
+    def _buffers(self):
+        return {"m": self.m, "v": self.v}
+
+    def step(self):
+        self.steps += 1
+        b1, b2 = self.betas
+        correction1 = 1 - b1 ** self.steps
+        correction2 = 1 - b2 ** self.steps
+        for i, p in enumerate(self.params):
+            xp = get_array_module(p.data)
+            g = self._gradient(p)
+            if self.m[i] is None:
+                self.m[i] = xp.zeros_like(p.data)
+                self.v[i] = xp.zeros_like(p.data)
+            m, v = self.m[i], self.v[i]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            denom = xp.sqrt(v / correction2) + self.eps
+            p.data -= (self.lr / correction1) * m / denom
+
+
+def clip_grad_norm(params, max_norm):
+    """Scale all gradients by min(1, max_norm / ||g||), ||g|| the global L2 norm; returns ||g|| as a 0-d array.
+
+    Everything stays on the device: no value is read back to the host.
+    """
+    params = _check_params(params, "clip_grad_norm")
+    if not (max_norm > 0):
+        raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm!r}")
+    xp = get_array_module(params[0].grad)
+    total = xp.sqrt(sum((p.grad.astype(xp.float64) ** 2).sum() for p in params))
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for p in params:
+        p.grad *= scale.astype(p.grad.dtype)
+    return total

@@ -202,6 +202,8 @@ def test_each_module_is_built_once(cupy, monkeypatch):
 LOAD_AND_RUN = """
 import cupy, sys
 import cupy.cuda.compiler as compiler
+import gpudl
+gpudl.device("cuda")                    # gpudl takes arrays as cupy's once its backend has loaded CuPy
 if sys.argv[1] == "forbid":
     def refuse(*args, **kwargs):
         raise AssertionError("compiled again instead of loading CuPy's disk cache")

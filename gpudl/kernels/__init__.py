@@ -67,19 +67,21 @@ def check_args(what, args):
     """The real dtype shared by the array arguments of one launch, or a TypeError/ValueError naming `what`.
 
     Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64; scalars int64 or
-    the real dtype. Cupy arrays must live on the current device.
+    the real dtype.
     """
     real = None
     for k, arg in enumerate(args):
-        if not hasattr(arg, "shape"):
+        if type(arg) is numpy.int64:                  # most arguments are sizes: the quick way out
+            continue
+        dtype = getattr(arg, "dtype", None)
+        if dtype is None or not hasattr(arg, "ndim"):
             raise TypeError(f"{what}: argument {k} must be an array or a numpy scalar, got {type(arg).__name__}")
-        dtype = numpy.dtype(arg.dtype)
-        if dtype.kind == "f":
-            if dtype not in REAL_TYPES:
-                raise TypeError(f"{what}: arrays must be float32 or float64, got {dtype} (argument {k})")
+        if dtype in REAL_TYPES:
             if real is not None and dtype != real:
                 raise TypeError(f"{what}: arrays must share one dtype, got {real} and {dtype} (argument {k})")
             real = dtype
+        elif dtype.kind == "f":
+            raise TypeError(f"{what}: arrays must be float32 or float64, got {dtype} (argument {k})")
         elif dtype != INDEX_TYPE:
             raise TypeError(f"{what}: integer arguments must be int64, got {dtype} (argument {k})")
         if arg.ndim and not arg.flags.c_contiguous:
@@ -90,6 +92,7 @@ def check_args(what, args):
 
 
 def _check_device(xp, what, args):
+    """Cupy arrays must live on the current device, where the kernel runs and the outputs were allocated."""
     if xp is numpy:
         return
     current = xp.cuda.runtime.getDevice()
@@ -112,7 +115,8 @@ def launch(file, name, n, args):
 
 
 def _ints(*values):
-    return tuple(numpy.int64(v) for v in values)
+    """Sizes and indices as numpy.int64 scalars, the kernels' `long long`."""
+    return tuple(numpy.array(values, dtype=INDEX_TYPE))
 
 
 def _real_input(x, what, ndim):

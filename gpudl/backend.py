@@ -116,7 +116,9 @@ def device(spec=None):
 
 
 def is_cupy_array(array):
-    """True for a cupy.ndarray (False whenever CuPy was never imported)."""
+    """True for a cupy.ndarray, also when the user imported CuPy before gpudl looked for it."""
+    if _cupy is None and not (_cupy_tried or sys.modules.get("cupy") is None):
+        _load_cupy()
     return _cupy is not None and isinstance(array, _cupy.ndarray)
 
 

@@ -88,3 +88,18 @@ def test_round_trip_through_the_gpu(cupy):
     assert backend.device_of(on_gpu) == gpudl.device("cuda:0") or backend.device_of(on_gpu).kind == "cuda"
     np.testing.assert_array_equal(gpudl.to_numpy(on_gpu), x)
     assert gpudl.device("auto").kind == "cuda"
+
+
+def test_cupy_imported_by_the_user_is_recognised():
+    script = textwrap.dedent("""
+        import cupy
+        import numpy as np
+        from gpudl import backend
+        assert not backend.is_cupy_array(np.zeros(2))
+        assert backend._cupy is cupy           # found without any gpudl.device() call first
+        print("ok")
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    if "No module named 'cupy'" in run.stderr:
+        pytest.skip("CuPy is not installed")
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr

@@ -134,7 +134,7 @@ class RNN(_Recurrent):
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
         hs[0] = h
         for step in range(t):
-            h = F.tanh(xw[step] + h @ self.W_h.data)
+            h = F.rnn_step(xw[step], h, self.W_h.data)
             hs[step + 1] = h
         self._x, self._hs = x, hs
         self.state = h
@@ -151,8 +151,7 @@ class RNN(_Recurrent):
         da = xp.empty((hs.shape[0] - 1,) + hs.shape[1:], dtype=hs.dtype)
         for step in reversed(range(da.shape[0])):
             dh = dh_next if dh_seq is None else dh_seq[:, step] + dh_next
-            da[step] = F.tanh_backward(hs[step + 1], dh)
-            dh_next = da[step] @ self.W_h.data.T
+            da[step], dh_next = F.rnn_step_backward(dh, hs[step + 1], self.W_h.data)
         self.state_grad = dh_next
         dx = self._weight_grads(da)
         self._x = self._hs = None

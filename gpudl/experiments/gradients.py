@@ -16,12 +16,27 @@ import numpy
 from .. import functional as F
 from .. import nn
 from ..backend import device as resolve_device
-from ..backend import to_numpy
+from ..backend import get_array_module, to_numpy
+
+
+def backprop_norms(layer, x, u):
+    """Mean ||dL_T/dh_k|| over the batch for t - k = 0 .. T-1, with L_T = u . h_T, walked back one step at a time."""
+    xp = get_array_module(x)
+    hs = layer.forward(x)
+    dh = u                                   # dL_T/dh_T
+    norms = [xp.linalg.norm(dh, axis=1).mean()]
+    for k in range(x.shape[1] - 1, 0, -1):   # dL/dh_{k+1} -> dL/dh_k; h_k is hs[:, k-1]
+        _, dh = F.rnn_step_backward(dh, hs[:, k], layer.W_h.data)
+        norms.append(xp.linalg.norm(dh, axis=1).mean())
+    return to_numpy(xp.stack(norms))
 
 
 def gradient_norms(scales=(0.5, 1.0, 3.0), steps=50, hidden_size=32, input_size=4, batch_size=16, seed=0,
                    device="cpu"):
-    """{gamma: array of mean ||dL_T/dh_k|| for t - k = 0, 1, ..., steps - 1} for W_h = gamma * orthogonal."""
+    """{gamma: mean ||dL_T/dh_k|| for t - k = 0, 1, ..., steps - 1} for W_h = gamma * a random orthogonal matrix.
+
+    Inputs x_t ~ N(0, 1); u is a random unit vector per sequence; every gamma sees the same inputs and weights.
+    """
     if steps < 2:
         raise ValueError(f"gradient_norms: steps must be at least 2, got {steps}")
     dev = resolve_device(device)
@@ -32,16 +47,10 @@ def gradient_norms(scales=(0.5, 1.0, 3.0), steps=50, hidden_size=32, input_size=
         q, _ = numpy.linalg.qr(rng.normal(size=(hidden_size, hidden_size)))
         layer.W_h.data[...] = gamma * q
         layer.to(dev)
-        xp = dev.xp
-        x = xp.asarray(rng.normal(size=(batch_size, steps, input_size)))
+        x = rng.normal(size=(batch_size, steps, input_size))
         u = rng.normal(size=(batch_size, hidden_size))
-        hs = layer.forward(x)
-        dh = xp.asarray(u / numpy.linalg.norm(u, axis=1, keepdims=True))   # dL_T/dh_T
-        norms = [xp.linalg.norm(dh, axis=1).mean()]
-        for k in range(steps - 1, 0, -1):     # from dL/dh_{k+1} to dL/dh_k, k = T-1 .. 1 (h_k is hs[:, k-1])
-            _, dh = F.rnn_step_backward(dh, hs[:, k], layer.W_h.data)
-            norms.append(xp.linalg.norm(dh, axis=1).mean())
-        results[float(gamma)] = to_numpy(xp.stack(norms))
+        u /= numpy.linalg.norm(u, axis=1, keepdims=True)
+        results[float(gamma)] = backprop_norms(layer, dev.xp.asarray(x), dev.xp.asarray(u))
     return results
 
 

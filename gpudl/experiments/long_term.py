@@ -8,7 +8,7 @@ Predicting the mean (1.0) every time gives the baseline: a mean squared error of
 which the LSTM's input gate provides; a vanilla RNN's gradient from the answer back to the first marker also shrinks
 geometrically with the distance (experiment 1), while the LSTM's cell path c_t = f c_{t-1} + i g keeps it alive.
 
-    python -m gpudl.experiments.long_term --lengths 20 40 --iterations 1000
+    python -m gpudl.experiments.long_term --lengths 10 30 --iterations 600
 """
 import argparse
 import time
@@ -58,7 +58,7 @@ class SequenceRegressor(nn.Module):
         return self.recurrent.backward(None, dh if isinstance(self.recurrent, nn.RNN) else (dh, None))
 
 
-def train_adding(cell, length, hidden_size=16, iterations=1000, batch_size=32, lr=0.01, clip=1.0, test_size=1024,
+def train_adding(cell, length, hidden_size=16, iterations=600, batch_size=32, lr=0.02, clip=1.0, test_size=1024,
                  seed=0, device="cpu", dtype=numpy.float32):
     """Train one model on the adding problem with sequences of `length`; evaluate on fresh sequences.
 
@@ -89,7 +89,7 @@ def train_adding(cell, length, hidden_size=16, iterations=1000, batch_size=32, l
             "baseline_accuracy": base_acc, "seconds": seconds}
 
 
-def compare(lengths=(20, 40), cells=("rnn", "lstm"), **options):
+def compare(lengths=(10, 30), cells=("rnn", "lstm"), **options):
     """train_adding for every (length, cell): a list of result dicts, length by length."""
     return [train_adding(cell, length, **options) for length in lengths for cell in cells]
 
@@ -105,13 +105,13 @@ def table(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gpudl.experiments.long_term", description=__doc__.split("\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[20, 40],
-                        help="sequence lengths T; the first marked number lies at least T/2 steps back (default 20 40)")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[10, 30],
+                        help="sequence lengths T; the first marked number lies at least T/2 steps back (default 10 30)")
     parser.add_argument("--cells", nargs="+", choices=["rnn", "lstm"], default=["rnn", "lstm"])
     parser.add_argument("--hidden-size", type=int, default=16)
-    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     args = parser.parse_args(argv)

@@ -176,15 +176,15 @@ def train_charlm(text=None, path=None, epochs=5, seq_len=50, batch_size=32, hidd
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         model.reset_state()
-        total = 0.0
+        total = 0.0   # summed on the device; read back once per epoch
         for inputs, targets in batches:
             opt.zero_grad()
             loss = sequence_loss(model, loss_fn, inputs, targets)
             model.backward(loss_fn.backward().reshape(inputs.shape + (len(vocab),)))
             optim.clip_grad_norm(params, clip)
             opt.step()
-            total += float(loss)
-        mean = total / len(batches)
+            total = total + loss
+        mean = float(total) / len(batches)
         row = {"epoch": epoch, "loss": mean, "perplexity": math.exp(mean), "val_loss": None,
                "val_perplexity": None, "seconds": time.perf_counter() - start}
         if has_val:

@@ -194,3 +194,24 @@ def test_charlm_defaults_to_the_standard_library_corpus():
                                  sample_length=5, log=None)
     assert len(result["vocab"]) > 30                   # letters, digits, punctuation of real prose
     assert numpy.isfinite(result["history"][0]["loss"])
+
+
+# --- the same experiments on a GPU (skipped without one) ---------------------------------------------------------
+
+@pytest.mark.gpu
+def test_experiments_run_on_the_gpu(cupy, tmp_path):
+    cpu = gradients.gradient_norms(scales=(0.5, 3.0), steps=10, hidden_size=8, batch_size=4)
+    gpu = gradients.gradient_norms(scales=(0.5, 3.0), steps=10, hidden_size=8, batch_size=4, device="cuda")
+    for gamma in cpu:
+        numpy.testing.assert_allclose(gpu[gamma], cpu[gamma], rtol=1e-9)
+    result = long_term.train_adding("lstm", 6, iterations=5, device="cuda")
+    assert numpy.isfinite(result["mse"])
+    out = tmp_path / "lm.npz"
+    trained = charlm.train_charlm(text=TEXT, epochs=1, seq_len=8, batch_size=4, hidden_size=8, device="cuda",
+                                  out=str(out), sample_length=5, log=None)
+    assert isinstance(trained["model"].head.W.data, cupy.ndarray)
+    model, vocab = charlm.load_charlm(out, device="cpu")
+    idx = vocab.encode("the cat")[None, :]
+    trained["model"].reset_state()
+    numpy.testing.assert_allclose(model.forward(idx), cupy.asnumpy(trained["model"].forward(idx)), rtol=1e-4,
+                                  atol=1e-5)

@@ -144,7 +144,7 @@ def load_charlm(path, device="cpu", dtype=numpy.float32):
     return model.to(device), vocab
 
 
-def train_charlm(text=None, path=None, epochs=5, seq_len=50, batch_size=32, hidden_size=128, lr=0.005, seed=0,
+def train_charlm(text=None, path=None, epochs=10, seq_len=50, batch_size=32, hidden_size=128, lr=0.01, seed=0,
                  device=None, out=None, max_chars=100_000, clip=5.0, temperature=0.8, sample_length=200,
                  validation=0.1, log=print):
     """Train a CharLSTM on `text`, else the file at `path`, else the default corpus (up to max_chars characters).
@@ -206,11 +206,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gpudl.experiments.charlm", description=__doc__.split("\n")[0])
     parser.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: stdlib docstrings)")
     parser.add_argument("--max-chars", type=int, default=100_000, help="use at most this many characters")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seq-len", type=int, default=50, help="BPTT truncation length")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
+    parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: $GPUDL_DEVICE or auto)")
     parser.add_argument("--out", default=os.path.join("runs", "charlm.npz"), help="where to save the model")

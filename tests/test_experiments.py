@@ -38,13 +38,18 @@ def test_backprop_norms_agree_with_the_layers_bptt():
         assert norms[9 - k] == pytest.approx(want, rel=1e-12)
 
 
-def test_gradients_table_plot_and_command_line(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    png = tmp_path / "g.png"
-    results = gradients.main(["--steps", "12", "--scales", "0.5", "2", "--plot", str(png)])
+def test_gradients_command_line_prints_the_table(capsys):
+    results = gradients.main(["--steps", "12", "--scales", "0.5", "2"])
     printed = capsys.readouterr().out
     assert "t-k" in printed and "W_h x 0.5" in printed and "W_h x 2" in printed
-    assert f"{results[2.0][11]:.3e}" in printed
+    assert f"{results[2.0][11]:.3e}" in printed and f"{results[0.5][5]:.3e}" in printed
+
+
+def test_gradients_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "g.png"
+    gradients.main(["--steps", "6", "--scales", "0.5", "2", "--plot", str(png)])
+    assert f"plot written to {png}" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -77,7 +77,7 @@ class _Progress:
 
     def __init__(self, enabled, total, desc, stream):
         self.bar, self.enabled, self.stream, self.desc = None, enabled, stream, desc
-        if enabled:
+        if enabled and total > 1:
             try:
                 from tqdm.auto import tqdm
                 self.bar = tqdm(total=total, desc=desc, file=stream, leave=True, dynamic_ncols=True)
@@ -140,17 +140,19 @@ def cosine_schedule(lr, epochs, final_fraction=0.0):
 
 
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
-        metric=accuracy, schedule=None, checkpoint_every=1, progress=True, stream=None, config=None):
+        metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
-    `schedule(epoch) -> lr`, when given, sets optimizer.lr at the start of each epoch (e.g. `cosine_schedule`).
+    Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
+    epoch and the last; progress=False keeps quiet. `schedule(epoch) -> lr`, when given, sets optimizer.lr at the start of each epoch (e.g. `cosine_schedule`).
     With `out` (a folder), writes checkpoint.npz, model.npz (the final parameters, for gpudl.load / `gpudl predict`),
     report.json and, when matplotlib is installed, curves.png. `config` (a dict) is copied into the report.
     """
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
-    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-        raise ValueError(f"fit: checkpoint_every must be a positive int, got {checkpoint_every!r}")
+    for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
     stream = stream if stream is not None else sys.stderr
     checkpoint = os.path.join(out, CHECKPOINT) if out else None
     history, start, last_good = [], 0, None
@@ -166,7 +168,8 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
         for epoch in range(start + 1, epochs + 1):
             if schedule is not None:
                 optimizer.lr = schedule(epoch)
-            record = _train_epoch(model, loss, optimizer, train_loader, metric, epoch, epochs, progress, stream,
+            show = progress and (epoch % log_every == 0 or epoch == epochs)
+            record = _train_epoch(model, loss, optimizer, train_loader, metric, epoch, epochs, show, stream,
                                   eval_loader, last_good, checkpoint)
             history.append(record)
             if checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):

@@ -238,7 +238,8 @@ def cmd_train(args):
         return _train_charlm(args)
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
-    if args.resume and args.model != "perceptron" and not os.path.exists(os.path.join(_out_dir(args), "checkpoint.npz")):
+    checkpoint = os.path.join(_out_dir(args), "checkpoint.npz")
+    if args.resume and args.model != "perceptron" and not os.path.exists(checkpoint):
         raise CLIError(f"--resume: no checkpoint in {_out_dir(args)} (train once without --resume first)")
     args.dev = resolve_device(args.device)
     return TRAINERS[args.model](args)
@@ -448,7 +449,7 @@ def main(argv=None):
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
-        print("gpudl: interrupted", file=sys.stderr)
+        print("gpudl: interrupted (a training run continues from its last checkpoint with --resume)", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("GPUDL_DEBUG"):

@@ -84,9 +84,9 @@ class _Progress:
             except ImportError:
                 pass
 
-    def update(self, **postfix):
+    def update(self, postfix):
         if self.bar is not None:
-            self.bar.set_postfix({k: v for k, v in postfix.items()}, refresh=False)
+            self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
 
     def close(self, line):
@@ -144,7 +144,8 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
-    epoch and the last; progress=False keeps quiet. `schedule(epoch) -> lr`, when given, sets optimizer.lr at the start of each epoch (e.g. `cosine_schedule`).
+    epoch and the last; progress=False keeps quiet. `schedule(epoch) -> lr`, when given, sets optimizer.lr at the
+    start of each epoch (e.g. `cosine_schedule`).
     With `out` (a folder), writes checkpoint.npz, model.npz (the final parameters, for gpudl.load / `gpudl predict`),
     report.json and, when matplotlib is installed, curves.png. `config` (a dict) is copied into the report.
     """
@@ -215,8 +216,8 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
             correct += int(c)
             counted += int(n)
         rate = seen / max(time.perf_counter() - t0, 1e-9)
-        bar.update(loss=f"{total_loss / seen:.4f}", acc=f"{correct / counted:.3f}" if counted else "-",
-                   samples_s=f"{rate:.0f}")
+        bar.update({"loss": f"{total_loss / seen:.4f}", "acc": f"{correct / counted:.3f}" if counted else "-",
+                    "samples/s": f"{rate:.0f}"})
     seconds = time.perf_counter() - t0
     record = {"epoch": epoch, "lr": getattr(optimizer, "lr", None), "train_loss": total_loss / seen,
               "train_accuracy": correct / counted if counted else None,

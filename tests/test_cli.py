@@ -165,3 +165,36 @@ def test_acceptance_lenet5_on_mnist(tmp_path, capsys, mnist_dir):
     assert "first 8000 images to train, last 2000 to test" in err
     report = json.loads(open(os.path.join(run, "report.json")).read())
     assert report["final"]["test_accuracy"] >= 0.97
+
+
+def test_a_killed_run_resumed_from_the_command_line_ends_like_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
+    from gpudl import train
+    from gpudl.serialization import load_arrays
+    common = ["train", "xor", "--epochs", "30", "--device", "cpu", "--quiet", "--seed", "3"]
+    assert main(common + ["--out", str(tmp_path / "whole")]) == 0
+    real_epoch = train._train_epoch
+
+    def killed_at_epoch_20(*args):
+        if args[5] == 20:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train, "_train_epoch", killed_at_epoch_20)
+    assert main(common + ["--out", str(tmp_path / "killed")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert int(load_arrays(tmp_path / "killed" / "checkpoint.npz")["epoch"]) == 18  # checkpoints every 3 epochs
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    assert main(common + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
+    whole, resumed = load_arrays(tmp_path / "whole" / "model.npz"), load_arrays(tmp_path / "killed" / "model.npz")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        numpy.testing.assert_array_equal(whole[key], resumed[key])
+
+
+def test_lenet5_trains_on_the_gpu(tmp_path, capsys, cupy):
+    run = str(tmp_path / "gpu")
+    assert main(["train", "lenet5", "--epochs", "2", "--device", "cuda", "--quiet", "--out", run]) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["config"]["device"].startswith("cuda") and report["final"]["test_accuracy"] > 0.85
+    assert main(["predict", run, "--device", "cuda", "--show", "1"]) == 0
+    assert main(["train", "lenet5", "--epochs", "3", "--device", "cuda", "--quiet", "--out", run, "--resume"]) == 0

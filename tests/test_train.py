@@ -179,3 +179,21 @@ def test_cosine_schedule_falls_from_lr_to_the_floor():
     assert schedule(6) == pytest.approx(0.05)
     assert schedule(10) < schedule(9) < schedule(2)
     assert cosine_schedule(1.0, 4, final_fraction=0.5)(3) == pytest.approx(0.75)
+
+
+def test_fit_and_resume_on_the_gpu_follow_the_cpu(tmp_path, cupy):
+    cpu = _setup()
+    fit(*cpu, epochs=2, progress=False)
+    model, loss, opt, _, _ = _setup()
+    model.to("cuda")
+    X, y = _data()
+    train = DataLoader(X[:64], y[:64], 16, seed=0, transform=random_shift(1), device="cuda")
+    test = DataLoader(X[64:], y[64:], 32, shuffle=False, device="cuda")
+    fit(model, loss, opt, train, test, epochs=1, out=str(tmp_path), progress=False)
+    fresh, loss2, opt2, _, _ = _setup()
+    fresh.to("cuda")
+    train2 = DataLoader(X[:64], y[:64], 16, seed=0, transform=random_shift(1), device="cuda")
+    report = fit(fresh, loss2, opt2, train2, test, epochs=2, out=str(tmp_path), resume=True, progress=False)
+    assert report["status"] == "completed" and isinstance(fresh.parameters()[0].data, cupy.ndarray)
+    for a, b in zip(_params(cpu[0]), fresh.parameters()):
+        numpy.testing.assert_allclose(a, cupy.asnumpy(b.data), rtol=1e-2, atol=1e-3)

@@ -1,6 +1,4 @@
 """Data augmentation for images: random translations, drawn from the loader's seeded generator."""
-import numpy
-
 from ..backend import device_of, get_array_module, to_device
 
 

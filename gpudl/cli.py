@@ -367,7 +367,7 @@ def kernel_report(usable):
             if run.returncode == 0:
                 lines.append(f"kernels: {name} compiles (nvcc --ptx; no GPU to run it)")
             else:
-                first = (run.stderr.strip().splitlines() or ["unknown error"])[0]
+                first = ((run.stderr or run.stdout).strip().splitlines() or ["unknown error"])[0]
                 lines.append(f"kernels: {name} FAILS to compile: {first[:200]}")
         else:
             lines.append(f"kernels: {name} not checked (no usable GPU and no nvcc)")
@@ -437,15 +437,17 @@ def make_parser():
     info = sub.add_parser("info", help="versions, devices, and whether the CUDA kernels compile")
     info.set_defaults(func=cmd_info)
 
-    bench = sub.add_parser("bench", help="benchmarks (gpudl.bench)", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    bench.set_defaults(func=cmd_bench)
+    sub.add_parser("bench", help="benchmarks (gpudl.bench; its own options follow)", add_help=False)
     return parser
 
 
 def main(argv=None):
     """Entry point of the `gpudl` command; returns the exit status."""
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after "bench" belongs to gpudl.bench, options included
+        args = argparse.Namespace(func=cmd_bench, bench_args=argv[1:])
+    else:
+        args = make_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

@@ -198,3 +198,64 @@ def test_lenet5_trains_on_the_gpu(tmp_path, capsys, cupy):
     assert report["config"]["device"].startswith("cuda") and report["final"]["test_accuracy"] > 0.85
     assert main(["predict", run, "--device", "cuda", "--show", "1"]) == 0
     assert main(["train", "lenet5", "--epochs", "3", "--device", "cuda", "--quiet", "--out", run, "--resume"]) == 0
+
+
+def test_kernel_report_tells_a_good_source_from_a_broken_one(tmp_path, monkeypatch):
+    import shutil
+
+    from gpudl import cli
+    if not gpu_available() and shutil.which("nvcc") is None:
+        pytest.skip("neither a GPU nor nvcc to compile with")
+    (tmp_path / "good.cu").write_text('extern "C" __global__ void twice(float* x, long long n) {\n'
+                                      '    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n'
+                                      '    if (i < n) x[i] *= 2.0f;\n}\n')
+    (tmp_path / "broken.cu").write_text('extern "C" __global__ void k(float* x) { x[0] = not_declared; }\n')
+    monkeypatch.setattr(cli, "_kernel_sources", lambda: (str(tmp_path), [str(tmp_path / "broken.cu"),
+                                                                         str(tmp_path / "good.cu")]))
+    broken, good = cli.kernel_report(gpu_available())
+    assert broken.startswith("kernels: broken.cu FAILS to compile") and "not_declared" in broken
+    assert good.startswith("kernels: good.cu compiles")
+
+
+BLOCK_EXTRAS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('sklearn', 'tqdm', 'matplotlib'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from gpudl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_cli_runs_without_the_optional_packages(tmp_path):
+    def gpudl(*argv):
+        return subprocess.run([sys.executable, "-c", BLOCK_EXTRAS, *argv], capture_output=True, text=True, cwd=ROOT)
+
+    run = gpudl("train", "xor", "--device", "cpu", "--epochs", "20", "--out", str(tmp_path / "xor"))
+    assert run.returncode == 0, run.stderr
+    assert "epoch 20/20: loss " in run.stderr  # plain progress lines instead of tqdm
+    assert (tmp_path / "xor" / "report.json").exists() and not (tmp_path / "xor" / "curves.png").exists()
+    run = gpudl("train", "lenet5", "--device", "cpu", "--out", str(tmp_path / "lenet"))
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        'gpudl: error: the default digits data set needs scikit-learn: pip install "gpudl[examples]" '
+        '(or pass --data-dir with MNIST IDX files)']
+    info = gpudl("info")
+    assert info.returncode == 0 and "scikit-learn missing" in info.stdout and "gpudl[examples]" in info.stdout
+
+
+def test_bench_and_charlm_delegate_to_their_modules_when_present(monkeypatch):
+    import types
+    seen = {}
+    bench = types.ModuleType("gpudl.bench")
+    bench.main = lambda argv: seen.setdefault("bench", argv) and 0
+    charlm = types.ModuleType("gpudl.experiments.charlm")
+    charlm.run_cli = lambda args: seen.setdefault("charlm", (args.model, args.epochs, args.device)) and 0
+    monkeypatch.setitem(sys.modules, "gpudl.bench", bench)
+    monkeypatch.setitem(sys.modules, "gpudl.experiments.charlm", charlm)
+    assert main(["bench", "--quick", "-k", "conv"]) == 0
+    assert seen["bench"] == ["--quick", "-k", "conv"]
+    assert main(["train", "charlm", "--epochs", "3", "--device", "cpu"]) == 0
+    assert seen["charlm"] == ("charlm", 3, "cpu")

@@ -23,7 +23,7 @@ import tempfile
 import numpy
 
 from . import __version__
-from .backend import DeviceError, gpu_status
+from .backend import DeviceError, gpu_status, to_device, to_numpy
 from .backend import device as resolve_device
 from .train import TrainingDiverged
 
@@ -76,6 +76,10 @@ def _rng(seed, stream):
     return numpy.random.default_rng([seed, stream])
 
 
+def _to_stderr(text):
+    print(text, file=sys.stderr)
+
+
 def _out_dir(args):
     return args.out or os.path.join("runs", args.model)
 
@@ -117,9 +121,10 @@ def _train_perceptron(args):
         raise CLIError(f"the perceptron's learning rate must lie in (0, 1], got {lr}")
     epochs = args.epochs or 100
     X, y = xor(numpy.float64) if args.data == "xor" else separable_points(200, seed=args.seed, dtype=numpy.float64)
-    model = Perceptron(X.shape[1], lr=lr, max_epochs=epochs)
-    result = model.fit(X, y)
-    accuracy = float((model.predict(X) == y).mean())
+    model = Perceptron(X.shape[1], lr=lr, max_epochs=epochs).to(args.dev)
+    result = model.fit(X, y)  # the rule is sequential: it runs on the host, the weights are copied back
+    weights, bias = to_numpy(model.W.data)[:, 0], float(to_numpy(model.b.data)[0])
+    accuracy = float((to_numpy(model.predict(X)) == y).mean())
     out = _out_dir(args)
     os.makedirs(out, exist_ok=True)
     save(model, os.path.join(out, "model.npz"))
@@ -127,10 +132,10 @@ def _train_perceptron(args):
     report = {"config": _config(args, n_features=X.shape[1], signed=model.signed), "data": args.data,
               "status": "converged" if result.converged else "not converged", "epochs_run": result.epochs,
               "updates": result.updates, "train_accuracy": accuracy,
-              "weights": model.W.data[:, 0].tolist(), "bias": float(model.b.data[0]), "history": []}
+              "weights": weights.tolist(), "bias": bias, "history": []}
     write_report(out, report)
     print(f"perceptron on {args.data} points: {result}; training accuracy {accuracy:.3f}")
-    print(f"w = {numpy.round(model.W.data[:, 0], 4).tolist()}, b = {float(model.b.data[0]):.4f}; "
+    print(f"w = {numpy.round(weights, 4).tolist()}, b = {bias:.4f}; "
           f"model and report in {out}")
     return 0
 
@@ -150,12 +155,13 @@ def _train_xor(args):
     batch = args.batch_size or 4
     args.lr, args.epochs, args.batch_size = lr, epochs, batch
     model = MLP(sizes, rng=_rng(args.seed, 0)).to(args.dev)
+    if not args.quiet:
+        model.summary((2,), print_fn=_to_stderr)
     optimizer = optim.SGD(model.parameters(), lr, momentum=0.9)
     loader = DataLoader(X, Y, batch, seed=[args.seed, 1], device=args.dev)
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
                  epochs=epochs, out=_out_dir(args), resume=args.resume, checkpoint_every=max(1, epochs // 10),
                  log_every=max(1, epochs // 10), progress=not args.quiet, config=_config(args, sizes=sizes))
-    from .backend import to_device, to_numpy
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):
@@ -203,6 +209,8 @@ def _train_lenet5(args):
     print(f"lenet5: {description}; {len(Xtr)} training and {len(Xte)} test images, device {args.dev}",
           file=sys.stderr)
     model = LeNet5(rng=_rng(args.seed, 0)).to(args.dev)
+    if not args.quiet:
+        model.summary((1, 28, 28), print_fn=_to_stderr)
     optimizer = optim.Adam(model.parameters(), lr)
     shift = 0 if args.data_dir else 2  # few digits images: random shifts of up to 2 pixels keep LeNet-5 general
     train = DataLoader(Xtr, ytr, batch, seed=[args.seed, 1], device=args.dev,
@@ -268,7 +276,6 @@ def _load_input(path, model_name):
 
 
 def cmd_predict(args):
-    from .backend import to_device, to_numpy
     from .serialization import load
     report_path = os.path.join(args.run, "report.json")
     model_path = os.path.join(args.run, "model.npz")

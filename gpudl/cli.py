@@ -93,7 +93,7 @@ def _config(args, **model_args):
 # ---------------------------------------------------------------------------------------------------- models
 
 
-def build_model(name, model_args, dtype=numpy.float32):
+def build_model(name, model_args):
     """The model a run directory's report describes (for `gpudl predict`)."""
     from .models import MLP, LeNet5, Perceptron
     if name == "lenet5":
@@ -159,9 +159,10 @@ def _train_xor(args):
         model.summary((2,), print_fn=_to_stderr)
     optimizer = optim.SGD(model.parameters(), lr, momentum=0.9)
     loader = DataLoader(X, Y, batch, seed=[args.seed, 1], device=args.dev)
+    every_tenth = max(1, epochs // 10)
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
-                 epochs=epochs, out=_out_dir(args), resume=args.resume, checkpoint_every=max(1, epochs // 10),
-                 log_every=max(1, epochs // 10), progress=not args.quiet, config=_config(args, sizes=sizes))
+                 epochs=epochs, out=_out_dir(args), resume=args.resume, checkpoint_every=every_tenth,
+                 log_every=every_tenth, progress=not args.quiet, config=_config(args, sizes=sizes))
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):
@@ -229,7 +230,9 @@ def _train_lenet5(args):
 def _train_charlm(args):
     try:
         charlm = importlib.import_module("gpudl.experiments.charlm")
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("gpudl.experiments", "gpudl.experiments.charlm"):
+            raise
         raise CLIError("charlm is not available in this version of gpudl "
                        "(the module gpudl.experiments.charlm is missing)") from None
     return charlm.run_cli(args)

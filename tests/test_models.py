@@ -112,3 +112,13 @@ def test_lenet5_trains_one_step_downhill():
         model.backward(loss.backward())
         opt.step()
     assert float(loss(model.forward(x), y)) < before
+
+
+def test_perceptron_has_no_backward_and_uses_the_threshold_layers():
+    p = Perceptron(2)
+    assert type(p.activation).__name__ == "Step"
+    p.fit(numpy.array([[1.0, 0.0], [-1.0, 0.0]]), numpy.array([1, -1]))
+    assert type(p.activation).__name__ == "Sign"
+    numpy.testing.assert_array_equal(p.predict([[2.0, 5.0], [-3.0, 1.0]]), [1, -1])
+    with pytest.raises(TypeError, match="its own rule"):
+        p.backward(numpy.ones((1, 1)))

@@ -10,6 +10,7 @@ import numpy
 
 from .. import functional as F
 from ..backend import device_of, to_device, to_numpy
+from ..nn.activation import Sign, Step
 from ..nn.module import Module, Parameter, check_input
 
 
@@ -41,14 +42,20 @@ class Perceptron(Module):
         self.b = Parameter(numpy.zeros(1, dtype=dtype))
         self.signed = False  # True once fit on -1/+1 labels: the Sign activation instead of Step
 
-    def _phi(self, v):
-        return F.sign(v) if self.signed else F.step(v)
+    @property
+    def activation(self):
+        """The threshold of the neuron: Step (0/1 labels) or Sign (-1/+1 labels)."""
+        return Sign() if self.signed else Step()
 
     def forward(self, x):
         check_input(self, x, 2, f"(N, {self.n_features})")
         if x.shape[1] != self.n_features:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.n_features}), got {tuple(x.shape)}")
-        return self._phi(F.dense(x, self.W.data, self.b.data))
+        return self.activation.forward(F.dense(x, self.W.data, self.b.data))
+
+    def backward(self, dy):
+        raise TypeError(f"{self!r}: the perceptron learns by its own rule (fit), not by back-propagation; "
+                        f"its threshold has no useful gradient")
 
     def predict(self, X):
         """Class labels (N,) in the label set the perceptron was fit on."""
@@ -83,7 +90,7 @@ class Perceptron(Module):
             mistakes = 0
             for k in order:
                 v = X[k] @ w + b
-                out = numpy.sign(v) if self.signed else float(v >= 0)
+                out = numpy.sign(v) if self.signed else float(v >= 0)  # Sign / Step on one point
                 error = y[k] - out
                 if error != 0:
                     w += self.lr * error * X[k]

@@ -56,7 +56,7 @@ def test_cuda_without_a_gpu(tmp_path, capsys):
     if gpu_available():
         pytest.skip("a GPU is usable here")
     _fails_with_one_line(["train", "xor", "--device", "cuda", "--out", str(tmp_path)], capsys,
-                         "device 'cuda' was asked for")
+                         "device 'cuda' is not usable")
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):

@@ -10,6 +10,7 @@ bench.json (machine, versions, min/median/max of every figure) and, with matplot
 The pytest-benchmark suite in benchmarks/ times the same cases.
 """
 import argparse
+import contextlib
 import sys
 
 from ..backend import gpu_status
@@ -157,6 +158,8 @@ def _parser():
                    help="only cases whose 'name [size]' contains SUBSTR (repeatable: any of them)")
     p.add_argument("--repeat", type=int, metavar="N", help="timed repeats per figure (default 3 quick, 10 full)")
     p.add_argument("--no-torch", action="store_true", help="time gpudl alone, without the PyTorch peer")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for NumPy's BLAS (through threadpoolctl) and for PyTorch alike")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     return p
 
@@ -173,6 +176,25 @@ def _devices(choice):
         print(f"gpudl bench: no usable GPU ({reason}); timing the CPU only", file=sys.stderr)
         return ["cpu"]
     return ["cpu", "cuda"]
+
+
+@contextlib.contextmanager
+def _thread_limit(threads, use_torch):
+    """Run with at most `threads` BLAS threads on both sides (no limit when None)."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise SystemExit("gpudl bench: --threads must be at least 1")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise SystemExit("gpudl bench: --threads needs threadpoolctl (pip install threadpoolctl)") from None
+    if use_torch:
+        import torch
+        torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        yield
 
 
 def main(argv=None):
@@ -193,7 +215,9 @@ def main(argv=None):
     if use_torch and torch_module() is None:
         print("gpudl bench: PyTorch is not installed; timing gpudl alone", file=sys.stderr)
         use_torch = False
-    result = run(cases, _devices(args.device), quick=args.quick, repeat=args.repeat, use_torch=use_torch)
+    with _thread_limit(args.threads, use_torch):
+        result = run(cases, _devices(args.device), quick=args.quick, repeat=args.repeat, use_torch=use_torch)
+    result["settings"]["threads"] = args.threads
     print(report.table(result))
     if args.out:
         for path in report.write(result, args.out):

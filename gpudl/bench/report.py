@@ -25,6 +25,8 @@ def machine_info(devices):
                                                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
     if hasattr(os, "sched_getaffinity"):
         info["usable_cores"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):
+        info["load_average_1min_at_end"] = os.getloadavg()[0]  # other work on the machine skews CPU figures
     try:
         import threadpoolctl
         info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}

@@ -117,7 +117,7 @@ def _torch_layer(make_module, x_shape, backward):
     return build
 
 
-def _layer_pair(name, size, make_layer, make_module, x_shape, fwd_cost, bwd_cost, cost_kind, devices, peer="eager"):
+def _layer_pair(name, size, make_layer, make_module, x_shape, fwd_cost, bwd_cost, cost_kind, devices, peer):
     """Two cases, `name fwd` and `name fwd+bwd`; costs are bytes or flops for the forward and the backward."""
     cases = []
     for backward, suffix, cost in ((False, "fwd", fwd_cost), (True, "fwd+bwd", fwd_cost + bwd_cost)):
@@ -130,7 +130,8 @@ def _layer_pair(name, size, make_layer, make_module, x_shape, fwd_cost, bwd_cost
 def dense_cases(n, fin, fout, devices=("cpu", "cuda")):
     flops = 2 * n * fin * fout
     return _layer_pair("dense", f"b{n} {fin}->{fout}", lambda: nn.Dense(fin, fout),
-                       lambda torch: torch.nn.Linear(fin, fout), (n, fin), flops, 2 * flops, "flops", devices)
+                       lambda torch: torch.nn.Linear(fin, fout), (n, fin), flops, 2 * flops, "flops", devices,
+                       peer="nn.Linear")
 
 
 def conv_cases(n, c, f, k, hw, padding, devices=("cpu", "cuda"), label=""):
@@ -140,7 +141,7 @@ def conv_cases(n, c, f, k, hw, padding, devices=("cpu", "cuda"), label=""):
     size = f"{label}b{n} {c}->{f} {k}x{k} {hw}x{hw} {padding}"
     return _layer_pair("conv2d", size, lambda: nn.Conv2D(c, f, k, padding=padding),
                        lambda torch: torch.nn.Conv2d(c, f, k, padding=pad), (n, c, hw, hw), flops, 2 * flops,
-                       "flops", devices, peer="cuDNN/eager")
+                       "flops", devices, peer="nn.Conv2d")
 
 
 def pool_cases(kind, n, c, hw, k, devices=("cpu", "cuda")):
@@ -153,7 +154,7 @@ def pool_cases(kind, n, c, hw, k, devices=("cpu", "cuda")):
             return torch.nn.MaxPool2d(k)
         return torch.nn.AvgPool2d(k, count_include_pad=False)
     return _layer_pair(f"{kind}pool2d", f"{n}x{c}x{hw}x{hw} {k}x{k}", lambda: layer(k), module, x_shape,
-                       moved, moved, "bytes", devices)
+                       moved, moved, "bytes", devices, peer=f"nn.{kind.capitalize()}Pool2d")
 
 
 # ---- im2col and col2im alone -------------------------------------------------------------------------------------
@@ -275,8 +276,8 @@ def lstm_cell_cases(n, fin, h, devices=("cpu", "cuda")):
                 x.grad = h0.grad = c0.grad = None
                 torch.autograd.backward(cell(x, (h0, c0)), (dh, dc))
             return step
-        cases.append(Case(f"lstm cell step {'fwd+bwd' if backward else 'fwd'}", size, build, {"LSTMCell": peer},
-                          flops=flops * (3 if backward else 1), devices=devices))
+        cases.append(Case(f"lstm cell step {'fwd+bwd' if backward else 'fwd'}", size, build,
+                          {"nn.LSTMCell": peer}, flops=flops * (3 if backward else 1), devices=devices))
     return cases
 
 
@@ -289,7 +290,7 @@ def _gpudl_lstm():
 
 
 def lstm_sequence_cases(n, t, fin, h, devices=("cpu", "cuda")):
-    """gpudl.nn.LSTM over a whole sequence against cuDNN's nn.LSTM and a Python loop over nn.LSTMCell."""
+    """gpudl.nn.LSTM over a whole sequence against nn.LSTM (cuDNN on a GPU) and a Python loop over nn.LSTMCell."""
     size = f"b{n} T{t} in{fin} H{h}"
     flops = 2 * n * t * (fin + h) * 4 * h
     cases = []
@@ -346,7 +347,7 @@ def lstm_sequence_cases(n, t, fin, h, devices=("cpu", "cuda")):
                 forward().backward(dy)
             return step
         cases.append(Case(f"lstm seq {'fwd+bwd' if backward else 'fwd'}", size, build,
-                          {"cuDNN nn.LSTM": cudnn, "LSTMCell loop": cell_loop},
+                          {"nn.LSTM": cudnn, "LSTMCell loop": cell_loop},
                           flops=flops * (3 if backward else 1), devices=devices))
     return cases
 
@@ -520,7 +521,7 @@ def char_lstm_cases(n, t, vocab, h):
             torch.nn.functional.cross_entropy(logits.reshape(n * t, vocab), targets.reshape(-1)).backward()
             opt.step()
         return step
-    return [Case("char-lstm step", size, build, {"cuDNN nn.LSTM": peer}, kind="model")]
+    return [Case("char-lstm step", size, build, {"nn.LSTM": peer}, kind="model")]
 
 
 # ---- a fresh process: import, build, first training step --------------------------------------------------------
@@ -656,7 +657,7 @@ def targets(quick=False):
         Target("LSTM b64 T128 in128 H256 fwd+bwd >= 3x faster than an LSTMCell loop", "cuda", "lstm seq fwd+bwd",
                "b64 T128 in128 H256", "ratio", 1 / 3, "LSTMCell loop"),
         Target("LSTM b64 T128 in128 H256 fwd+bwd within 2.5x of cuDNN nn.LSTM", "cuda", "lstm seq fwd+bwd",
-               "b64 T128 in128 H256", "ratio", 2.5, "cuDNN nn.LSTM"),
+               "b64 T128 in128 H256", "ratio", 2.5, "nn.LSTM"),
         Target("2-core CPU: LeNet-5 step b64 within 2x of PyTorch CPU", "cpu", "lenet5 step", "b64", "ratio", 2.0),
         Target("2-core CPU: XOR MLP step faster than PyTorch's", "cpu", "xor mlp step", "2-4-1 b4", "ratio", 1.0),
     ]

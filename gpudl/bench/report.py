@@ -189,8 +189,9 @@ def table(result):
         lines.append("")
         lines.append("not run:")
         for (device, impl, reason), which in skips.items():
-            shown = ", ".join(sorted(set(which))[:4]) + (f" and {len(set(which)) - 4} more" if len(set(which)) > 4 else "")
-            lines.append(f"  {device} {impl}: {reason} ({shown})")
+            which = sorted(set(which))
+            more = f" and {len(which) - 4} more" if len(which) > 4 else ""
+            lines.append(f"  {device} {impl}: {reason} ({', '.join(which[:4])}{more})")
     if result.get("targets"):
         lines.append("")
         lines.append("targets:")

@@ -110,6 +110,9 @@ def test_list_filter_and_bad_arguments(capsys):
     assert main(["--quick", "--list", "--filter", "im2col"]) == 0
     listed = capsys.readouterr().out
     assert "im2col" in listed and "conv2d" not in listed
+    assert main(["--quick", "--profile", "--device", "cpu", "--filter", "col2im"]) == 0
+    profiled = capsys.readouterr().out
+    assert "col2im [" in profiled and "_col2im" in profiled  # cProfile names the function that did the work
     with pytest.raises(SystemExit):
         main(["--quick", "--filter", "no-such-case"])
     with pytest.raises(SystemExit):

@@ -3,6 +3,7 @@
     python -m gpudl.bench --quick             # small sizes, a few seconds (what CI runs)
     python -m gpudl.bench --device all        # full sizes, the CPU and (when usable) the GPU
     python -m gpudl.bench --filter lenet --out results
+    python -m gpudl.bench --profile --filter "lenet5 step [b64]" --device cpu    # where the host time goes
 
 It prints one table (gpudl ms, PyTorch ms, their ratio, the GPU-vs-CPU speedup, GB/s against the device's measured
 copy bandwidth, TFLOP/s, peak GPU memory of model steps), checks the project's performance targets, and writes
@@ -19,7 +20,8 @@ from .cases import Case, Target, Unavailable, all_cases, targets, torch_module
 from .timing import (Timing, copy_bandwidth, cupy_sync, peak_bytes_cupy, peak_bytes_torch, release_gpu_memory,
                      time_call, torch_sync)
 
-__all__ = ["Case", "Target", "Timing", "Unavailable", "all_cases", "main", "prepare", "run", "targets", "time_call"]
+__all__ = ["Case", "Target", "Timing", "Unavailable", "all_cases", "main", "prepare", "profile", "run", "targets",
+           "time_call"]
 
 # timing settings: quick keeps the whole CPU run to seconds; full gives steadier medians
 QUICK = dict(repeat=3, warmup_s=0.02, repeat_s=0.01, budget_s=1.0)
@@ -147,6 +149,35 @@ def _copy_bandwidth(dev, quick):
     return value
 
 
+def profile(case, device, seconds=1.0, top=15, out=None):
+    """Print where gpudl's side of a case spends its host time: cProfile over about `seconds` of warm calls,
+    by function. On a GPU this is the launch cost; the kernels' own time shows up in the synchronize."""
+    import cProfile
+    import pstats
+    import time
+    out = out or sys.stdout
+    try:
+        fn, sync = prepare(case, device)
+    except Unavailable as exc:
+        print(f"{case.key} on {device}: not run ({exc})", file=out)
+        return
+    sync = sync or (lambda: None)
+    for _ in range(3):
+        fn()
+    sync()
+    profiler, calls, start = cProfile.Profile(), 0, time.perf_counter()
+    profiler.enable()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        fn()
+        sync()
+        calls += 1
+    profiler.disable()
+    print(f"\n== {case.key} on {device}: {calls} calls, {(time.perf_counter() - start) / calls * 1e3:.3f} ms per "
+          f"call under the profiler", file=out)
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    release_gpu_memory()
+
+
 def _parser():
     p = argparse.ArgumentParser(prog="gpudl bench", description="Time gpudl's ops and model steps on the CPU and "
                                 "the GPU, side by side with PyTorch.")
@@ -161,6 +192,8 @@ def _parser():
     p.add_argument("--threads", type=int, metavar="N",
                    help="CPU threads for NumPy's BLAS (through threadpoolctl) and for PyTorch alike")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing, profile gpudl's side of each selected case (cProfile, by function)")
     return p
 
 
@@ -211,6 +244,12 @@ def main(argv=None):
         return 0
     if not cases:
         raise SystemExit(f"gpudl bench: no case matches {args.filter}")
+    if args.profile:
+        with _thread_limit(args.threads, False):
+            for dev in _devices(args.device):
+                for case in cases:
+                    profile(case, dev)
+        return 0
     use_torch = not args.no_torch
     if use_torch and torch_module() is None:
         print("gpudl bench: PyTorch is not installed; timing gpudl alone", file=sys.stderr)

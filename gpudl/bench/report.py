@@ -160,7 +160,7 @@ def rows(result):
             out.append([name_shown, size, device, _fmt(g, ".3f"), _fmt(t, ".3f"), peer["peer"] if peer else "-",
                         _fmt(g / t if t else None, ".2f", "x"),
                         _fmt(cpu["ms"]["median"] / g if cpu else None, ".1f", "x"),
-                        bandwidth or "-", _fmt(mine.get("tflop_per_s"), ".3f"), memory or "-"])
+                        bandwidth or "-", _fmt(mine.get("tflop_per_s"), ".3g"), memory or "-"])
     return out
 
 

@@ -4,6 +4,8 @@ A case builds, for one device, a zero-argument callable that does the work once;
 layers happens in the build, outside the timed region. gpudl builders take "cpu" or "cuda"; PyTorch builders take a
 torch device string. Memory-bound cases carry the bytes they must read and write once (inputs and outputs, a lower
 bound on the traffic) for the GB/s column; GEMM-bound cases carry their floating-point operations for TFLOP/s.
+PyTorch's forward-only figures run under no_grad (inference, its fastest path); its fwd+bwd figures go through
+autograd and compute dx, as gpudl's backward always does. Both sides use float32.
 """
 import os
 import subprocess

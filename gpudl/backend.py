@@ -106,17 +106,19 @@ def device(spec=None):
             raise ValueError(f"device spec {spec!r}: the index after 'cuda:' must be a non-negative integer")
         usable, reason = gpu_status()
         if not usable:
-            raise DeviceError(f"device {spec!r} was asked for, but {reason}")
+            raise DeviceError(f"device {spec!r} is not usable: {reason}")
         count = _cupy.cuda.runtime.getDeviceCount()
         index = int(index_text) if index_text is not None else _cupy.cuda.runtime.getDevice()
         if index >= count:
-            raise DeviceError(f"device {spec!r} was asked for, but only {count} CUDA device(s) exist")
+            raise DeviceError(f"device {spec!r} is not usable: only {count} CUDA device(s) exist")
         return Device("cuda", index)
     raise ValueError(f"unknown device spec {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
 def is_cupy_array(array):
-    """True for a cupy.ndarray (False whenever CuPy was never imported)."""
+    """True for a cupy.ndarray, also when the user imported CuPy before gpudl looked for it."""
+    if _cupy is None and not (_cupy_tried or sys.modules.get("cupy") is None):
+        _load_cupy()
     return _cupy is not None and isinstance(array, _cupy.ndarray)
 
 

@@ -5,7 +5,7 @@ r(w) = 1/2 ||w||^2, i.e. lambda * w added to the gradient. State is kept per pos
 """
 import math
 
-from .backend import get_array_module, to_device, to_numpy
+from .backend import device_of, get_array_module, to_device, to_numpy
 from .nn.module import Parameter
 
 
@@ -59,13 +59,8 @@ class Optimizer:
                     if tuple(value.shape) != tuple(p.data.shape):
                         raise ValueError(f"{type(self).__name__}: state {key}.{i} has shape {tuple(value.shape)}, "
                                          f"parameter has {tuple(p.data.shape)}")
-                    value = to_device(value, _device_of(p.data)).astype(p.data.dtype)
+                    value = to_device(value, device_of(p.data)).astype(p.data.dtype)
                 buffers[i] = value
-
-
-def _device_of(array):
-    from .backend import device_of
-    return device_of(array)
 
 
 class SGD(Optimizer):

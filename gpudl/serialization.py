@@ -32,6 +32,8 @@ def load_arrays(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such checkpoint file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .npz checkpoint (not a zip archive; truncated or another format?)")
     try:
         with numpy.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

@@ -11,3 +11,4 @@ from .losses import log_softmax, mse, one_hot, softmax_cross_entropy
 from .lstm import lstm_step, lstm_step_backward
 from .padding import check_padding, output_size, pad_amounts, pair
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from .rnn import rnn_step, rnn_step_backward

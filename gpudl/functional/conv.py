@@ -4,7 +4,8 @@ im2col unrolls every kernel window into a column: col[n, c, i, j, oh, ow] = x_pa
 Then y[n, f, :] = W[f, :] @ col[n, :, :] + b[f], with W flattened to (F, C*KH*KW) and col to (N, C*KH*KW, OH*OW).
 col2im is the adjoint: each image cell receives the sum of the column entries that read it.
 """
-from ..backend import get_array_module
+from .. import kernels
+from ..backend import get_array_module, is_cupy_array
 
 
 def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
@@ -39,11 +40,15 @@ def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
 
     pads = (top, bottom, left, right); padded cells read `fill` (0 for convolution, -inf for max pooling).
     """
+    if is_cupy_array(x):
+        return kernels.im2col(x, kh, kw, sh, sw, pads, fill)
     return _im2col_xp(x, kh, kw, sh, sw, pads, fill)
 
 
 def col2im(col, h, w, sh, sw, pads):
     """Fold col (N, C, KH, KW, OH, OW) back to an image (N, C, H, W), summing overlapping windows."""
+    if is_cupy_array(col):
+        return kernels.col2im(col, h, w, sh, sw, pads)
     return _col2im_xp(col, h, w, sh, sw, pads)
 
 

@@ -3,7 +3,8 @@
 a = x_t W_x + h_{t-1} W_h + b, shape (N, 4H);  i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o);
 c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t).
 """
-from ..backend import get_array_module
+from .. import kernels
+from ..backend import get_array_module, is_cupy_array
 from .activations import sigmoid
 
 
@@ -15,6 +16,8 @@ def _gates(a):
 
 def lstm_step(a, c_prev):
     """Forward: (h_t, c_t) from the pre-activations a (N, 4H) and c_{t-1} (N, H)."""
+    if is_cupy_array(a):
+        return kernels.lstm_step(a, c_prev)
     xp = get_array_module(a)
     i, f, g, o = _gates(a)
     c = f * c_prev + i * g
@@ -28,6 +31,8 @@ def lstm_step_backward(dh, dc, a, c_prev, c):
     da_i = dc_t g i(1-i), da_f = dc_t c_{t-1} f(1-f), da_g = dc_t i (1-g^2), da_o = dh_t tanh(c_t) o(1-o),
     and dc_{t-1} = dc_t f.
     """
+    if is_cupy_array(a):
+        return kernels.lstm_step_backward(dh, dc, a, c_prev, c)
     xp = get_array_module(a)
     i, f, g, o = _gates(a)
     tc = xp.tanh(c)

@@ -1,14 +1,17 @@
-"""Max and average pooling over KH x KW windows (NCHW), built on im2col/col2im.
+"""Max and average pooling over KH x KW windows (NCHW); the NumPy path is built on im2col/col2im.
 
 Max pooling keeps, per window, the index of its first maximum (row-major within the window), so ties resolve the
 same way on every device. Average pooling divides by the number of real (unpadded) cells in each window.
 """
-from ..backend import get_array_module
+from .. import kernels
+from ..backend import get_array_module, is_cupy_array
 from .conv import col2im, im2col
 
 
 def max_pool2d(x, kh, kw, sh, sw, pads):
     """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window."""
+    if is_cupy_array(x):
+        return kernels.max_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
     col = im2col(x, kh, kw, sh, sw, pads, fill=-xp.inf)
     n, c, _, _, oh, ow = col.shape
@@ -20,6 +23,8 @@ def max_pool2d(x, kh, kw, sh, sw, pads):
 
 def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
     """Route each window's gradient to the cell that won it; cells in several windows sum them."""
+    if is_cupy_array(dy):
+        return kernels.max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
     n, c, oh, ow = dy.shape
     window = xp.arange(kh * kw).reshape(1, 1, kh * kw, 1, 1)
@@ -35,6 +40,8 @@ def pool_counts(h, w, kh, kw, sh, sw, pads, xp, dtype):
 
 def avg_pool2d(x, kh, kw, sh, sw, pads):
     """Forward: y (N, C, OH, OW), the mean of each window's real cells."""
+    if is_cupy_array(x):
+        return kernels.avg_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
     col = im2col(x, kh, kw, sh, sw, pads)
     counts = pool_counts(x.shape[2], x.shape[3], kh, kw, sh, sw, pads, xp, x.dtype)
@@ -43,6 +50,8 @@ def avg_pool2d(x, kh, kw, sh, sw, pads):
 
 def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
     """Each real cell of a window receives dy / count; padded cells are dropped by col2im."""
+    if is_cupy_array(dy):
+        return kernels.avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
     n, c, oh, ow = dy.shape
     counts = pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, xp, dy.dtype)

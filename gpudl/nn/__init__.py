@@ -7,3 +7,4 @@ from .init import manual_seed
 from .loss import MSELoss, SoftmaxCrossEntropy
 from .module import Module, Parameter, Sequential
 from .pooling import AvgPool2D, MaxPool2D
+from .recurrent import LSTM, RNN

@@ -1,12 +1,13 @@
 """Activation functions as layers: y = phi(v) elementwise, dv = dy * phi'(v)."""
 from .. import functional as F
-from .module import Module, check_input
+from .module import Module
 
 
 class Activation(Module):
     """An elementwise phi with no parameters; subclasses name the forward and backward functions."""
 
     keeps_output = False  # backward needs y (sigmoid, tanh) instead of v
+    _kept = None
 
     def forward(self, v):
         if not hasattr(v, "dtype"):
@@ -16,6 +17,8 @@ class Activation(Module):
         return y
 
     def backward(self, dy):
+        if self._kept is None:
+            raise RuntimeError(f"{self!r}.backward() called before forward()")
         return self._dphi(self._kept, dy)
 
 

@@ -55,7 +55,7 @@ class MSELoss(Loss):
         if self.check:
             self._check_finite(pred, target)
         loss, self._dpred = F.mse(pred, target.astype(pred.dtype, copy=False))
-        return loss
+        return get_array_module(pred).asarray(loss)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -79,4 +79,4 @@ class SoftmaxCrossEntropy(Loss):
         if self.check:
             self._check_finite(pred, target)
         loss, self._dpred = F.softmax_cross_entropy(pred, target.astype(pred.dtype, copy=False))
-        return loss
+        return get_array_module(pred).asarray(loss)

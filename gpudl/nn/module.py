@@ -91,6 +91,41 @@ class Module:
     def __repr__(self):
         return type(self).__name__ + "()"
 
+    def summary(self, input_shape, print_fn=print):
+        """Print a table of layers, output shapes and parameter counts for inputs of `input_shape` (without the batch
+        axis, e.g. (1, 28, 28)), and the totals; returns the text. Shapes come from one forward pass of a zero batch
+        of one sample, on the model's device and in its dtype."""
+        params = self.parameters()
+        xp = get_array_module(params[0].data) if params else numpy
+        dtype = params[0].data.dtype if params else numpy.float32
+        x = xp.zeros((1, *tuple(input_shape)), dtype=dtype)
+        layers = self.layers if isinstance(self, Sequential) else [self]
+        rows = [("layer", "output shape", "parameters")]
+        was_training = self.training
+        self.eval()
+        try:
+            rows.append(("input", _shape_text(x.shape), ""))
+            for layer in layers:
+                x = layer.forward(x)
+                count = sum(int(p.data.size) for p in layer.parameters())
+                rows.append((repr(layer).split("\n")[0], _shape_text(x.shape), f"{count:,}" if count else "0"))
+        finally:
+            self.train(was_training)
+        widths = [max(len(r[k]) for r in rows) for k in range(3)]
+        rule = "-" * (sum(widths) + 4)
+        lines = [f"{rows[0][0]:<{widths[0]}}  {rows[0][1]:<{widths[1]}}  {rows[0][2]:>{widths[2]}}", rule]
+        lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows[1:]]
+        total = sum(int(p.data.size) for p in params)
+        lines += [rule, f"total parameters: {total:,} ({dtype}, {total * numpy.dtype(dtype).itemsize:,} bytes)"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+
+def _shape_text(shape):
+    return "(" + ", ".join(["N", *map(str, shape[1:])]) + ")"
+
 
 def _named(value, name):
     if isinstance(value, Parameter):

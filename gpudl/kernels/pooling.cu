@@ -1,0 +1,136 @@
+// Max and average pooling over KH x KW windows of NCHW images, forward and backward, computed directly.
+//
+// Compiled once per dtype with -Dreal_t=float or -Dreal_t=double. One thread per output element, grid-stride loop,
+// 64-bit indices. Window (oh, ow) covers rows oh*SH - top + i and columns ow*SW - left + j, 0 <= i < KH, 0 <= j < KW;
+// cells outside the image are padding: max pooling never picks them, average pooling does not count them.
+//
+// Max forward:  y = the window's maximum, argmax = i*KW + j of its FIRST maximum (row-major; NaN wins like numpy).
+// Backwards are gathers: input cell (y, x) sums, over the windows that cover it (i ascending, then j, the NumPy
+// path's order), dy of the window (max: only where argmax names this cell; average: dy / count).
+#ifndef real_t
+#error "compile with -Dreal_t=float or -Dreal_t=double"
+#endif
+
+extern "C" __global__ void max_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out,
+                                            long long* __restrict__ argmax,
+                                            long long N, long long C, long long H, long long W,
+                                            long long KH, long long KW, long long OH, long long OW,
+                                            long long SH, long long SW, long long top, long long left)
+{
+    const long long total = N * C * OH * OW;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+        const long long ow = idx % OW;
+        const long long oh = (idx / OW) % OH;
+        const long long nc = idx / (OW * OH);
+        const real_t* plane = x + nc * H * W;
+        real_t best = 0;
+        long long best_k = -1;                           // every window holds a real cell (pads < window)
+        for (long long i = 0; i < KH; ++i) {
+            const long long y = oh * SH - top + i;
+            if (y < 0 || y >= H) continue;
+            for (long long j = 0; j < KW; ++j) {
+                const long long xx = ow * SW - left + j;
+                if (xx < 0 || xx >= W) continue;
+                const real_t v = plane[y * W + xx];
+                if (best_k < 0 || (best == best && (v > best || v != v))) {   // x != x: NaN
+                    best = v;
+                    best_k = i * KW + j;
+                }
+            }
+        }
+        out[idx] = best;
+        argmax[idx] = best_k;
+    }
+}
+
+extern "C" __global__ void max_pool_backward(const real_t* __restrict__ dy, const long long* __restrict__ argmax,
+                                             real_t* __restrict__ dx,
+                                             long long N, long long C, long long H, long long W,
+                                             long long KH, long long KW, long long OH, long long OW,
+                                             long long SH, long long SW, long long top, long long left)
+{
+    const long long total = N * C * H * W;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+        const long long xx = idx % W;
+        const long long y = (idx / W) % H;
+        const long long nc = idx / (W * H);
+        real_t sum = 0;
+        for (long long i = 0; i < KH; ++i) {
+            const long long ry = y + top - i;
+            if (ry < 0 || ry % SH != 0 || ry / SH >= OH) continue;
+            for (long long j = 0; j < KW; ++j) {
+                const long long rx = xx + left - j;
+                if (rx < 0 || rx % SW != 0 || rx / SW >= OW) continue;
+                const long long window = (nc * OH + ry / SH) * OW + rx / SW;
+                if (argmax[window] == i * KW + j) sum += dy[window];
+            }
+        }
+        dx[idx] = sum;
+    }
+}
+
+// Number of real (unpadded) cells in window (oh, ow).
+__device__ __forceinline__ long long window_count(long long oh, long long ow, long long H, long long W,
+                                                  long long KH, long long KW, long long SH, long long SW,
+                                                  long long top, long long left)
+{
+    const long long y0 = oh * SH - top, x0 = ow * SW - left;
+    const long long rows = (y0 + KH < H ? y0 + KH : H) - (y0 > 0 ? y0 : 0);
+    const long long cols = (x0 + KW < W ? x0 + KW : W) - (x0 > 0 ? x0 : 0);
+    return rows * cols;
+}
+
+extern "C" __global__ void avg_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out,
+                                            long long N, long long C, long long H, long long W,
+                                            long long KH, long long KW, long long OH, long long OW,
+                                            long long SH, long long SW, long long top, long long left)
+{
+    const long long total = N * C * OH * OW;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+        const long long ow = idx % OW;
+        const long long oh = (idx / OW) % OH;
+        const long long nc = idx / (OW * OH);
+        const real_t* plane = x + nc * H * W;
+        real_t sum = 0;
+        for (long long i = 0; i < KH; ++i) {
+            const long long y = oh * SH - top + i;
+            if (y < 0 || y >= H) continue;
+            for (long long j = 0; j < KW; ++j) {
+                const long long xx = ow * SW - left + j;
+                if (xx >= 0 && xx < W) sum += plane[y * W + xx];
+            }
+        }
+        out[idx] = sum / (real_t)window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
+    }
+}
+
+extern "C" __global__ void avg_pool_backward(const real_t* __restrict__ dy, real_t* __restrict__ dx,
+                                             long long N, long long C, long long H, long long W,
+                                             long long KH, long long KW, long long OH, long long OW,
+                                             long long SH, long long SW, long long top, long long left)
+{
+    const long long total = N * C * H * W;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+        const long long xx = idx % W;
+        const long long y = (idx / W) % H;
+        const long long nc = idx / (W * H);
+        real_t sum = 0;
+        for (long long i = 0; i < KH; ++i) {
+            const long long ry = y + top - i;
+            if (ry < 0 || ry % SH != 0 || ry / SH >= OH) continue;
+            const long long oh = ry / SH;
+            for (long long j = 0; j < KW; ++j) {
+                const long long rx = xx + left - j;
+                if (rx < 0 || rx % SW != 0 || rx / SW >= OW) continue;
+                const long long ow = rx / SW;
+                const long long count = window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
+                sum += dy[(nc * OH + oh) * OW + ow] / (real_t)count;
+            }
+        }
+        dx[idx] = sum;
+    }
+}

@@ -1,0 +1,209 @@
+"""Recurrent layers over batch-first sequences (N, T, F), trained by backpropagation through time (BPTT).
+
+RNN (lecture eqs. 35-37):  h_t = tanh(x_t W_x + h_{t-1} W_h + b).
+LSTM (lecture eqs. 45-48): a_t = x_t W_x + h_{t-1} W_h + b split into gate blocks i, f, g, o;
+                           c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)  (see functional.lstm_step).
+
+x_t W_x for every t is one matrix product before the time loop; each step then costs one product h_{t-1} W_h
+plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
+da_t for every step and finishes with one product each for dW_x, dW_h and dx.
+
+State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
+(h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
+that state; gradients stop at the batch boundary, because the carried state is a plain array that remembers
+nothing of the batch that produced it. `backward` leaves dL/d(initial state) in `layer.state_grad`.
+"""
+import numpy
+
+from .. import functional as F
+from ..backend import get_array_module
+from . import init
+from .module import Module, Parameter, check_input
+
+
+class _Recurrent(Module):
+    """What RNN and LSTM share: weights, input and state checks, and the carried state."""
+
+    gates = 1           # blocks of H columns in W_x, W_h and b
+    state_parts = 1     # arrays in a state: h, or (h, c)
+
+    def __init__(self, input_size, hidden_size, dtype=numpy.float32, rng=None, stateful=False):
+        name = f"{type(self).__name__}({input_size}, {hidden_size})"
+        if int(input_size) < 1 or int(hidden_size) < 1:
+            raise ValueError(f"{name}: input_size and hidden_size must be positive")
+        self.input_size, self.hidden_size = int(input_size), int(hidden_size)
+        self.stateful = bool(stateful)
+        width = self.gates * self.hidden_size
+        # Small non-zero weights, U(-1/sqrt(H), 1/sqrt(H)): the units start in tanh's linear range and differ.
+        bound = 1.0 / numpy.sqrt(self.hidden_size)
+        self.W_x = Parameter(init.uniform((self.input_size, width), bound, dtype, rng))
+        self.W_h = Parameter(init.uniform((self.hidden_size, width), bound, dtype, rng))
+        self.b = Parameter(numpy.zeros(width, dtype=dtype))
+        self.state = None
+        self.state_grad = None
+
+    def reset_state(self):
+        """Forget the carried state: the next forward of a stateful layer starts from zeros."""
+        self.state = None
+
+    def to(self, device=None, dtype=None):
+        self.reset_state()
+        return super().to(device, dtype)
+
+    def _check(self, x, state):
+        """Validate x (N, T, F) and the initial state; return the state as a tuple of (N, H) arrays."""
+        check_input(self, x, 3, f"(N, T, {self.input_size})")
+        n, t, f = x.shape
+        if f != self.input_size:
+            raise ValueError(f"{self!r}: expected input of shape (N, T, {self.input_size}), got {tuple(x.shape)}")
+        if t < 1:
+            raise ValueError(f"{self!r}: the sequence is empty (input shape {tuple(x.shape)})")
+        if state is None and self.stateful:
+            state = self.state
+        if state is None:
+            xp = get_array_module(x)
+            return tuple(xp.zeros((n, self.hidden_size), dtype=x.dtype) for _ in range(self.state_parts))
+        parts = (state,) if self.state_parts == 1 else state
+        what = "h0 of shape (N, H)" if self.state_parts == 1 else "(h0, c0), each of shape (N, H)"
+        if not isinstance(parts, (tuple, list)) or len(parts) != self.state_parts:
+            raise TypeError(f"{self!r}: the state must be {what}, got {type(state).__name__}")
+        for part in parts:
+            if not hasattr(part, "shape") or not hasattr(part, "dtype"):
+                raise TypeError(f"{self!r}: the state must be {what}, got {type(part).__name__}")
+            if tuple(part.shape) != (n, self.hidden_size):
+                hint = " (call reset_state() when the batch size changes)" if self.stateful else ""
+                raise ValueError(f"{self!r}: state of shape {tuple(part.shape)} does not fit input of shape "
+                                 f"{tuple(x.shape)}; expected ({n}, {self.hidden_size}){hint}")
+            if get_array_module(part) is not get_array_module(x) or part.dtype != x.dtype:
+                raise TypeError(f"{self!r}: the state ({get_array_module(part).__name__}, {part.dtype}) must be on "
+                                f"the input's device and of its dtype ({get_array_module(x).__name__}, {x.dtype})")
+        return tuple(get_array_module(x).ascontiguousarray(part) for part in parts)
+
+    def _input_products(self, x):
+        """x_t W_x + b for every t at once: one (N*T, F) x (F, G*H) product, returned time-major (T, N, G*H)."""
+        n, t, f = x.shape
+        xw = (x.reshape(n * t, f) @ self.W_x.data + self.b.data).reshape(n, t, -1)
+        return get_array_module(x).ascontiguousarray(xw.transpose(1, 0, 2))
+
+    def _weight_grads(self, da):
+        """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
+        xp = get_array_module(da)
+        t, n, width = da.shape
+        da_bt = xp.ascontiguousarray(da.transpose(1, 0, 2)).reshape(n * t, width)
+        self.W_x.grad += self._x.reshape(n * t, -1).T @ da_bt
+        self.W_h.grad += self._hs[:-1].reshape(t * n, -1).T @ da.reshape(t * n, width)
+        self.b.grad += da_bt.sum(axis=0)
+        return (da_bt @ self.W_x.data.T).reshape(n, t, self.input_size)
+
+    def _upstream(self, dh_seq, dstate):
+        """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple."""
+        if getattr(self, "_hs", None) is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward()")
+        t, n, h = self._hs.shape[0] - 1, self._hs.shape[1], self.hidden_size
+        xp = get_array_module(self._hs)
+        if dh_seq is not None and tuple(dh_seq.shape) != (n, t, h):
+            raise ValueError(f"{self!r}: gradient of shape {tuple(dh_seq.shape)} does not match the output "
+                             f"({n}, {t}, {h})")
+        if dstate is None:
+            return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) for _ in range(self.state_parts))
+        parts = (dstate,) if self.state_parts == 1 else tuple(dstate)
+        for part in parts:
+            if part is not None and tuple(part.shape) != (n, h):
+                raise ValueError(f"{self!r}: final-state gradient of shape {tuple(part.shape)}, expected ({n}, {h})")
+        return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) if p is None else xp.ascontiguousarray(p)
+                             for p in parts)
+
+    def _output(self, hs):
+        """The hidden sequence (N, T, H) from the time-major buffer (T+1, N, H) holding h_0 .. h_T."""
+        return get_array_module(hs).ascontiguousarray(hs[1:].transpose(1, 0, 2))
+
+    def __repr__(self):
+        extra = ", stateful=True" if self.stateful else ""
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra})"
+
+
+class RNN(_Recurrent):
+    """Vanilla (Elman) recurrent layer: h_t = tanh(x_t W_x + h_{t-1} W_h + b), W_x (in, H), W_h (H, H), b (H,)."""
+
+    def forward(self, x, state=None):
+        """The hidden sequence (N, T, H); h_T is left in `self.state`."""
+        (h,) = self._check(x, state)
+        xp = get_array_module(x)
+        n, t, _ = x.shape
+        xw = self._input_products(x)
+        hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
+        hs[0] = h
+        for step in range(t):
+            h = F.rnn_step(xw[step], h, self.W_h.data)
+            hs[step + 1] = h
+        self._x, self._hs = x, hs
+        self.state = h
+        return self._output(hs)
+
+    def backward(self, dh_seq, dstate=None):
+        """dx (N, T, F) from dL/dh_t for every t (None: zeros) and optionally dL/dh_T; dL/dh_0 -> `state_grad`.
+
+        dh_t = dL/dh_t (direct) + da_{t+1} W_h^T;  da_t = dh_t (1 - h_t^2).
+        """
+        dh_seq, (dh_next,) = self._upstream(dh_seq, dstate)
+        hs = self._hs
+        xp = get_array_module(hs)
+        da = xp.empty((hs.shape[0] - 1,) + hs.shape[1:], dtype=hs.dtype)
+        for step in reversed(range(da.shape[0])):
+            dh = dh_next if dh_seq is None else dh_seq[:, step] + dh_next
+            da[step], dh_next = F.rnn_step_backward(dh, hs[step + 1], self.W_h.data)
+        self.state_grad = dh_next
+        dx = self._weight_grads(da)
+        self._x = self._hs = None
+        return dx
+
+
+class LSTM(_Recurrent):
+    """Long short-term memory layer: W_x (in, 4H), W_h (H, 4H), b (4H,), gate blocks i, f, g, o (lecture eqs. 45-48).
+
+    The forget gate's bias starts at 1, so the cell keeps its memory at the start of training.
+    """
+
+    gates = 4
+    state_parts = 2
+
+    def __init__(self, input_size, hidden_size, dtype=numpy.float32, rng=None, stateful=False):
+        super().__init__(input_size, hidden_size, dtype, rng, stateful)
+        self.b.data[self.hidden_size:2 * self.hidden_size] = 1
+
+    def forward(self, x, state=None):
+        """The hidden sequence (N, T, H); (h_T, c_T) is left in `self.state`."""
+        h, c = self._check(x, state)
+        xp = get_array_module(x)
+        n, t, _ = x.shape
+        size = self.hidden_size
+        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
+        hs = xp.empty((t + 1, n, size), dtype=x.dtype)
+        cs = xp.empty((t + 1, n, size), dtype=x.dtype)
+        hs[0], cs[0] = h, c
+        for step in range(t):
+            a[step] += h @ self.W_h.data
+            h, c = F.lstm_step(a[step], c)
+            hs[step + 1], cs[step + 1] = h, c
+        self._x, self._a, self._hs, self._cs = x, a, hs, cs
+        self.state = (h, c)
+        return self._output(hs)
+
+    def backward(self, dh_seq, dstate=None):
+        """dx (N, T, F) from dL/dh_t for every t (None: zeros) and optionally (dL/dh_T, dL/dc_T).
+
+        (dL/dh_0, dL/dc_0) is left in `state_grad`. Per step: dh_t = dL/dh_t + da_{t+1} W_h^T, and
+        functional.lstm_step_backward turns (dh_t, dc_t) into da_t and dc_{t-1}.
+        """
+        dh_seq, (dh_next, dc) = self._upstream(dh_seq, dstate)
+        a, hs, cs = self._a, self._hs, self._cs
+        for step in reversed(range(a.shape[0])):
+            dh = dh_next if dh_seq is None else dh_seq[:, step] + dh_next
+            # a[step] is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
+            da, dc = F.lstm_step_backward(dh, dc, a[step], cs[step], cs[step + 1])
+            a[step] = da
+            dh_next = da @ self.W_h.data.T
+        self.state_grad = (dh_next, dc)
+        dx = self._weight_grads(a)
+        self._x = self._a = self._hs = self._cs = None
+        return dx

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Usage: scripts/gpu-check.sh OUTDIR
+#
+# One prepared run on a GPU machine (no network needed): records the machine (nvidia-smi, versions), runs the
+# gpu-marked tests, then the rest of the test suite, then the benchmarks when a benchmarks/ folder exists, and
+# writes everything under OUTDIR: junit xml, logs, benchmark json, summary.txt. It also runs on a machine without a
+# GPU, where the gpu tests report as skipped. Exit status: 0 when no step failed (skips are fine), else 1.
+#
+# Environment: PYTHON (default python3), STEP_TIMEOUT seconds per step (default 480).
+set -u
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 OUTDIR" >&2
+    exit 2
+fi
+mkdir -p "$1" || exit 2
+OUT=$(cd "$1" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python3}
+STEP_TIMEOUT=${STEP_TIMEOUT:-480}
+cd "$ROOT" || exit 2
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONDONTWRITEBYTECODE=1
+SUMMARY="$OUT/summary.txt"
+failed=0
+
+note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# step NAME COMMAND...: run with a time limit, log to OUT/NAME.log, note the outcome. pytest's 5 (nothing collected)
+# counts as success.
+step() {
+    local name=$1; shift
+    local start=$SECONDS rc
+    timeout "$STEP_TIMEOUT" "$@" >"$OUT/$name.log" 2>&1
+    rc=$?
+    local outcome="ok"
+    if [ $rc -eq 5 ]; then outcome="nothing collected"
+    elif [ $rc -eq 124 ]; then outcome="TIMED OUT after ${STEP_TIMEOUT}s"; failed=1
+    elif [ $rc -ne 0 ]; then outcome="FAILED (rc $rc)"; failed=1
+    fi
+    note "$(printf '%-12s %-24s %4ds  %s' "$name" "$outcome" $((SECONDS - start)) "$(tail -n 1 "$OUT/$name.log")")"
+}
+
+: >"$SUMMARY"
+note "gpudl gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) in $ROOT"
+if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+    git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit (with local changes)"
+    note "commit $commit"
+fi
+
+have_gpu=0
+if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 && have_gpu=1
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >>"$OUT/nvidia-smi.txt" 2>&1
+else
+    echo "nvidia-smi not found: no NVIDIA driver on this machine" >"$OUT/nvidia-smi.txt"
+fi
+note "gpu: $(head -n 1 "$OUT/nvidia-smi.txt" | cut -c1-100)"
+
+"$PY" - >"$OUT/versions.txt" 2>&1 <<'EOF'
+import importlib, platform, shutil, sys
+print("python", sys.version.replace("\n", " "))
+print("platform", platform.platform())
+for name in ("numpy", "cupy", "torch", "pytest", "pytest_benchmark", "setuptools"):
+    try:
+        print(name, importlib.import_module(name).__version__)
+    except Exception as exc:
+        print(name, "not importable:", type(exc).__name__, exc)
+for tool in ("nvcc", "g++"):
+    print(tool, shutil.which(tool))
+from gpudl.backend import gpu_status
+print("gpudl gpu_status", gpu_status())
+try:
+    import cupy
+    print("cuda runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver", cupy.cuda.runtime.driverGetVersion())
+    for dev in range(cupy.cuda.runtime.getDeviceCount()):
+        props = cupy.cuda.runtime.getDeviceProperties(dev)
+        print(f"device {dev}", props["name"].decode(), f"sm_{props['major']}{props['minor']}",
+              props["multiProcessorCount"], "SMs", props["totalGlobalMem"] // 2 ** 20, "MiB")
+except Exception as exc:
+    print("cupy devices: none usable:", type(exc).__name__, exc)
+EOF
+note "$(grep -E '^cupy [0-9]' "$OUT/versions.txt"); $(grep -E '^gpudl gpu_status ' "$OUT/versions.txt" | cut -c1-120)"
+
+if [ $have_gpu -eq 1 ] && ! grep -q "^gpudl gpu_status (True" "$OUT/versions.txt"; then
+    note "FAILED: nvidia-smi sees a GPU but CuPy cannot use it, so the gpu tests would only skip (see versions.txt)"
+    failed=1
+fi
+
+PYTEST=("$PY" -m pytest -p no:cacheprovider -rfEs)
+step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" tests
+step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" tests
+if [ -d benchmarks ]; then
+    step benchmarks "${PYTEST[@]}" -q --junitxml="$OUT/benchmarks.xml" --benchmark-json="$OUT/benchmarks.json" \
+        benchmarks
+else
+    note "benchmarks   skipped: no benchmarks/ folder in this tree"
+fi
+
+if [ $failed -eq 0 ]; then note "result: no step failed"; else note "result: FAILURES (see the logs above)"; fi
+exit $failed

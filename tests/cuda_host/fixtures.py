@@ -1,0 +1,92 @@
+"""The `kernel_path` fixture: one test body runs through gpudl.kernels on two targets.
+
+"host": numpy arrays, the kernel path forced in gpudl.functional, every launch run by the host build of the .cu
+file (cuda_host.h + g++ + ctypes) on small grids. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without
+one). Tests compute their NumPy references inside `with path.reference():`, where the host target lets numpy
+arrays take the NumPy path again.
+"""
+import contextlib
+
+import numpy
+import pytest
+
+from gpudl import kernels
+from gpudl.functional import conv, lstm, pooling
+
+from .host import HostKernels, compiler
+
+SMALL_BLOCK, SMALL_GRID = 8, 3      # 24 threads per launch: fewer than the elements of almost every test array
+
+
+class HostPath:
+    name = "host"
+    xp = numpy
+
+    def __init__(self, host_kernels):
+        self.counter = host_kernels.counter
+        self.forced = True
+
+    def is_device_array(self, array):
+        return self.forced and isinstance(array, numpy.ndarray)
+
+    @contextlib.contextmanager
+    def reference(self):
+        self.forced = False
+        try:
+            yield
+        finally:
+            self.forced = True
+
+    def asarray(self, array):
+        return numpy.array(array)
+
+    def move(self, layer):
+        return layer.to("cpu")
+
+
+class CupyPath:
+    name = "cupy"
+    counter = None
+
+    def __init__(self, cupy):
+        self.xp = cupy
+
+    @contextlib.contextmanager
+    def reference(self):
+        yield
+
+    def asarray(self, array):
+        return self.xp.asarray(array)
+
+    def move(self, layer):
+        return layer.to("cuda")
+
+
+@pytest.fixture(scope="session")
+def host_kernels(tmp_path_factory):
+    if compiler() is None:
+        pytest.skip("no host C++ compiler (g++) to build the kernels for the CPU")
+    return HostKernels(kernels.KERNEL_DIR, str(tmp_path_factory.mktemp("cuda_host")))
+
+
+@pytest.fixture
+def small_launches(monkeypatch):
+    """Launch SMALL_GRID blocks of SMALL_BLOCK threads at most, so the grid-stride loops go round."""
+    monkeypatch.setattr(kernels, "BLOCK", SMALL_BLOCK)
+    monkeypatch.setattr(kernels, "max_blocks", lambda xp: SMALL_GRID)
+
+
+@pytest.fixture(params=["host", pytest.param("cupy", marks=pytest.mark.gpu)])
+def kernel_path(request, monkeypatch):
+    if request.param == "cupy":
+        return CupyPath(request.getfixturevalue("cupy"))
+    host_kernels = request.getfixturevalue("host_kernels")
+    request.getfixturevalue("small_launches")
+    path = HostPath(host_kernels)
+    monkeypatch.setattr(kernels, "get_kernel", host_kernels.get_kernel)
+    for module in (conv, pooling, lstm):
+        monkeypatch.setattr(module, "is_cupy_array", path.is_device_array)
+    return path
+
+
+__all__ = ["CupyPath", "HostPath", "SMALL_BLOCK", "SMALL_GRID", "host_kernels", "kernel_path", "small_launches"]

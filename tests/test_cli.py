@@ -1,0 +1,261 @@
+"""The gpudl command: training each model, predict, info, and one clear line for every kind of bad input."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from gpudl import gpu_available
+from gpudl.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fails_with_one_line(argv, capsys, match):
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        status = exc.code
+    captured = capsys.readouterr()
+    assert status not in (0, None)
+    lines = [line for line in captured.err.splitlines() if not line.startswith("gpudl: no usable GPU")]
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("gpudl: error: ") and match in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_unknown_model(capsys):
+    _fails_with_one_line(["train", "resnet"], capsys, "invalid choice: 'resnet'")
+
+
+@pytest.mark.parametrize("lr", ["-0.1", "0", "nan", "abc"])
+def test_bad_learning_rate(capsys, lr):
+    _fails_with_one_line(["train", "xor", f"--lr={lr}"], capsys, "--lr")
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    _fails_with_one_line(["train", "lenet5", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)],
+                         capsys, "no such folder")
+
+
+def test_corrupt_idx_file(tmp_path, capsys):
+    data = tmp_path / "mnist"
+    data.mkdir()
+    (data / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress((2049).to_bytes(4, "big") + bytes(12)))
+    (data / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress((2049).to_bytes(4, "big") + bytes(4)))
+    line = _fails_with_one_line(["train", "lenet5", "--data-dir", str(data), "--out", str(tmp_path / "run"),
+                                 "--device", "cpu"], capsys, "magic number 2049, expected 2051")
+    assert "t10k-images-idx3-ubyte.gz" in line
+
+
+def test_cuda_without_a_gpu(tmp_path, capsys):
+    if gpu_available():
+        pytest.skip("a GPU is usable here")
+    _fails_with_one_line(["train", "xor", "--device", "cuda", "--out", str(tmp_path)], capsys,
+                         "device 'cuda' was asked for")
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    _fails_with_one_line(["train", "xor", "--resume", "--out", str(tmp_path)], capsys, "no checkpoint in")
+
+
+def test_perceptron_learning_rate_above_one(tmp_path, capsys):
+    _fails_with_one_line(["train", "perceptron", "--lr", "2", "--out", str(tmp_path)], capsys, "(0, 1]")
+
+
+def test_charlm_is_wired_or_says_it_is_missing(capsys):
+    try:
+        import gpudl.experiments.charlm  # noqa: F401
+    except ImportError:
+        _fails_with_one_line(["train", "charlm"], capsys, "gpudl.experiments.charlm is missing")
+    else:
+        pytest.skip("charlm is available; its own tests cover it")
+
+
+def test_python_dash_m_reports_one_line_without_traceback(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "gpudl", "train", "lenet5", "--data-dir", str(tmp_path / "x")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("gpudl: error: --data-dir")
+    assert "Traceback" not in run.stderr
+
+
+def test_info_lists_versions_devices_and_kernels(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gpudl 0.1.0\n")
+    assert f"numpy {numpy.__version__}" in out
+    assert "devices: cpu" in out
+    assert "kernels:" in out
+    assert ("devices: cuda:0" in out) == gpu_available()
+
+
+def test_train_perceptron_converges_and_predicts(tmp_path, capsys):
+    run = str(tmp_path / "p")
+    assert main(["train", "perceptron", "--out", run]) == 0
+    out = capsys.readouterr().out
+    assert "converged after" in out and "training accuracy 1.000" in out
+    assert json.loads(open(os.path.join(run, "report.json")).read())["status"] == "converged"
+    assert main(["predict", run]) == 0
+    assert "accuracy 1.0000 on 200 samples" in capsys.readouterr().out
+
+
+def test_train_perceptron_on_xor_says_it_did_not_converge(tmp_path, capsys):
+    assert main(["train", "perceptron", "--data", "xor", "--epochs", "20", "--out", str(tmp_path)]) == 0
+    assert "did not converge within 20 epoch" in capsys.readouterr().out
+
+
+def test_train_xor_solves_it_and_predict_reads_the_run(tmp_path, capsys):
+    run = str(tmp_path / "xor")
+    assert main(["train", "xor", "--device", "cpu", "--quiet", "--out", run]) == 0
+    assert "XOR solved by an MLP with one hidden layer of 4" in capsys.readouterr().out
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["final"]["test_accuracy"] == 1.0 and report["config"]["model_args"]["sizes"] == [2, 4, 1]
+    numpy.save(tmp_path / "points.npy", numpy.array([[0, 1], [1, 1]], numpy.float32))
+    assert main(["predict", run, "--input", str(tmp_path / "points.npy")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("0: 1 (") and out.splitlines()[1].startswith("1: 0 (")
+
+
+def test_train_xor_without_hidden_layer_fails(tmp_path, capsys):
+    assert main(["train", "xor", "--hidden", "0", "--device", "cpu", "--quiet", "--out", str(tmp_path)]) == 0
+    assert "XOR not solved by an MLP with no hidden layer" in capsys.readouterr().out
+
+
+def test_train_lenet5_one_epoch_then_resume_and_predict(tmp_path, capsys):
+    run = str(tmp_path / "lenet")
+    assert main(["train", "lenet5", "--epochs", "1", "--device", "cpu", "--quiet", "--out", run]) == 0
+    assert "lenet5: test accuracy" in capsys.readouterr().out
+    assert main(["train", "lenet5", "--epochs", "2", "--device", "cpu", "--quiet", "--out", run, "--resume"]) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert [r["epoch"] for r in report["history"]] == [1, 2] and report["final"]["test_accuracy"] > 0.8
+    capsys.readouterr()
+    assert main(["predict", run, "--show", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("0: ") and ", label " in out[1] and out[-1].startswith("accuracy ")
+    images = numpy.zeros((2, 28, 28), numpy.uint8)
+    numpy.save(tmp_path / "images.npy", images)
+    assert main(["predict", run, "--input", str(tmp_path / "images.npy")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_predict_needs_a_finished_run(tmp_path, capsys):
+    _fails_with_one_line(["predict", str(tmp_path)], capsys, "report.json is missing")
+
+
+@pytest.mark.slow
+def test_acceptance_lenet5_defaults_reach_97_percent_on_the_digits(tmp_path, capsys):
+    run = str(tmp_path / "lenet")
+    assert main(["train", "lenet5", "--device", "cpu", "--quiet", "--out", run]) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["final"]["test_accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_acceptance_lenet5_on_mnist(tmp_path, capsys, mnist_dir):
+    """First 8,000 images of the t10k split to train, the last 2,000 to test: at least 97%."""
+    run = str(tmp_path / "mnist")
+    assert main(["train", "lenet5", "--data-dir", mnist_dir, "--epochs", "4", "--lr", "2e-3", "--device", "cpu",
+                 "--quiet", "--out", run]) == 0
+    err = capsys.readouterr().err
+    assert "first 8000 images to train, last 2000 to test" in err
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["final"]["test_accuracy"] >= 0.97
+
+
+def test_a_killed_run_resumed_from_the_command_line_ends_like_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
+    from gpudl import train
+    from gpudl.serialization import load_arrays
+    common = ["train", "xor", "--epochs", "30", "--device", "cpu", "--quiet", "--seed", "3"]
+    assert main(common + ["--out", str(tmp_path / "whole")]) == 0
+    real_epoch = train._train_epoch
+
+    def killed_at_epoch_20(*args):
+        if args[5] == 20:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train, "_train_epoch", killed_at_epoch_20)
+    assert main(common + ["--out", str(tmp_path / "killed")]) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert int(load_arrays(tmp_path / "killed" / "checkpoint.npz")["epoch"]) == 18  # checkpoints every 3 epochs
+    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    assert main(common + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
+    whole, resumed = load_arrays(tmp_path / "whole" / "model.npz"), load_arrays(tmp_path / "killed" / "model.npz")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        numpy.testing.assert_array_equal(whole[key], resumed[key])
+
+
+def test_lenet5_trains_on_the_gpu(tmp_path, capsys, cupy):
+    run = str(tmp_path / "gpu")
+    assert main(["train", "lenet5", "--epochs", "2", "--device", "cuda", "--quiet", "--out", run]) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["config"]["device"].startswith("cuda") and report["final"]["test_accuracy"] > 0.85
+    assert main(["predict", run, "--device", "cuda", "--show", "1"]) == 0
+    assert main(["train", "lenet5", "--epochs", "3", "--device", "cuda", "--quiet", "--out", run, "--resume"]) == 0
+
+
+def test_kernel_report_tells_a_good_source_from_a_broken_one(tmp_path, monkeypatch):
+    import shutil
+
+    from gpudl import cli
+    if not gpu_available() and shutil.which("nvcc") is None:
+        pytest.skip("neither a GPU nor nvcc to compile with")
+    (tmp_path / "good.cu").write_text('extern "C" __global__ void twice(float* x, long long n) {\n'
+                                      '    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n'
+                                      '    if (i < n) x[i] *= 2.0f;\n}\n')
+    (tmp_path / "broken.cu").write_text('extern "C" __global__ void k(float* x) { x[0] = not_declared; }\n')
+    monkeypatch.setattr(cli, "_kernel_sources", lambda: (str(tmp_path), [str(tmp_path / "broken.cu"),
+                                                                         str(tmp_path / "good.cu")]))
+    broken, good = cli.kernel_report(gpu_available())
+    assert broken.startswith("kernels: broken.cu FAILS to compile") and "not_declared" in broken
+    assert good.startswith("kernels: good.cu compiles")
+
+
+BLOCK_EXTRAS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('sklearn', 'tqdm', 'matplotlib'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from gpudl.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_cli_runs_without_the_optional_packages(tmp_path):
+    def gpudl(*argv):
+        return subprocess.run([sys.executable, "-c", BLOCK_EXTRAS, *argv], capture_output=True, text=True, cwd=ROOT)
+
+    run = gpudl("train", "xor", "--device", "cpu", "--epochs", "20", "--out", str(tmp_path / "xor"))
+    assert run.returncode == 0, run.stderr
+    assert "epoch 20/20: loss " in run.stderr  # plain progress lines instead of tqdm
+    assert (tmp_path / "xor" / "report.json").exists() and not (tmp_path / "xor" / "curves.png").exists()
+    run = gpudl("train", "lenet5", "--device", "cpu", "--out", str(tmp_path / "lenet"))
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        'gpudl: error: the default digits data set needs scikit-learn: pip install "gpudl[examples]" '
+        '(or pass --data-dir with MNIST IDX files)']
+    info = gpudl("info")
+    assert info.returncode == 0 and "scikit-learn missing" in info.stdout and "gpudl[examples]" in info.stdout
+
+
+def test_bench_and_charlm_delegate_to_their_modules_when_present(monkeypatch):
+    import types
+    seen = {}
+    bench = types.ModuleType("gpudl.bench")
+    bench.main = lambda argv: seen.setdefault("bench", argv) and 0
+    charlm = types.ModuleType("gpudl.experiments.charlm")
+    charlm.run_cli = lambda args: seen.setdefault("charlm", (args.model, args.epochs, args.device)) and 0
+    monkeypatch.setitem(sys.modules, "gpudl.bench", bench)
+    monkeypatch.setitem(sys.modules, "gpudl.experiments.charlm", charlm)
+    assert main(["bench", "--quick", "-k", "conv"]) == 0
+    assert seen["bench"] == ["--quick", "-k", "conv"]
+    assert main(["train", "charlm", "--epochs", "3", "--device", "cpu"]) == 0
+    assert seen["charlm"] == ("charlm", 3, "cpu")

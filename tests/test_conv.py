@@ -1,0 +1,142 @@
+"""Conv2D against a naive loop, the padding rules, and the lecture's convolution facts."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpudl import functional as F
+from gpudl import nn
+
+import reference
+
+SHAPES = [
+    # kernel, strides, padding, channels, (H, W)
+    (k, s, p, c, hw)
+    for k in (1, 2, 3, 4, 5)
+    for s in (1, 2, 3)
+    for p in ("valid", "same", 1)
+    for c in (1, 3)
+    for hw in ((7, 7), (8, 5))
+    if not (p == 1 and k == 1 and s == 3)
+]
+
+
+def conv_with(W, b, **kwargs):
+    layer = nn.Conv2D(W.shape[1], W.shape[0], W.shape[2:], dtype=np.float64, **kwargs)
+    layer.W.data[...] = W
+    layer.b.data[...] = b
+    return layer
+
+
+@pytest.mark.parametrize("kernel,strides,padding,channels,hw", SHAPES)
+def test_conv2d_matches_naive_loops(kernel, strides, padding, channels, hw):
+    rng = np.random.default_rng(kernel * 100 + strides)
+    x = rng.standard_normal((2, channels, *hw))
+    W = rng.standard_normal((3, channels, kernel, kernel))
+    b = rng.standard_normal(3)
+    y = conv_with(W, b, strides=strides, padding=padding).forward(x)
+    np.testing.assert_allclose(y, reference.conv2d(x, W, b, (strides, strides), padding), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 2), c=st.integers(1, 3), f=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       padding=st.sampled_from(["valid", "same", 0, 1, 2]), seed=st.integers(0, 2**16))
+def test_conv2d_property_random_shapes(n, c, f, h, w, kh, kw, sh, sw, padding, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    W, b = rng.standard_normal((f, c, kh, kw)), rng.standard_normal(f)
+    layer = conv_with(W, b, strides=(sh, sw), padding=padding)
+    pads = reference.pads_of(h, w, (kh, kw), (sh, sw), padding)
+    if h + pads[0] + pads[1] < kh or w + pads[2] + pads[3] < kw:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            layer.forward(x)
+        return
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, reference.conv2d(x, W, b, (sh, sw), padding), rtol=1e-9, atol=1e-9)
+    # col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>
+    col = F.im2col(x, kh, kw, sh, sw, pads)
+    probe = rng.standard_normal(col.shape)
+    lhs = (col * probe).sum()
+    rhs = (x * F.col2im(probe, h, w, sh, sw, pads)).sum()
+    assert np.isclose(lhs, rhs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("size,kernel,stride,expected", [
+    (7, 3, 1, (1, 1)), (28, 5, 1, (2, 2)), (6, 4, 1, (1, 2)), (7, 3, 2, (1, 1)), (8, 3, 2, (0, 1)), (5, 2, 3, (0, 0)),
+])
+def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
+    before, after = F.pad_amounts(size, kernel, stride, "same")
+    assert (before, after) == expected
+    assert F.output_size(size, kernel, stride, before, after) == -(-size // stride)
+
+
+def test_same_keeps_the_size_at_stride_one():
+    for k in range(1, 8):
+        layer = nn.Conv2D(2, 3, k, padding="same")
+        assert layer.forward(np.zeros((1, 2, 11, 9), np.float32)).shape == (1, 3, 11, 9)
+
+
+def test_valid_output_size_is_x_minus_m_plus_one():
+    x, y, m, n = 12, 9, 4, 3
+    layer = nn.Conv2D(1, 1, (m, n), padding="valid")
+    assert layer.forward(np.zeros((1, 1, x, y), np.float32)).shape[2:] == (x - m + 1, y - n + 1)
+
+
+def test_two_dice_convolution():
+    """(f * g)(4) = sum_k f(k) g(4 - k) = P(two dice sum to 4) = 3/36 = 1/12 (a 1-D true convolution)."""
+    die = np.full(6, 1 / 6)                              # f(k) for k = 1..6
+    g_flipped = die[::-1].reshape(1, 1, 1, 6).copy()     # a true convolution is a cross-correlation with g flipped
+    layer = conv_with(g_flipped, np.zeros(1), padding=5)
+    f = die.reshape(1, 1, 1, 6)
+    sums = layer.forward(f)[0, 0, 5]    # row 5 is the image's row (padding 5 adds rows too); index t: sum is t + 2
+    assert sums[4 - 2] == pytest.approx(1 / 12)
+    assert sums.sum() == pytest.approx(1.0)
+    assert sums[7 - 2] == pytest.approx(1 / 6)
+
+
+EQ34 = {
+    "identity": np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], float),
+    "edge": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], float),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], float),
+    "gaussian_blur": np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], float) / 16,
+}
+
+
+def apply_filter(kernel, image):
+    layer = conv_with(kernel.reshape(1, 1, 3, 3), np.zeros(1), padding="valid")
+    return layer.forward(image.reshape(1, 1, *image.shape))[0, 0]
+
+
+def test_identity_filter_leaves_an_image_unchanged():
+    image = np.random.default_rng(0).random((8, 9))
+    layer = conv_with(EQ34["identity"].reshape(1, 1, 3, 3), np.zeros(1), padding="same")
+    np.testing.assert_array_equal(layer.forward(image.reshape(1, 1, 8, 9))[0, 0], image)
+
+
+@pytest.mark.parametrize("name,expected", [("edge", 0.0), ("sharpen", 0.7), ("gaussian_blur", 0.7)])
+def test_filters_on_a_constant_image(name, expected):
+    out = apply_filter(EQ34[name], np.full((6, 6), 0.7))
+    np.testing.assert_allclose(out, np.full((4, 4), expected), atol=1e-12)
+
+
+def test_edge_filter_responds_to_an_edge():
+    image = np.zeros((5, 6))
+    image[:, 3:] = 1.0
+    out = apply_filter(EQ34["edge"], image)
+    assert np.abs(out).max() > 0
+    np.testing.assert_allclose(out[:, 0], 0.0)
+
+
+def test_rgb_input_uses_every_channel():
+    layer = nn.Conv2D(3, 1, 1, dtype=np.float64)
+    layer.W.data[...] = np.array([1.0, 10.0, 100.0]).reshape(1, 3, 1, 1)
+    x = np.ones((1, 3, 2, 2))
+    np.testing.assert_allclose(layer.forward(x), np.full((1, 1, 2, 2), 111.0))
+
+
+def test_lenet5_flatten_is_400():
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    features = nn.Sequential(nn.Conv2D(1, 6, 5, padding="same"), nn.ReLU(), nn.MaxPool2D(2),
+                             nn.Conv2D(6, 16, 5), nn.ReLU(), nn.MaxPool2D(2), nn.Flatten())
+    assert features.forward(x).shape == (2, 16 * 5 * 5) == (2, 400)

@@ -1,0 +1,198 @@
+"""The kernel loader without a GPU: compile-once caching, launch geometry, checks before a launch, nvcc builds of every
+.cu file, and the sources shipped inside the wheel."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import types
+import zipfile
+
+import numpy
+import pytest
+
+from gpudl import kernels
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(kernels.KERNEL_DIR, "*.cu")))
+
+
+def test_every_concern_has_its_source():
+    assert SOURCES == ["im2col.cu", "lstm.cu", "pooling.cu"]
+
+
+class FakeCuda:
+    """Stands in for cupy: a RawModule that counts how often it is built and asked for a function."""
+
+    def __init__(self):
+        self.built, self.fetched, self.device = [], [], 0
+        fake = self
+
+        class RawModule:
+            def __init__(self, code, options=()):
+                fake.built.append((code, options))
+
+            def get_function(self, name):
+                fake.fetched.append(name)
+                return ("kernel", name)
+
+        self.RawModule = RawModule
+        self.cuda = types.SimpleNamespace(
+            runtime=types.SimpleNamespace(getDevice=lambda: fake.device),
+            Device=lambda dev: types.SimpleNamespace(attributes={"MultiProcessorCount": 132}))
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setattr(kernels, "_modules", {})
+    monkeypatch.setattr(kernels, "_kernels", {})
+    monkeypatch.setattr(kernels, "_max_blocks", {})
+    return FakeCuda()
+
+
+def test_module_compiled_once_per_file_dtype_and_device(fake):
+    f32, f64 = numpy.float32, numpy.float64
+    first = kernels.get_kernel(fake, "im2col.cu", "im2col", f32)
+    assert kernels.get_kernel(fake, "im2col.cu", "im2col", f32) is first
+    assert len(fake.built) == 1 and fake.fetched == ["im2col"]
+    code, options = fake.built[0]
+    assert code == kernels.read_source("im2col.cu") and options == ("-Dreal_t=float",)
+
+    kernels.get_kernel(fake, "im2col.cu", "col2im", f32)             # same module, one more function
+    assert len(fake.built) == 1 and fake.fetched == ["im2col", "col2im"]
+    kernels.get_kernel(fake, "im2col.cu", "im2col", f64)             # a second dtype: a second module
+    assert len(fake.built) == 2 and fake.built[1][1] == ("-Dreal_t=double",)
+    kernels.get_kernel(fake, "pooling.cu", "max_pool_forward", f32)  # a second file
+    fake.device = 1
+    kernels.get_kernel(fake, "im2col.cu", "im2col", f32)             # a second device
+    assert len(fake.built) == 4
+    for device in (0, 1, 0, 1):                                      # and nothing is rebuilt after that
+        fake.device = device
+        kernels.get_kernel(fake, "im2col.cu", "im2col", f32)
+        kernels.get_kernel(fake, "im2col.cu", "im2col", f64 if device == 0 else f32)
+    assert len(fake.built) == 4 and len(fake.fetched) == 5
+
+
+def test_grid_is_capped_by_multiprocessors(fake):
+    assert kernels.max_blocks(fake) == 132 * kernels.BLOCKS_PER_SM
+    assert kernels.grid_size(1, 256, 4224) == 1
+    assert kernels.grid_size(256, 256, 4224) == 1
+    assert kernels.grid_size(257, 256, 4224) == 2
+    assert kernels.grid_size(10 ** 9, 256, 4224) == 4224
+    assert kernels.grid_size(0, 256, 4224) == 1
+
+
+def test_launch_passes_grid_block_and_arguments(monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels, "get_kernel",
+                        lambda xp, file, name, dtype: lambda grid, block, args: calls.append(
+                            (file, name, numpy.dtype(dtype), grid, block, args)))
+    monkeypatch.setattr(kernels, "max_blocks", lambda xp: 5)
+    x = numpy.zeros((3, 4), numpy.float64)
+    kernels.launch("lstm.cu", "lstm_step_forward", 300 * 256, (x, numpy.int64(3)))
+    kernels.launch("lstm.cu", "lstm_step_forward", 2 * 256, (x, numpy.int64(3)))
+    kernels.launch("lstm.cu", "lstm_step_forward", 0, (x, numpy.int64(3)))      # nothing to do: no launch
+    assert [c[3] for c in calls] == [(5,), (2,)]
+    assert calls[0][:3] == ("lstm.cu", "lstm_step_forward", numpy.dtype(numpy.float64))
+    assert calls[0][4] == (kernels.BLOCK,) and calls[0][5][0] is x
+
+
+@pytest.mark.parametrize("args, error, words", [
+    ((numpy.zeros(4, numpy.float32), numpy.zeros(4, numpy.float64)), TypeError, "share one dtype"),
+    ((numpy.zeros(4, numpy.float16),), TypeError, "float32 or float64"),
+    ((numpy.zeros(4, numpy.float32), numpy.zeros(4, numpy.int32)), TypeError, "int64"),
+    ((numpy.zeros((4, 4), numpy.float32)[:, ::2],), ValueError, "not C-contiguous"),
+    ((numpy.zeros(4, numpy.float32), 3), TypeError, "numpy scalar"),
+    ((numpy.zeros(4, numpy.int64),), TypeError, "no float32/float64 array"),
+])
+def test_launch_refuses_bad_arguments(monkeypatch, args, error, words):
+    monkeypatch.setattr(kernels, "get_kernel", lambda *a: pytest.fail("launched despite bad arguments"))
+    with pytest.raises(error, match=words):
+        kernels.launch("im2col.cu", "im2col", 4, args)
+
+
+def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
+    monkeypatch.setattr(kernels, "get_kernel", lambda *a: pytest.fail("launched despite bad input"))
+    x = numpy.zeros((1, 1, 4, 4), numpy.float32)
+    no_pad = (0, 0, 0, 0)
+    with pytest.raises(TypeError, match="im2col: x: expected a float32 or float64"):
+        kernels.im2col(x.astype(numpy.int32), 2, 2, 1, 1, no_pad)
+    with pytest.raises(ValueError, match="rank 4"):
+        kernels.im2col(x[0], 2, 2, 1, 1, no_pad)
+    with pytest.raises(ValueError, match="larger than the padded image"):
+        kernels.im2col(x, 5, 5, 1, 1, no_pad)
+    with pytest.raises(ValueError, match="does not fit an image 4x4"):
+        kernels.col2im(numpy.zeros((1, 1, 2, 2, 2, 2), numpy.float32), 4, 4, 1, 1, no_pad)
+    with pytest.raises(ValueError, match="dy has shape"):
+        kernels.avg_pool2d_backward(numpy.zeros((1, 1, 3, 3), numpy.float32), x.shape, 2, 2, 2, 2, no_pad)
+    with pytest.raises(ValueError, match="argmax has shape"):
+        kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32), numpy.zeros((1, 1, 2), numpy.int64),
+                                    x.shape, 2, 2, 2, 2, no_pad)
+    with pytest.raises(TypeError, match="int64"):
+        kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32),
+                                    numpy.zeros((1, 1, 2, 2), numpy.int32), x.shape, 2, 2, 2, 2, no_pad)
+    with pytest.raises(ValueError, match="smaller than the window"):
+        kernels.max_pool2d(x, 2, 2, 2, 2, (2, 0, 0, 0))
+    a = numpy.zeros((2, 8), numpy.float32)
+    with pytest.raises(ValueError, match=r"\(N, 4H\)"):
+        kernels.lstm_step(numpy.zeros((2, 6), numpy.float32), numpy.zeros((2, 1), numpy.float32))
+    with pytest.raises(TypeError, match="c_prev: expected a float32 array"):
+        kernels.lstm_step(a, numpy.zeros((2, 2), numpy.float64))
+    with pytest.raises(ValueError, match=r"c_prev: expected shape \(2, 2\)"):
+        kernels.lstm_step(a, numpy.zeros((3, 2), numpy.float32))
+    with pytest.raises(ValueError, match=r"dh: expected shape"):
+        kernels.lstm_step_backward(numpy.zeros((2, 3), numpy.float32), a[:, :2], a, a[:, :2], a[:, :2])
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_source_compiles_with_nvcc(tmp_path, source, arch):
+    for real in ("float", "double"):
+        ptx = tmp_path / f"{source}.{real}.ptx"
+        cmd = ["nvcc", "--ptx", f"-arch={arch}", f"-Dreal_t={real}", "-Werror", "all-warnings", "-x", "cu",
+               os.path.join(kernels.KERNEL_DIR, source), "-o", str(ptx)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        text = ptx.read_text()
+        entries = [line for line in text.splitlines() if ".entry" in line]
+        assert entries, f"no kernel entry points in {source}"
+        assert (".f64" in text) == (real == "double"), f"{source} built for {real} should use .f64 iff double"
+
+
+def test_source_refuses_to_build_without_a_dtype(tmp_path):
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not on the PATH")
+    done = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-x", "cu", os.path.join(kernels.KERNEL_DIR, "lstm.cu"),
+                           "-o", str(tmp_path / "x.ptx")], capture_output=True, text=True)
+    assert done.returncode != 0 and "-Dreal_t=float" in done.stderr
+
+
+def test_wheel_ships_the_kernel_sources(tmp_path):
+    """A non-editable build puts kernels/*.cu inside the wheel, and the installed package finds them."""
+    pytest.importorskip("setuptools", reason="building the wheel offline (--no-build-isolation) needs setuptools")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    shutil.copytree(os.path.join(ROOT, "gpudl"), src / "gpudl", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    done = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
+                                 str(src)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = glob.glob(str(tmp_path / "dist" / "gpudl-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = sorted(n for n in archive.namelist() if n.endswith(".cu"))
+    assert shipped == [f"gpudl/kernels/{name}" for name in SOURCES]
+
+    target = tmp_path / "site"
+    done = subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(target), wheel],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    probe = ("import gpudl.kernels as k, os; print(k.KERNEL_DIR); "
+             "print(all(len(k.read_source(f)) > 500 for f in ('im2col.cu', 'pooling.cu', 'lstm.cu')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(tmp_path),
+                          env={**os.environ, "PYTHONPATH": str(target)})
+    assert done.returncode == 0, done.stderr
+    kernel_dir, found = done.stdout.split()
+    assert os.path.realpath(kernel_dir).startswith(os.path.realpath(str(target))) and found == "True"

@@ -1,0 +1,188 @@
+"""Every kernel against the NumPy path: tier 2 (the .cu source built for the host) and tier 3 (on a GPU).
+
+The ops are called through gpudl.functional, so the dispatch is tested too. Launches are capped at SMALL_GRID blocks
+of SMALL_BLOCK threads, far fewer threads than elements, so every grid-stride loop goes round. The geometries hit
+every boundary: padding, SAME's asymmetric padding, stride > kernel, non-square windows, ties in max pooling.
+"""
+import numpy
+import pytest
+from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID, host_kernels, kernel_path, small_launches  # noqa: F401
+
+from gpudl import functional as F
+from gpudl import kernels
+from gpudl.backend import to_numpy
+
+pytestmark = pytest.mark.usefixtures("small_launches")
+DTYPES = [numpy.float32, numpy.float64]
+THREADS = SMALL_BLOCK * SMALL_GRID
+
+# (H, W, kernel, strides, padding)
+GEOMETRIES = [
+    (5, 6, (3, 3), (1, 1), "valid"),
+    (6, 5, (2, 2), (1, 1), "same"),          # pads (0, 1, 0, 1): all padding at the bottom/right
+    (7, 8, (3, 3), (2, 2), "same"),          # pads (1, 1, 0, 1)
+    (5, 7, (2, 3), (1, 2), 1),
+    (7, 7, (2, 2), (3, 3), "valid"),         # stride > kernel: some cells are read by no window
+    (6, 9, (1, 2), (2, 3), "same"),
+    (4, 5, (4, 5), (1, 1), "valid"),         # one window covers the whole image
+]
+POOL_GEOMETRIES = GEOMETRIES + [(5, 5, (3, 3), (1, 1), "same"), (7, 6, (2, 2), (2, 2), 1)]
+
+
+def pads_of(h, w, kernel, strides, padding):
+    return F.pad_amounts(h, kernel[0], strides[0], padding) + F.pad_amounts(w, kernel[1], strides[1], padding)
+
+
+def tolerance(dtype):
+    return 2e-6 if dtype == numpy.float32 else 1e-13
+
+
+def launches_fewer_threads_than(path, before, n):
+    """The grid-stride loop was needed: n elements, at most THREADS threads (counted on the host target)."""
+    assert THREADS < n
+    if path.counter is not None:
+        assert path.counter["launches"] > before[1]
+        assert path.counter["threads"] - before[0] <= THREADS * (path.counter["launches"] - before[1])
+
+
+def counts(path):
+    return (path.counter["threads"], path.counter["launches"]) if path.counter is not None else None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_im2col_col2im_match_numpy(kernel_path, dtype, geometry):
+    h, w, (kh, kw), (sh, sw), padding = geometry
+    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
+    rng = numpy.random.default_rng(0)
+    x = rng.standard_normal((2, 3, h, w)).astype(dtype)
+    before = counts(kernel_path)
+    col = F.im2col(kernel_path.asarray(x), kh, kw, sh, sw, pads)
+    col_min = F.im2col(kernel_path.asarray(x), kh, kw, sh, sw, pads, fill=-numpy.inf)
+    dcol = rng.standard_normal(col.shape).astype(dtype)
+    img = F.col2im(kernel_path.asarray(dcol), h, w, sh, sw, pads)
+    with kernel_path.reference():
+        col_ref = F.im2col(x, kh, kw, sh, sw, pads)
+        col_min_ref = F.im2col(x, kh, kw, sh, sw, pads, fill=-numpy.inf)
+        img_ref = F.col2im(dcol, h, w, sh, sw, pads)
+    launches_fewer_threads_than(kernel_path, before, col.size)
+    numpy.testing.assert_array_equal(to_numpy(col), col_ref)
+    numpy.testing.assert_array_equal(to_numpy(col_min), col_min_ref)
+    # the same summation order as the NumPy path (window row i, then column j)
+    numpy.testing.assert_allclose(to_numpy(img), img_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
+    assert col.dtype == img.dtype == dtype and img.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", POOL_GEOMETRIES)
+def test_max_pool_matches_numpy_with_ties(kernel_path, dtype, geometry):
+    h, w, (kh, kw), (sh, sw), padding = geometry
+    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
+    rng = numpy.random.default_rng(1)
+    x = rng.integers(-2, 2, size=(2, 3, h, w)).astype(dtype)    # four values only: ties in almost every window
+    y, argmax = F.max_pool2d(kernel_path.asarray(x), kh, kw, sh, sw, pads)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    before = counts(kernel_path)
+    dx = F.max_pool2d_backward(kernel_path.asarray(dy), argmax, x.shape, kh, kw, sh, sw, pads)
+    launches_fewer_threads_than(kernel_path, before, dx.size)
+    with kernel_path.reference():
+        y_ref, argmax_ref = F.max_pool2d(x, kh, kw, sh, sw, pads)
+        dx_ref = F.max_pool2d_backward(dy, argmax_ref, x.shape, kh, kw, sh, sw, pads)
+    numpy.testing.assert_array_equal(to_numpy(y), y_ref)
+    numpy.testing.assert_array_equal(to_numpy(argmax), argmax_ref)      # the first maximum wins on both paths
+    numpy.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
+    assert argmax.dtype == numpy.int64 and y.dtype == dx.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_nan_wins_like_numpy(kernel_path, dtype):
+    x = numpy.arange(2 * 4 * 4, dtype=dtype).reshape(2, 1, 4, 4)
+    x[0, 0, 0, 1] = numpy.nan        # second cell of window (0, 0)
+    x[1, 0, 3, 2] = x[1, 0, 2, 3] = numpy.nan
+    y, argmax = F.max_pool2d(kernel_path.asarray(x), 2, 2, 2, 2, (0, 0, 0, 0))
+    with kernel_path.reference():
+        y_ref, argmax_ref = F.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
+    numpy.testing.assert_array_equal(to_numpy(y), y_ref)                # NaN == NaN here
+    numpy.testing.assert_array_equal(to_numpy(argmax), argmax_ref)
+    assert argmax_ref[0, 0, 0, 0] == 1 and argmax_ref[1, 0, 1, 1] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", POOL_GEOMETRIES)
+def test_avg_pool_matches_numpy(kernel_path, dtype, geometry):
+    h, w, (kh, kw), (sh, sw), padding = geometry
+    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
+    rng = numpy.random.default_rng(2)
+    x = rng.standard_normal((2, 3, h, w)).astype(dtype)
+    y = F.avg_pool2d(kernel_path.asarray(x), kh, kw, sh, sw, pads)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    before = counts(kernel_path)
+    dx = F.avg_pool2d_backward(kernel_path.asarray(dy), x.shape, kh, kw, sh, sw, pads)
+    launches_fewer_threads_than(kernel_path, before, dx.size)
+    with kernel_path.reference():
+        y_ref = F.avg_pool2d(x, kh, kw, sh, sw, pads)
+        dx_ref = F.avg_pool2d_backward(dy, x.shape, kh, kw, sh, sw, pads)
+    numpy.testing.assert_allclose(to_numpy(y), y_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
+    numpy.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
+    assert y.dtype == dx.dtype == dtype
+
+
+def test_avg_pool_does_not_count_padding(kernel_path):
+    x = kernel_path.xp.ones((1, 1, 3, 3), numpy.float64)
+    y = F.avg_pool2d(x, 2, 2, 2, 2, (1, 0, 1, 0))                # corner windows hold one real cell
+    numpy.testing.assert_array_equal(to_numpy(y), numpy.ones((1, 1, 2, 2)))
+    dx = F.avg_pool2d_backward(kernel_path.xp.ones_like(y), x.shape, 2, 2, 2, 2, (1, 0, 1, 0))
+    numpy.testing.assert_array_equal(to_numpy(dx)[0, 0], [[1, 0.5, 0.5], [0.5, 0.25, 0.25], [0.5, 0.25, 0.25]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, hidden", [(3, 5), (7, 4), (1, 1)])
+def test_lstm_step_matches_numpy(kernel_path, dtype, n, hidden):
+    rng = numpy.random.default_rng(3)
+    a = (4 * rng.standard_normal((n, 4 * hidden))).astype(dtype)     # saturating gates too
+    a[0, 0], a[-1, -1] = 60.0, -60.0                                 # exp would overflow in a naive sigmoid
+    c_prev, dh, dc = (rng.standard_normal((n, hidden)).astype(dtype) for _ in range(3))
+    before = counts(kernel_path)
+    h, c = F.lstm_step(kernel_path.asarray(a), kernel_path.asarray(c_prev))
+    if n * hidden > THREADS:
+        launches_fewer_threads_than(kernel_path, before, n * hidden)
+    da, dc_prev = F.lstm_step_backward(*(kernel_path.asarray(v) for v in (dh, dc, a, c_prev, to_numpy(c))))
+    with kernel_path.reference():
+        h_ref, c_ref = F.lstm_step(a, c_prev)
+        da_ref, dc_prev_ref = F.lstm_step_backward(dh, dc, a, c_prev, c_ref)
+    tol = tolerance(dtype)
+    for got, want in ((h, h_ref), (c, c_ref), (da, da_ref), (dc_prev, dc_prev_ref)):
+        numpy.testing.assert_allclose(to_numpy(got), want, rtol=tol, atol=tol)
+        assert got.dtype == dtype and got.shape == want.shape
+    assert numpy.isfinite(to_numpy(h)).all()
+
+
+def test_lstm_state_broadcasts_zero(kernel_path):
+    a = numpy.random.default_rng(4).standard_normal((2, 8))
+    h, c = F.lstm_step(kernel_path.asarray(a), 0.0)                  # the first step: c_{-1} = 0
+    ones, zero_row = kernel_path.xp.ones((2, 2)), kernel_path.xp.zeros((1, 2))
+    da, dc_prev = F.lstm_step_backward(ones, 0, kernel_path.asarray(a), zero_row, c)
+    with kernel_path.reference():
+        h_ref, c_ref = F.lstm_step(a, numpy.zeros((2, 2)))
+        da_ref, dc_prev_ref = F.lstm_step_backward(numpy.ones((2, 2)), 0, a, numpy.zeros((1, 2)), c_ref)
+    for got, want in ((h, h_ref), (da, da_ref), (dc_prev, dc_prev_ref)):
+        numpy.testing.assert_allclose(to_numpy(got), want, rtol=1e-13, atol=1e-15)
+
+
+def test_non_contiguous_input_is_made_contiguous(kernel_path):
+    x = numpy.random.default_rng(5).standard_normal((2, 5, 6, 3))
+    x_dev = kernel_path.asarray(x).transpose(0, 3, 1, 2)            # (2, 3, 5, 6), strided
+    assert not x_dev.flags.c_contiguous
+    col = F.im2col(x_dev, 2, 2, 1, 1, (0, 0, 0, 0))
+    with kernel_path.reference():
+        numpy.testing.assert_array_equal(to_numpy(col), F.im2col(x.transpose(0, 3, 1, 2), 2, 2, 1, 1, (0, 0, 0, 0)))
+
+
+def test_host_target_really_runs_the_kernels(kernel_path):
+    """Guard for the tier itself: on the host target the ops above went through the .cu builds, not NumPy."""
+    if kernel_path.counter is None:
+        pytest.skip("only the host target counts its launches")
+    before = counts(kernel_path)
+    F.max_pool2d(numpy.zeros((1, 1, 4, 4)), 2, 2, 2, 2, (0, 0, 0, 0))
+    assert kernel_path.counter["launches"] == before[1] + 1
+    assert kernels.BLOCK == SMALL_BLOCK

@@ -1,0 +1,77 @@
+"""gpudl.data.text: loading text, the run-time default corpus, the vocabulary and truncated-BPTT batches."""
+import json
+
+import numpy
+import pytest
+
+from gpudl.data.text import SequenceBatches, Vocabulary, default_corpus, load_text
+
+
+def test_load_text_reads_utf8(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("héllo\nwörld\n", encoding="utf-8")
+    assert load_text(path) == "héllo\nwörld\n"
+
+
+def test_load_text_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        load_text(tmp_path / "nope.txt")
+    with pytest.raises(IsADirectoryError, match="folder"):
+        load_text(tmp_path)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match="empty.txt: holds no text"):
+        load_text(empty)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt: is not UTF-8 .*offset 3"):
+        load_text(latin)
+
+
+def test_default_corpus_is_stdlib_prose_deterministic_and_bounded():
+    text = default_corpus(20_000)
+    assert len(text) == 20_000
+    assert text == default_corpus(20_000)
+    assert set(text) <= {"\n"} | {chr(c) for c in range(32, 127)}
+    assert "Return" in text or "return" in text
+    assert default_corpus(500) == text[:500]
+    with pytest.raises(ValueError, match="max_chars"):
+        default_corpus(0)
+
+
+def test_vocabulary_round_trip_and_json():
+    vocab = Vocabulary.from_text("hello world")
+    assert vocab.chars == sorted(set("hello world")) and len(vocab) == 8
+    codes = vocab.encode("low")
+    assert codes.dtype == numpy.int64 and vocab.decode(codes) == "low"
+    again = Vocabulary.from_json(vocab.to_json())
+    assert again.chars == vocab.chars and json.loads(vocab.to_json()) == vocab.chars
+    with pytest.raises(ValueError, match="'xz'"):
+        vocab.encode("zox")
+    with pytest.raises(ValueError, match="distinct"):
+        Vocabulary(["a", "a"])
+    with pytest.raises(ValueError, match="JSON array"):
+        Vocabulary.from_json('{"a": 1}')
+
+
+def test_sequence_batches_are_shifted_streams_that_continue():
+    data = numpy.arange(103)
+    batches = SequenceBatches(data, batch_size=4, seq_len=5)
+    # (103 - 1) // 4 = 25 characters per stream, 5 batches of 5 steps.
+    assert len(batches) == 5
+    pairs = list(batches)
+    assert len(pairs) == 5
+    for inputs, targets in pairs:
+        assert inputs.shape == targets.shape == (4, 5)
+        numpy.testing.assert_array_equal(targets, inputs + 1)       # next character
+    # Row n of batch k+1 continues row n of batch k: the carried LSTM state belongs to the same stream.
+    for (a, _), (b, _) in zip(pairs, pairs[1:]):
+        numpy.testing.assert_array_equal(b[:, 0], a[:, -1] + 1)
+    numpy.testing.assert_array_equal(pairs[0][0][:, 0], [0, 25, 50, 75])
+
+
+def test_sequence_batches_refuse_too_little_text():
+    with pytest.raises(ValueError, match="too few"):
+        SequenceBatches(numpy.arange(20), batch_size=4, seq_len=5)
+    with pytest.raises(ValueError, match="positive"):
+        SequenceBatches(numpy.arange(20), batch_size=0, seq_len=5)

@@ -51,14 +51,14 @@ def prepare(case, device, impl="gpudl"):
     return case.peers[impl](device), (torch_sync if device == "cuda" else None)
 
 
-def _measure(case, device, impl, settings, log):
+def _measure(case, device, impl, settings, log, quick=False):
     """One figure as a result dict, or a skip dict with the reason."""
     entry = {"name": case.name, "size": case.size, "kind": case.kind, "device": device,
              "impl": "gpudl" if impl == "gpudl" else "torch", "peer": None if impl == "gpudl" else impl}
     try:
         fn, sync = prepare(case, device, impl)
         if case.kind == "startup":
-            timing = _time_startup(fn, settings["repeat"])
+            timing = _time_startup(fn, 1 if quick else settings["repeat"])
             entry["kernels_compiled"] = fn.compiled
         else:
             timing = time_call(fn, sync, **settings)
@@ -86,7 +86,7 @@ def _measure(case, device, impl, settings, log):
 
 
 def _time_startup(run_process, repeat):
-    """The first process fills the kernel cache (it may compile); the timed ones must not need to."""
+    """The first process fills the kernel cache (it may compile); the `repeat` timed ones (at most 3) must not."""
     run_process()
     run_process.compiled = 0
     seconds = sorted(run_process() for _ in range(max(1, min(repeat, 3))))
@@ -113,14 +113,14 @@ def run(cases, devices, quick=False, repeat=None, use_torch=True, log=None):
         for dev in devices:
             if dev not in case.devices:
                 continue
-            mine = _measure(case, dev, "gpudl", settings, log)
+            mine = _measure(case, dev, "gpudl", settings, log, quick)
             entries.append(mine)
             for peer in case.peers if use_torch else ():
                 if "skipped" in mine:  # a peer without its gpudl figure compares nothing
                     entries.append(dict(mine, impl="torch", peer=peer, error=False,
                                         skipped="its gpudl side did not run"))
                 else:
-                    entries.append(_measure(case, dev, peer, settings, log))
+                    entries.append(_measure(case, dev, peer, settings, log, quick))
     for entry in entries:
         if "gb_per_s" in entry and entry["device"] in bandwidth:
             entry["copy_fraction"] = entry["gb_per_s"] * 1e9 / bandwidth[entry["device"]]

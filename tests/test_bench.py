@@ -1,0 +1,164 @@
+"""The benchmark runner: CI runs the quick CPU benchmark once here, so it cannot rot. No timing is a pass/fail."""
+import importlib.util
+import json
+import time
+
+import numpy
+import pytest
+
+from gpudl import nn
+from gpudl.bench import Target, main, time_call
+from gpudl.bench.cases import Unavailable, all_cases, torch_twin
+from gpudl.bench.report import check_target
+from gpudl.bench.timing import peak_bytes_cupy
+
+OP_CASES = {"dense fwd", "dense fwd+bwd", "conv2d fwd", "conv2d fwd+bwd", "maxpool2d fwd", "maxpool2d fwd+bwd",
+            "avgpool2d fwd", "avgpool2d fwd+bwd", "im2col", "col2im", "lstm gates fwd", "lstm gates fwd+bwd",
+            "lstm cell step fwd", "lstm cell step fwd+bwd"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    status = main(["--quick", "--device", "cpu", "--out", str(out)])
+    with open(out / "bench.json") as f:
+        return status, json.load(f), out
+
+
+def test_quick_cpu_run_writes_the_report(quick_run):
+    status, report, out = quick_run
+    assert status == 0
+    assert report["settings"]["quick"] is True and report["settings"]["devices"] == ["cpu"]
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    assert {"python", "numpy", "gpudl"} <= set(report["versions"])
+    assert report["copy_bandwidth_gb_per_s"]["cpu"] > 0
+    assert not [s for s in report["skipped"] if s.get("error")], report["skipped"]
+    mine = [r for r in report["results"] if r["impl"] == "gpudl"]
+    assert OP_CASES <= {r["name"] for r in mine}
+    for r in report["results"]:
+        assert r["device"] == "cpu"
+        assert 0 < r["ms"]["min"] <= r["ms"]["median"] <= r["ms"]["max"], r
+        assert r["repeats"] >= 1 and r["calls_per_repeat"] >= 1
+    for r in mine:
+        if r["name"] in ("im2col", "col2im") or "pool" in r["name"]:
+            assert r["gb_per_s"] > 0 and r["copy_fraction"] > 0
+        if r["name"].startswith(("dense", "conv2d", "lstm cell")):
+            assert r["tflop_per_s"] > 0
+    startup = [r for r in mine if r["kind"] == "startup"]
+    assert len(startup) == 1 and startup[0]["kernels_compiled"] == 0
+    assert [t["status"] for t in report["targets"]] in (["met"], ["missed"])
+    if importlib.util.find_spec("matplotlib"):
+        assert (out / "bench.png").stat().st_size > 0
+
+
+def test_every_case_that_did_not_run_says_why(quick_run):
+    _, report, _ = quick_run
+    ran = {(r["name"], r["size"], r["impl"], r["peer"]) for r in report["results"]}
+    skipped = {(s["name"], s["size"], s["impl"], s["peer"]) for s in report["skipped"]}
+    for s in report["skipped"]:
+        assert s["skipped"]
+    for case in all_cases(quick=True):
+        assert (case.name, case.size, "gpudl", None) in ran | skipped, case.key
+
+
+class FakeDevice:
+    """Work is queued by a call and done (1 ms per call) only at synchronize, like a GPU stream."""
+
+    def __init__(self):
+        self.queued = 0
+
+    def launch(self):
+        self.queued += 1
+
+    def synchronize(self):
+        time.sleep(0.001 * self.queued)
+        self.queued = 0
+
+
+def test_timer_reads_the_clock_after_the_device_finished():
+    device = FakeDevice()
+    timing = time_call(device.launch, device.synchronize, repeat=3, warmup_s=0.0, repeat_s=0.005, budget_s=1.0)
+    assert timing.median >= 0.0009  # without the synchronize before the clock, a call would cost microseconds
+    assert timing.min <= timing.median <= timing.max
+    assert timing.repeats == 3 and timing.number >= 1
+    assert device.queued == 0
+
+
+def _check(measure, limit, mine, peer=None, **extra):
+    result = {"machine": {}, "results": [dict(name="c", size="s", device="cpu", impl="gpudl", peer=None,
+                                              ms={"median": mine}, **extra)]}
+    if peer is not None:
+        result["results"].append(dict(name="c", size="s", device="cpu", impl="torch", peer="eager",
+                                      ms={"median": peer}))
+    return check_target(Target("t", "cpu", "c", "s", measure, limit), result)
+
+
+def test_targets_say_by_how_much_they_are_missed():
+    assert _check("ratio", 2.0, 3.0, peer=2.0)["status"] == "met"
+    missed = _check("ratio", 1.2, 3.0, peer=1.0)
+    assert missed["status"] == "missed" and "missed by 2.50x" in missed["detail"]
+    assert _check("ratio", 1.0, 1.0)["status"] == "not measured"
+    faster = _check("ratio", 1 / 3, 1.0, peer=2.0)
+    assert faster["status"] == "missed" and "2.00x faster" in faster["detail"]
+    short = _check("bandwidth", 0.6, 1.0, copy_fraction=0.45)
+    assert short["status"] == "missed" and "15 points short" in short["detail"]
+    assert _check("seconds", 2.0, 1500.0, kernels_compiled=0)["status"] == "met"
+    assert _check("seconds", 2.0, 1500.0, kernels_compiled=3)["status"] == "missed"
+
+
+def test_list_filter_and_bad_arguments(capsys):
+    assert main(["--quick", "--list", "--filter", "im2col"]) == 0
+    listed = capsys.readouterr().out
+    assert "im2col" in listed and "conv2d" not in listed
+    assert main(["--quick", "--profile", "--device", "cpu", "--filter", "col2im"]) == 0
+    profiled = capsys.readouterr().out
+    assert "col2im [" in profiled and "_col2im" in profiled  # cProfile names the function that did the work
+    with pytest.raises(SystemExit):
+        main(["--quick", "--filter", "no-such-case"])
+    with pytest.raises(SystemExit):
+        main(["--quick", "--repeat", "0"])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    from gpudl.backend import gpu_available
+    if gpu_available():
+        pytest.skip("a GPU is usable here")
+    with pytest.raises(SystemExit, match="--device cuda"):
+        main(["--quick", "--device", "cuda", "--filter", "im2col"])
+
+
+def test_torch_twin_computes_what_the_gpudl_model_computes():
+    torch = pytest.importorskip("torch")
+    nn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2D(1, 3, 5, padding="same"), nn.ReLU(), nn.MaxPool2D(2),
+                          nn.Sequential(nn.Conv2D(3, 4, 3), nn.Tanh(), nn.AvgPool2D(2)), nn.Flatten(),
+                          nn.Dense(4 * 2 * 2, 5), nn.Sigmoid())
+    x = numpy.random.default_rng(0).standard_normal((2, 1, 12, 12)).astype(numpy.float32)
+    twin = torch_twin(model, torch)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    numpy.testing.assert_allclose(model.forward(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(Unavailable, match="Sign"):
+        torch_twin(nn.Sequential(nn.Sign()), torch)
+
+
+@pytest.mark.gpu
+def test_peak_gpu_memory_counts_what_a_call_holds(cupy):
+    def hold_four_mib():
+        a = cupy.empty(1 << 20, dtype=cupy.float32)
+        b = a + 1
+        return b
+    before = cupy.get_default_memory_pool().used_bytes()
+    assert peak_bytes_cupy(hold_four_mib) >= before + 2 * (4 << 20)
+
+
+@pytest.mark.gpu
+def test_quick_gpu_run(cupy, tmp_path):
+    assert main(["--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "bench.json") as f:
+        report = json.load(f)
+    assert report["machine"]["gpu"]["name"]
+    assert report["copy_bandwidth_gb_per_s"]["cuda"] > 0
+    assert all(r["device"] == "cuda" and r["ms"]["median"] > 0 for r in report["results"])
+    models = [r for r in report["results"] if r["kind"] == "model"]
+    assert all(r["peak_bytes"] > 0 for r in models)

@@ -8,31 +8,54 @@ from .. import kernels
 from ..backend import get_array_module, is_cupy_array
 
 
+def padded(x, pads, fill):
+    """x (N, C, H, W) with `fill` added around it: pads = (top, bottom, left, right)."""
+    if not any(pads):
+        return x
+    top, bottom, left, right = pads
+    return get_array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="constant",
+                                   constant_values=fill)
+
+
+def window_views(img, kh, kw, sh, sw, oh, ow):
+    """For each window offset (i, j), the strided view v of img with v[n, c, p, q] = img[n, c, p*sh + i, q*sw + j].
+
+    Yields (i * kw + j, v): the offset's row-major index within the window, and a view that writes through to img.
+    """
+    for i in range(kh):
+        for j in range(kw):
+            yield i * kw + j, img[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+
+
+def blank_padded(shape, pads, xp, dtype):
+    """A zero image of shape (N, C, H, W) plus its padding, to gather window contributions into."""
+    n, c, h, w = shape
+    top, bottom, left, right = pads
+    return xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dtype)
+
+
+def unpadded(img, h, w, pads):
+    """The H x W interior of a padded image."""
+    return img[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w]
+
+
 def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
-    xp = get_array_module(x)
     n, c, h, w = x.shape
     top, bottom, left, right = pads
     oh = (h + top + bottom - kh) // sh + 1
     ow = (w + left + right - kw) // sw + 1
-    img = x
-    if any(pads):
-        img = xp.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="constant", constant_values=fill)
-    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            col[:, :, i, j] = img[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+    col = get_array_module(x).empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for k, view in window_views(padded(x, pads, fill), kh, kw, sh, sw, oh, ow):
+        col[:, :, k // kw, k % kw] = view
     return col
 
 
 def _col2im_xp(col, h, w, sh, sw, pads):
-    xp = get_array_module(col)
     n, c, kh, kw, oh, ow = col.shape
-    top, bottom, left, right = pads
-    img = xp.zeros((n, c, h + top + bottom + sh - 1, w + left + right + sw - 1), dtype=col.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            img[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col[:, :, i, j]
-    return img[:, :, top:top + h, left:left + w]
+    img = blank_padded((n, c, h, w), pads, get_array_module(col), col.dtype)
+    for k, view in window_views(img, kh, kw, sh, sw, oh, ow):
+        view += col[:, :, k // kw, k % kw]
+    return unpadded(img, h, w, pads)
 
 
 def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
@@ -69,7 +92,7 @@ def conv2d_backward(dy, col, W, x_shape, stride, pads):
     n, f, oh, ow = dy.shape
     dy3 = dy.reshape(n, f, oh * ow)
     col3 = col.reshape(n, -1, oh * ow)
-    dW = xp.tensordot(dy3, col3, axes=([0, 2], [0, 2])).reshape(W.shape)
+    dW = xp.matmul(dy3, col3.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)   # no transposed copy of col
     db = dy3.sum(axis=(0, 2))
     dcol = xp.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
     dx = col2im(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)

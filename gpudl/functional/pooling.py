@@ -1,24 +1,39 @@
-"""Max and average pooling over KH x KW windows (NCHW); the NumPy path is built on im2col/col2im.
+"""Max and average pooling over KH x KW windows (NCHW); the NumPy path loops over the KH*KW window offsets.
 
 Max pooling keeps, per window, the index of its first maximum (row-major within the window), so ties resolve the
 same way on every device. Average pooling divides by the number of real (unpadded) cells in each window.
 """
 from .. import kernels
 from ..backend import get_array_module, is_cupy_array
-from .conv import col2im, im2col
+from .conv import blank_padded, padded, unpadded, window_views
+
+
+def _output_size(x_shape, kh, kw, sh, sw, pads):
+    top, bottom, left, right = pads
+    return (x_shape[2] + top + bottom - kh) // sh + 1, (x_shape[3] + left + right - kw) // sw + 1
 
 
 def max_pool2d(x, kh, kw, sh, sw, pads):
-    """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window."""
+    """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window.
+
+    A running maximum over the KH*KW window offsets; a later cell wins only when strictly greater (or the first NaN).
+    """
     if is_cupy_array(x):
         return kernels.max_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
-    col = im2col(x, kh, kw, sh, sw, pads, fill=-xp.inf)
-    n, c, _, _, oh, ow = col.shape
-    col = col.reshape(n, c, kh * kw, oh, ow)
-    argmax = col.argmax(axis=2)
-    y = xp.take_along_axis(col, argmax[:, :, None], axis=2)[:, :, 0]
-    return y, argmax
+    oh, ow = _output_size(x.shape, kh, kw, sh, sw, pads)
+    views = window_views(padded(x, pads, -xp.inf), kh, kw, sh, sw, oh, ow)
+    _, first = next(views)
+    y = first.copy()
+    # The winner is the last offset that beat the running maximum, so argmax = max over k of k * beat_k;
+    # a small index type keeps that cheap.
+    index_type = xp.int8 if kh * kw < 128 else xp.int64
+    argmax = xp.zeros(y.shape, dtype=index_type)
+    for k, view in views:
+        beat = ~(view <= y) & (y == y)      # view > y, or view is NaN while y is not
+        xp.maximum(argmax, beat * index_type(k), out=argmax)
+        xp.maximum(y, view, out=y)          # a NaN, once in y, stays: the first NaN wins
+    return y, argmax.astype(xp.int64)
 
 
 def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
@@ -26,16 +41,21 @@ def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
     if is_cupy_array(dy):
         return kernels.max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
-    n, c, oh, ow = dy.shape
-    window = xp.arange(kh * kw).reshape(1, 1, kh * kw, 1, 1)
-    dcol = (window == argmax[:, :, None]) * dy[:, :, None]
-    return col2im(dcol.reshape(n, c, kh, kw, oh, ow), x_shape[2], x_shape[3], sh, sw, pads)
+    img = blank_padded(x_shape, pads, xp, dy.dtype)
+    for k, view in window_views(img, kh, kw, sh, sw, *dy.shape[2:]):
+        view += (argmax == k) * dy
+    return unpadded(img, x_shape[2], x_shape[3], pads)
 
 
 def pool_counts(h, w, kh, kw, sh, sw, pads, xp, dtype):
-    """Number of real input cells in each window, shape (OH, OW)."""
-    ones = xp.ones((1, 1, h, w), dtype=dtype)
-    return im2col(ones, kh, kw, sh, sw, pads).sum(axis=(2, 3))[0, 0]
+    """Number of real input cells in each window, shape (OH, OW): real rows times real columns."""
+    oh, ow = _output_size((1, 1, h, w), kh, kw, sh, sw, pads)
+
+    def real(size, k, s, before, out):
+        start = xp.arange(out) * s - before
+        return xp.minimum(start + k, size) - xp.maximum(start, 0)
+
+    return xp.outer(real(h, kh, sh, pads[0], oh), real(w, kw, sw, pads[2], ow)).astype(dtype)
 
 
 def avg_pool2d(x, kh, kw, sh, sw, pads):
@@ -43,18 +63,22 @@ def avg_pool2d(x, kh, kw, sh, sw, pads):
     if is_cupy_array(x):
         return kernels.avg_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
-    col = im2col(x, kh, kw, sh, sw, pads)
-    counts = pool_counts(x.shape[2], x.shape[3], kh, kw, sh, sw, pads, xp, x.dtype)
-    return col.sum(axis=(2, 3)) / counts
+    oh, ow = _output_size(x.shape, kh, kw, sh, sw, pads)
+    views = window_views(padded(x, pads, 0), kh, kw, sh, sw, oh, ow)
+    _, first = next(views)
+    total = first.copy()
+    for _, view in views:
+        total += view
+    return total / pool_counts(x.shape[2], x.shape[3], kh, kw, sh, sw, pads, xp, x.dtype)
 
 
 def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
-    """Each real cell of a window receives dy / count; padded cells are dropped by col2im."""
+    """Each real cell of a window receives dy / count; padded cells are dropped with the padding."""
     if is_cupy_array(dy):
         return kernels.avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
-    n, c, oh, ow = dy.shape
-    counts = pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, xp, dy.dtype)
-    share = (dy / counts)[:, :, None, None]
-    dcol = xp.broadcast_to(share, (n, c, kh, kw, oh, ow))
-    return col2im(dcol, x_shape[2], x_shape[3], sh, sw, pads)
+    share = dy / pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, xp, dy.dtype)
+    img = blank_padded(x_shape, pads, xp, dy.dtype)
+    for _, view in window_views(img, kh, kw, sh, sw, *dy.shape[2:]):
+        view += share
+    return unpadded(img, x_shape[2], x_shape[3], pads)

@@ -1,6 +1,6 @@
 """Checking a backward against central differences, in the manner of Chainer's check_backward.
 
-For a random direction d over the inputs and parameters, and a random weighting R of the outputs,
+For a random direction d over the inputs and parameters, and random weightings R of the outputs,
 <grad, d> from backward must match (L(theta + eps d) - L(theta - eps d)) / (2 eps) with L = sum(R * forward(x)).
 """
 import numpy
@@ -9,11 +9,11 @@ from .backend import get_array_module
 
 
 def directional_derivatives(forward, backward, inputs, params, seed=0, eps=1e-6):
-    """(analytic, numeric) derivatives of L = sum(R * forward(*inputs)) along one random direction.
+    """(analytic, numeric) derivatives of L = sum_k sum(R_k * y_k) along one random direction.
 
-    `forward(*inputs)` computes the output from the current values of `inputs` and of each Parameter in `params`;
-    `backward(R)` returns the gradients of the inputs (a tuple, one per input) and fills each Parameter's .grad.
-    Everything is meant to be float64.
+    `forward(*inputs)` computes one output y, or a tuple of outputs y_k, from the current values of `inputs` and of
+    each Parameter in `params`; `backward(R)` gets the weighting (an array, or a tuple like the outputs), returns the
+    gradients of the inputs (a tuple, one per input) and fills each Parameter's .grad. Meant for float64.
     """
     xp = get_array_module(*inputs)
     rng = numpy.random.default_rng(seed)
@@ -21,11 +21,14 @@ def directional_derivatives(forward, backward, inputs, params, seed=0, eps=1e-6)
     def random_like(a):
         return xp.asarray(rng.standard_normal(a.shape)).astype(a.dtype)
 
+    def as_tuple(y):
+        return y if isinstance(y, tuple) else (y,)
+
     y = forward(*inputs)
-    weights = random_like(y)
+    weights = tuple(random_like(part) for part in as_tuple(y))
     for p in params:
         p.grad[...] = 0
-    input_grads = backward(weights)
+    input_grads = backward(weights if isinstance(y, tuple) else weights[0])
     dirs_in = [random_like(a) for a in inputs]
     dirs_p = [random_like(p.data) for p in params]
     analytic = sum(float((g * d).sum()) for g, d in zip(input_grads, dirs_in))
@@ -36,7 +39,7 @@ def directional_derivatives(forward, backward, inputs, params, seed=0, eps=1e-6)
         originals = [p.data.copy() for p in params]
         for p, d in zip(params, dirs_p):
             p.data += sign * eps * d
-        value = float((weights * forward(*shifted)).sum())
+        value = sum(float((w * part).sum()) for w, part in zip(weights, as_tuple(forward(*shifted))))
         for p, original in zip(params, originals):
             p.data[...] = original
         return value
@@ -46,9 +49,13 @@ def directional_derivatives(forward, backward, inputs, params, seed=0, eps=1e-6)
 
 
 def check_layer(layer, x, seed=0, rtol=1e-6, atol=1e-8):
-    """Assert that layer.backward agrees with central differences for its input and all its parameters."""
+    """Assert that layer.backward agrees with central differences for its input and all its parameters.
+
+    Returns the analytic directional derivative (a test can insist that it is not zero).
+    """
     analytic, numeric = directional_derivatives(
         layer.forward, lambda dy: (layer.backward(dy),), [x], layer.parameters(), seed=seed)
     if not numpy.isclose(analytic, numeric, rtol=rtol, atol=atol):
         raise AssertionError(f"{layer!r}: backward gives {analytic!r} along a random direction, "
                              f"central differences give {numeric!r}")
+    return analytic

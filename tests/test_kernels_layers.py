@@ -17,6 +17,7 @@ import gpudl
 from gpudl import functional as F
 from gpudl import kernels, nn, optim
 from gpudl.backend import to_numpy
+from gpudl.gradient_check import check_layer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_lstm = pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="gpudl.nn has no LSTM yet (written on another branch)")
@@ -73,36 +74,12 @@ def test_layer_matches_numpy_path(kernel_path, name, make, shape, dtype):
         numpy.testing.assert_allclose(to_numpy(got), want, rtol=tol, atol=tol)
 
 
-def gradient_check(layer, x, xp, eps=1e-6):
-    """Compare <backward(r), d> with the central difference of <forward(x), r> along one random direction d over the
-    input and every parameter (float64)."""
-    rng = numpy.random.default_rng(7)
-    params = layer.parameters()
-    r = xp.asarray(rng.standard_normal(layer.forward(x).shape))
-    y, dx, grads = run_layer(layer, x, r)
-    d_x = xp.asarray(rng.standard_normal(x.shape))
-    d_params = [xp.asarray(rng.standard_normal(p.shape)) for p in params]
-    analytic = float((dx * d_x).sum()) + sum(float((g * d).sum()) for g, d in zip(grads, d_params))
-    originals = [p.data for p in params]
-
-    def objective(t):
-        for p, p0, d in zip(params, originals, d_params):
-            p.data = p0 + t * d
-        return float((layer.forward(x + t * d_x) * r).sum())
-
-    numeric = (objective(eps) - objective(-eps)) / (2 * eps)
-    for p, p0 in zip(params, originals):
-        p.data = p0
-    assert numeric == pytest.approx(analytic, rel=1e-6, abs=1e-8)
-    return analytic
-
-
 @pytest.mark.parametrize("name, make, shape", LAYERS, ids=LAYER_IDS)
 def test_layer_gradients_float64(kernel_path, name, make, shape):
     gpudl.manual_seed(1)
     layer = kernel_path.move(make().to(dtype=numpy.float64))
     x = kernel_path.asarray(numpy.random.default_rng(2).standard_normal(shape))
-    analytic = gradient_check(layer, x, kernel_path.xp)
+    analytic = check_layer(layer, x)
     if name not in ("Step", "Sign"):
         assert analytic != 0.0
 

@@ -5,6 +5,7 @@ import pytest
 
 import gpudl
 from gpudl import nn, optim
+from gpudl.gradient_check import directional_derivatives
 
 
 def _sig(v):
@@ -94,35 +95,25 @@ def test_zero_initial_state_by_default():
 
 @pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM])
 def test_bptt_matches_central_differences(cls, xp):
-    """One random direction over x, the initial state and every parameter, several time steps, float64."""
+    """One random direction over x, the initial state and every parameter, several time steps, float64.
+
+    L weighs the whole hidden sequence and the final state, so gradient flows in at every step and at the end.
+    """
     layer, x, rng = make(cls, xp, n=2, t=6, f=3, size=4, seed=3)
     parts = 2 if cls is nn.LSTM else 1
     state = [xp.asarray(rng.normal(0, 0.5, (2, 4))) for _ in range(parts)]
-    # L = <w_seq, h_1..T> + <w_T, final state>: gradient flows in at every step and at the end.
-    w_seq = xp.asarray(rng.normal(size=(2, 6, 4)))
-    w_fin = [xp.asarray(rng.normal(size=(2, 4))) for _ in range(parts)]
 
-    def loss():
+    def forward(x, *state):
         y = layer.forward(x, state[0] if parts == 1 else tuple(state))
-        final = (layer.state,) if parts == 1 else layer.state
-        return float((w_seq * y).sum() + sum((w * s).sum() for w, s in zip(w_fin, final)))
+        return (y, layer.state) if parts == 1 else (y, *layer.state)
 
-    loss()
-    layer.zero_grad()
-    dx = layer.backward(w_seq, w_fin[0] if parts == 1 else tuple(w_fin))
-    dstate = (layer.state_grad,) if parts == 1 else layer.state_grad
-    arrays = [x, *state, *(p.data for p in layer.parameters())]
-    grads = [dx, *dstate, *(p.grad for p in layer.parameters())]
-    direction = [xp.asarray(rng.normal(size=a.shape)) for a in arrays]
-    analytic = sum(float((g * d).sum()) for g, d in zip(grads, direction))
-    eps = 1e-6
-    for a, d in zip(arrays, direction):
-        a += eps * d
-    up = loss()
-    for a, d in zip(arrays, direction):
-        a -= 2 * eps * d
-    down = loss()
-    numerical = (up - down) / (2 * eps)
+    def backward(weights):
+        w_seq, *w_fin = weights
+        dx = layer.backward(w_seq, w_fin[0] if parts == 1 else tuple(w_fin))
+        return (dx, layer.state_grad) if parts == 1 else (dx, *layer.state_grad)
+
+    analytic, numerical = directional_derivatives(forward, backward, [x, *state], layer.parameters(), seed=3)
+    assert analytic != 0.0
     assert abs(analytic - numerical) <= 1e-7 * max(1.0, abs(numerical)), (analytic, numerical)
 
 

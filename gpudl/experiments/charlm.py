@@ -206,14 +206,14 @@ def train_charlm(text=None, path=None, epochs=DEFAULTS["epochs"], seq_len=DEFAUL
                  batch_size=DEFAULTS["batch_size"], hidden_size=DEFAULTS["hidden_size"], lr=DEFAULTS["lr"], seed=0,
                  device=None, out=None, resume=False, max_chars=DEFAULTS["max_chars"], clip=DEFAULTS["clip"],
                  temperature=DEFAULTS["temperature"], sample_length=DEFAULTS["sample_length"],
-                 validation=DEFAULTS["validation"], progress=True, stream=None, config=None):
+                 validation=DEFAULTS["validation"], progress=True, stream=None, config=None, log=None):
     """Train a CharLSTM on `text`, else the file at `path`, else the default corpus (up to max_chars characters).
 
     The loop is gpudl.train.fit (Adam, gradients clipped to a global norm of `clip`): with `out` (a folder) it writes
     checkpoint.npz after every epoch, report.json (a perplexity per epoch in its history) and model.npz, which here
     also holds the vocabulary (load_charlm reads it back); `resume=True` continues from out/checkpoint.npz.
     Returns {"model", "vocab", "history", "report", "sample"}: the sample is `sample_length` characters drawn at
-    `temperature` after training.
+    `temperature` after training. `log`, when given, receives one line describing the data before training starts.
     """
     if text is None:
         text = load_text(path) if path is not None else default_corpus(max_chars)
@@ -236,6 +236,9 @@ def train_charlm(text=None, path=None, epochs=DEFAULTS["epochs"], seq_len=DEFAUL
         val_batch = max(1, min(batch_size, (len(val_codes) - 1) // (seq_len + 1)))
         held_out = TextBatches(val_codes, val_batch, seq_len, dev)
 
+    if log is not None:
+        log(f"charlm: {len(train_codes)} characters to train on, {len(val_codes) if held_out else 0} held out, "
+            f"{len(vocab)} distinct; {len(train)} batches of {batch_size} x {seq_len} per epoch; device {dev}")
     model = CharLSTM(len(vocab), hidden_size, rng=numpy.random.default_rng(seed)).to(dev)
     optimizer = optim.Adam(model.parameters(), lr=lr)
     config = dict(config or {})
@@ -275,11 +278,14 @@ def run_cli(args):
     if options["hidden_size"] < 1:
         raise ValueError(f"charlm: --hidden must be at least 1, got {options['hidden_size']}")
     dev = resolve_device(args.device)
-    source = f"{path}" if path else "standard-library docstrings (no --text given)"
-    print(f"charlm: training on {source}, at most {options['max_chars']} characters, device {dev}", file=sys.stderr)
+    source = path if path else "standard-library docstrings (no --text given)"
+
+    def log(line):
+        print(f"{line}; text: {source}", file=sys.stderr)
+
     result = train_charlm(text=text, seed=args.seed, device=dev, out=out, resume=args.resume,
                           progress=not args.quiet, config={"model": "charlm", "text": os.path.abspath(path) if path
-                                                           else None}, **options)
+                                                           else None}, log=log, **options)
     history = result["history"]
     first, last = history[0], history[-1]
     print(f"charlm: perplexity {first['perplexity']:.2f} after epoch {first['epoch']}, "

@@ -28,7 +28,7 @@ from ..serialization import FORMAT_KEY, FORMAT_VERSION, load_arrays, save_arrays
 from ..train import CHECKPOINT, MODEL, REPORT, fit
 
 VOCAB_KEY = "__vocabulary__"
-DEFAULTS = dict(epochs=5, seq_len=50, batch_size=32, hidden_size=64, lr=0.01, max_chars=30_000, clip=5.0,
+DEFAULTS = dict(epochs=10, seq_len=50, batch_size=32, hidden_size=128, lr=0.01, max_chars=100_000, clip=5.0,
                 temperature=0.7, sample_length=200, validation=0.1)
 
 

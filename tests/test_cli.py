@@ -338,3 +338,20 @@ def test_experiment_long_term_prints_its_table(capsys):
 
 def test_unknown_experiment(capsys):
     _fails_with_one_line(["experiment", "mnist"], capsys, "invalid choice: 'mnist'")
+
+
+@pytest.mark.gpu
+def test_train_charlm_on_the_gpu_resumes_and_predicts(tmp_path, capsys, cupy):
+    text = tmp_path / "small.txt"
+    text.write_text(SENTENCE, encoding="utf-8")
+    gpu = CHARLM_SMALL[:CHARLM_SMALL.index("--device")] + ["--device", "cuda", "--sample-length", "30"]
+    run = str(tmp_path / "gpu")
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "1", "--quiet", "--out", run] + gpu) == 0
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "3", "--quiet", "--resume", "--out", run]
+                + gpu) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["config"]["device"].startswith("cuda") and [r["epoch"] for r in report["history"]] == [1, 2, 3]
+    assert report["history"][-1]["perplexity"] < report["history"][0]["perplexity"]
+    capsys.readouterr()
+    assert main(["predict", run, "--device", "cuda", "--start", "the ", "--length", "10", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("the ")

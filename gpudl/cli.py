@@ -2,7 +2,9 @@
 
     gpudl train {perceptron,xor,lenet5,charlm} [--device auto|cpu|cuda] [--epochs N] [--batch-size N] [--lr X]
                 [--seed S] [--data-dir DIR] [--out DIR] [--resume]
-    gpudl predict RUN_DIR [--input FILE.npy]
+                charlm: [--text FILE] [--max-chars N] [--seq-len T] [--hidden H] [--temperature X] [--sample-length N]
+    gpudl predict RUN_DIR [--input FILE.npy]              charlm runs: [--start TEXT] [--temperature X] [--length N]
+    gpudl experiment {gradients,long-term} ...           (the experiment's own options follow)
     gpudl info
     gpudl bench ...
 
@@ -147,6 +149,8 @@ def _train_xor(args):
     from .train import fit
     if args.data_dir:
         raise CLIError("xor trains on the four XOR points; it takes no --data-dir")
+    if args.hidden is None:
+        args.hidden = 4
     X, y = xor()
     Y = y[:, None].astype(numpy.float32)
     sizes = [2, args.hidden, 1] if args.hidden else [2, 1]
@@ -244,14 +248,26 @@ TRAINERS = {"perceptron": _train_perceptron, "xor": _train_xor, "lenet5": _train
 # ---------------------------------------------------------------------------------------------------- commands
 
 
+CHARLM_OPTIONS = ("text", "max_chars", "seq_len", "temperature", "sample_length")
+
+
 def cmd_train(args):
-    if args.model == "charlm":  # resolves its own device and options
-        return _train_charlm(args)
+    if args.model == "charlm":
+        if args.data_dir:
+            raise CLIError("charlm trains on --text FILE (default: standard-library docstrings), not on --data-dir")
+    else:
+        given = [name for name in CHARLM_OPTIONS if getattr(args, name, None) is not None]
+        if given:
+            raise CLIError(f"--{given[0].replace('_', '-')} applies to charlm only, not to {args.model}")
+        if args.hidden is not None and args.model != "xor":
+            raise CLIError(f"--hidden applies to xor and charlm, not to {args.model}")
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
     checkpoint = os.path.join(_out_dir(args), "checkpoint.npz")
     if args.resume and args.model != "perceptron" and not os.path.exists(checkpoint):
         raise CLIError(f"--resume: no checkpoint in {_out_dir(args)} (train once without --resume first)")
+    if args.model == "charlm":  # resolves its own device and options
+        return _train_charlm(args)
     args.dev = resolve_device(args.device)
     return TRAINERS[args.model](args)
 
@@ -288,6 +304,11 @@ def cmd_predict(args):
     with open(report_path) as f:
         config = json.load(f)["config"]
     name = config["model"]
+    if name == "charlm":
+        return _predict_charlm(args, model_path, config)
+    for option in ("start", "temperature", "length"):
+        if getattr(args, option, None) is not None:
+            raise CLIError(f"--{option} applies to charlm runs only; {args.run} holds a {name} model")
     model = build_model(name, config["model_args"])
     dev = resolve_device(args.device)
     load(model.to(dev), model_path)
@@ -329,6 +350,22 @@ def cmd_predict(args):
         print(f"... {len(predicted) - shown} more (--show N prints more)")
     if y is not None:
         print(f"accuracy {float((predicted == y).mean()):.4f} on {len(y)} samples")
+    return 0
+
+
+def _predict_charlm(args, model_path, config):
+    """Print a sample of a trained character model: --start, then --length characters at --temperature."""
+    from .experiments.charlm import load_charlm, sample
+    if args.input:
+        raise CLIError("a charlm run samples text: use --start TEXT instead of --input")
+    model, vocab = load_charlm(model_path, resolve_device(args.device))
+    temperature = args.temperature if args.temperature is not None else config.get("temperature", 0.7)
+    length = args.length if args.length is not None else 200
+    unknown = sorted(set(args.start or "") - set(vocab.chars))
+    if unknown:
+        raise CLIError(f"--start: the model never saw the characters {''.join(unknown)!r}")
+    rng = numpy.random.default_rng(args.seed)
+    print(sample(model, vocab, args.start or "", length, temperature, rng))
     return 0
 
 
@@ -416,10 +453,19 @@ def cmd_bench(args):
     return bench.main(args.bench_args)
 
 
+EXPERIMENTS = {"gradients": "gpudl.experiments.gradients", "long-term": "gpudl.experiments.long_term"}
+
+
+def cmd_experiment(args):
+    module = importlib.import_module(EXPERIMENTS[args.name])
+    module.main(args.experiment_args)
+    return 0
+
+
 def make_parser():
     parser = _Parser(prog="gpudl", description="Train and run the classic neural networks on the CPU or a GPU.")
     parser.add_argument("--version", action="version", version=f"gpudl {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,predict,info,bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,predict,experiment,info,bench}", parser_class=_Parser)
     sub.required = True
 
     train = sub.add_parser("train", help="train a model from the command line")
@@ -433,7 +479,12 @@ def make_parser():
     train.add_argument("--out", help="output folder (default runs/MODEL)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     train.add_argument("--data", choices=["separable", "xor"], default="separable", help="perceptron: which points")
-    train.add_argument("--hidden", type=int, default=4, help="xor: hidden units (0 = no hidden layer)")
+    train.add_argument("--hidden", type=int, help="xor: hidden units (4; 0 = no hidden layer); charlm: LSTM units (128)")
+    train.add_argument("--text", metavar="FILE", help="charlm: UTF-8 text to train on (default: stdlib docstrings)")
+    train.add_argument("--max-chars", type=_positive_int, help="charlm: use at most this many characters (100000)")
+    train.add_argument("--seq-len", type=_positive_int, help="charlm: steps of truncated BPTT per batch (50)")
+    train.add_argument("--temperature", type=_positive_float, help="charlm: sampling temperature (0.7)")
+    train.add_argument("--sample-length", type=_positive_int, help="charlm: characters sampled at the end (200)")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
 
@@ -442,7 +493,15 @@ def make_parser():
     predict.add_argument("--input", help=".npy file of inputs (default: the run's held-out data)")
     predict.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     predict.add_argument("--show", type=int, default=10, help="how many predictions to print (10)")
+    predict.add_argument("--start", help="charlm: text the sample begins with")
+    predict.add_argument("--temperature", type=_positive_float, help="charlm: sampling temperature (the run's)")
+    predict.add_argument("--length", type=_positive_int, help="charlm: characters to sample (200)")
+    predict.add_argument("--seed", type=_seed, help="charlm: seed of the sampling (default: fresh randomness)")
     predict.set_defaults(func=cmd_predict)
+
+    experiment = sub.add_parser("experiment", help="the recurrent experiments: gradients, long-term "
+                                "(their own options follow the name; NAME --help lists them)")
+    experiment.add_argument("name", choices=sorted(EXPERIMENTS), help="which experiment")
 
     info = sub.add_parser("info", help="versions, devices, and whether the CUDA kernels compile")
     info.set_defaults(func=cmd_info)
@@ -456,6 +515,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:  # everything after "bench" belongs to gpudl.bench, options included
         args = argparse.Namespace(func=cmd_bench, bench_args=argv[1:])
+    elif argv[:1] == ["experiment"] and argv[1:2] and argv[1] in EXPERIMENTS:  # the rest is the experiment's
+        args = argparse.Namespace(func=cmd_experiment, name=argv[1], experiment_args=argv[2:])
     else:
         args = make_parser().parse_args(argv)
     try:

@@ -10,8 +10,13 @@
   checkpointed, so a resumed run draws the same batches;
 - eval_loader (optional): the same kind of iterable for the held-out data;
 - metric(pred, y) -> (correct, count) for the accuracy, or None to report the loss only. The default, `accuracy`,
-  takes the arg-max of the last axis against integer labels, or thresholds outputs at 0.5 against 0/1 targets of the
-  prediction's shape.
+  takes the arg-max of the last axis against integer labels (any leading axes: (N, T, V) logits against (N, T)
+  labels count every character), or thresholds outputs at 0.5 against 0/1 targets of the prediction's shape.
+
+A model that carries state from one batch to the next (truncated BPTT: a stateful recurrent layer, batches that
+continue each other row by row) has reset_state(); fit and evaluate call it before every pass over a loader and
+evaluate again after it, so each epoch and each evaluation starts from a zero state. The carried state is
+therefore never part of a checkpoint, and a resumed run still ends where an uninterrupted one does.
 
 A loss that turns NaN or infinite stops the run (TrainingDiverged); the last checkpoint written before it stays.
 Checkpoints (every `checkpoint_every` epochs and after the last) go to out/checkpoint.npz through
@@ -28,6 +33,7 @@ import time
 import numpy
 
 from .backend import device_of, to_device, to_numpy
+from .optim import clip_grad_norm
 from .serialization import load_arrays, save, save_arrays
 
 CHECKPOINT, REPORT, MODEL, CURVES = "checkpoint.npz", "report.json", "model.npz", "curves.png"
@@ -52,9 +58,15 @@ def accuracy(pred, target):
                      f"{tuple(target.shape)}")
 
 
+def _reset_state(model):
+    if hasattr(model, "reset_state"):
+        model.reset_state()
+
+
 def evaluate(model, loss, loader, metric=accuracy):
     """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size."""
     model.eval()
+    _reset_state(model)
     total_loss, seen, correct, counted = 0.0, 0, 0, 0
     try:
         for x, y in loader:
@@ -66,6 +78,7 @@ def evaluate(model, loss, loader, metric=accuracy):
                 correct += int(c)
                 counted += int(n)
     finally:
+        _reset_state(model)
         model.train()
     if seen == 0:
         raise ValueError("evaluate: the loader yielded no batch")
@@ -140,7 +153,8 @@ def cosine_schedule(lr, epochs, final_fraction=0.0):
 
 
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
-        metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None):
+        metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
+        clip_norm=None, on_epoch_end=None):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -148,7 +162,13 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     start of each epoch (e.g. `cosine_schedule`).
     With `out` (a folder), writes checkpoint.npz, model.npz (the final parameters, for gpudl.load / `gpudl predict`),
     report.json and, when matplotlib is installed, curves.png. `config` (a dict) is copied into the report.
+    `clip_norm`, when given, scales the gradients to a global L2 norm of at most clip_norm before every step
+    (optim.clip_grad_norm). `on_epoch_end(record)`, when given, runs after each epoch's training and evaluation: it
+    may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
+    string it returns is appended to the epoch's progress line.
     """
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
     for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
@@ -171,7 +191,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
                 optimizer.lr = schedule(epoch)
             show = progress and (epoch % log_every == 0 or epoch == epochs)
             record = _train_epoch(model, loss, optimizer, train_loader, metric, epoch, epochs, show, stream,
-                                  eval_loader, last_good, checkpoint)
+                                  eval_loader, last_good, checkpoint, clip_norm, on_epoch_end)
             history.append(record)
             if checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):
                 save_checkpoint(checkpoint, model, optimizer, epoch, train_loader, history)
@@ -193,8 +213,9 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
 
 
 def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress, stream, eval_loader, last_good,
-                 checkpoint):
+                 checkpoint, clip_norm=None, on_epoch_end=None):
     bar = _Progress(progress, len(loader), f"epoch {epoch}/{epochs}", stream)
+    _reset_state(model)
     t0 = time.perf_counter()
     total_loss, seen, correct, counted = 0.0, 0, 0, 0
     for step, (x, y) in enumerate(loader, 1):
@@ -208,6 +229,8 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
             raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {step}; training stopped "
                                    f"({kept}); try a smaller learning rate")
         model.backward(loss.backward())
+        if clip_norm is not None:
+            clip_grad_norm(model.parameters(), clip_norm)
         optimizer.step()
         total_loss += value * len(x)
         seen += len(x)
@@ -231,6 +254,9 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
         line += f", test loss {record['test_loss']:.4f}"
         if record["test_accuracy"] is not None:
             line += f", test acc {record['test_accuracy']:.4f}"
+    extra = on_epoch_end(record) if on_epoch_end is not None else None
+    if extra:
+        line += f", {extra}"
     line += f", {record['samples_per_s']:.0f} samples/s"
     bar.close(line)
     return record

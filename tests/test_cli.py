@@ -67,13 +67,9 @@ def test_perceptron_learning_rate_above_one(tmp_path, capsys):
     _fails_with_one_line(["train", "perceptron", "--lr", "2", "--out", str(tmp_path)], capsys, "(0, 1]")
 
 
-def test_charlm_is_wired_or_says_it_is_missing(capsys):
-    try:
-        import gpudl.experiments.charlm  # noqa: F401
-    except ImportError:
-        _fails_with_one_line(["train", "charlm"], capsys, "gpudl.experiments.charlm is missing")
-    else:
-        pytest.skip("charlm is available; its own tests cover it")
+def test_charlm_says_when_its_module_is_missing(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gpudl.experiments.charlm", None)   # importing it now fails
+    _fails_with_one_line(["train", "charlm"], capsys, "gpudl.experiments.charlm is missing")
 
 
 def test_python_dash_m_reports_one_line_without_traceback(tmp_path):
@@ -259,3 +255,103 @@ def test_bench_and_charlm_delegate_to_their_modules_when_present(monkeypatch):
     assert seen["bench"] == ["--quick", "-k", "conv"]
     assert main(["train", "charlm", "--epochs", "3", "--device", "cpu"]) == 0
     assert seen["charlm"] == ("charlm", 3, "cpu")
+
+
+# --- the character-level LSTM language model and the recurrent experiments ----------------------------------------
+
+SENTENCE = "the cat sat on the mat. " * 60
+CHARLM_SMALL = ["--seq-len", "10", "--batch-size", "8", "--hidden", "16", "--lr", "0.02", "--device", "cpu",
+                "--sample-length", "30"]
+
+
+def test_train_charlm_on_a_file_reports_perplexity_samples_resumes_and_predicts(tmp_path, capsys):
+    text = tmp_path / "small.txt"
+    text.write_text(SENTENCE, encoding="utf-8")
+    whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "2", "--out", whole] + CHARLM_SMALL) == 0
+    captured = capsys.readouterr()
+    assert "epoch 2/2" in captured.err and "perplexity" in captured.err
+    out = captured.out.splitlines()
+    assert out[0].startswith("charlm: perplexity ") and "after epoch 2" in out[0] and whole in out[0]
+    assert out[1] == "sample at temperature 0.7:" and len(out[2]) == 30 and set(out[2]) <= set(SENTENCE)
+    for name in ("model.npz", "checkpoint.npz", "report.json"):
+        assert os.path.exists(os.path.join(whole, name))
+    report = json.loads(open(os.path.join(whole, "report.json")).read())
+    assert report["status"] == "completed" and report["config"]["model"] == "charlm"
+    history = report["history"]
+    assert [r["epoch"] for r in history] == [1, 2] and history[1]["perplexity"] < history[0]["perplexity"]
+    for r in history:
+        assert r["perplexity"] == pytest.approx(numpy.exp(r["train_loss"]))
+        assert r["test_perplexity"] == pytest.approx(numpy.exp(r["test_loss"]))
+
+    # killed after epoch 1, resumed to 2: the same weights and the same sample as the uninterrupted run
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "1", "--quiet", "--out", cut] + CHARLM_SMALL) == 0
+    capsys.readouterr()
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "2", "--quiet", "--resume", "--out", cut]
+                + CHARLM_SMALL) == 0
+    assert capsys.readouterr().out.splitlines()[2] == out[2]
+    from gpudl.serialization import load_arrays
+    a, b = load_arrays(os.path.join(whole, "model.npz")), load_arrays(os.path.join(cut, "model.npz"))
+    assert a.keys() == b.keys()
+    for key in a:
+        numpy.testing.assert_array_equal(a[key], b[key])
+
+    assert main(["predict", whole, "--start", "the ", "--length", "12", "--temperature", "0.5", "--seed", "1"]) == 0
+    sampled = capsys.readouterr().out.rstrip("\n")
+    assert sampled.startswith("the ") and len(sampled) == 16
+    _fails_with_one_line(["predict", whole, "--start", "xyz"], capsys, "never saw the characters 'xyz'")
+
+
+def test_train_charlm_bad_text_files(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "run"), "--device", "cpu"]
+    _fails_with_one_line(["train", "charlm", "--text", str(tmp_path / "nope.txt")] + out, capsys,
+                         "no such text file")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    _fails_with_one_line(["train", "charlm", "--text", str(empty)] + out, capsys, "empty.txt: holds no text")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("café au lait".encode("latin-1"))
+    _fails_with_one_line(["train", "charlm", "--text", str(latin)] + out, capsys, "is not UTF-8")
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc", encoding="utf-8")
+    _fails_with_one_line(["train", "charlm", "--text", str(tiny)] + out, capsys, "too few")
+    _fails_with_one_line(["train", "charlm", "--resume"] + out, capsys, "no checkpoint in")
+    _fails_with_one_line(["train", "charlm", "--data-dir", str(tmp_path)] + out, capsys, "--text FILE")
+    _fails_with_one_line(["train", "charlm", "--temperature", "0"] + out, capsys, "--temperature")
+    _fails_with_one_line(["train", "xor", "--text", str(tiny)] + out, capsys, "--text applies to charlm only")
+    assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+
+
+def test_experiment_gradients_prints_its_table(capsys):
+    assert main(["experiment", "gradients", "--steps", "5", "--scales", "0.5", "2", "--hidden-size", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "t-k" in lines[0] and "W_h x 0.5" in lines[0] and "W_h x 2" in lines[0]
+    assert lines[1].split()[:2] == ["0", "1.000e+00"] and lines[-1].split()[0] == "4"   # lags t-k from 0 to 4
+
+
+def test_experiment_long_term_prints_its_table(capsys):
+    assert main(["experiment", "long-term", "--lengths", "4", "--iterations", "2", "--hidden-size", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "baseline MSE" in lines[0] and len(lines) == 3      # header, rnn row, lstm row
+    assert lines[1].split()[:2] == ["4", "rnn"] and lines[2].split()[:2] == ["4", "lstm"]
+
+
+def test_unknown_experiment(capsys):
+    _fails_with_one_line(["experiment", "mnist"], capsys, "invalid choice: 'mnist'")
+
+
+@pytest.mark.gpu
+def test_train_charlm_on_the_gpu_resumes_and_predicts(tmp_path, capsys, cupy):
+    text = tmp_path / "small.txt"
+    text.write_text(SENTENCE, encoding="utf-8")
+    gpu = CHARLM_SMALL[:CHARLM_SMALL.index("--device")] + ["--device", "cuda", "--sample-length", "30"]
+    run = str(tmp_path / "gpu")
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "1", "--quiet", "--out", run] + gpu) == 0
+    assert main(["train", "charlm", "--text", str(text), "--epochs", "3", "--quiet", "--resume", "--out", run]
+                + gpu) == 0
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["config"]["device"].startswith("cuda") and [r["epoch"] for r in report["history"]] == [1, 2, 3]
+    assert report["history"][-1]["perplexity"] < report["history"][0]["perplexity"]
+    capsys.readouterr()
+    assert main(["predict", run, "--device", "cuda", "--start", "the ", "--length", "10", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("the ")

@@ -197,3 +197,73 @@ def test_fit_and_resume_on_the_gpu_follow_the_cpu(tmp_path, cupy):
     assert report["status"] == "completed" and isinstance(fresh.parameters()[0].data, cupy.ndarray)
     for a, b in zip(_params(cpu[0]), fresh.parameters()):
         numpy.testing.assert_allclose(a, cupy.asnumpy(b.data), rtol=1e-2, atol=1e-3)
+
+
+def test_on_epoch_end_adds_to_the_record_the_report_and_the_progress_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    seen = []
+
+    def double_loss(record):
+        seen.append(dict(record))
+        record["double"] = 2 * record["train_loss"]
+        return f"double {record['double']:.4f}"
+
+    model, loss, opt, train, test = _setup()
+    report = fit(model, loss, opt, train, test, epochs=2, out=str(tmp_path), on_epoch_end=double_loss)
+    assert [r["epoch"] for r in seen] == [1, 2] and "test_loss" in seen[0]   # after training and evaluation
+    history = json.loads((tmp_path / "report.json").read_text())["history"]
+    assert [r["double"] for r in history] == [2 * r["train_loss"] for r in report["history"]]
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert f"double {history[1]['double']:.4f}, " in lines[1] and lines[1].endswith("samples/s")
+
+
+def test_clip_norm_bounds_every_step(monkeypatch):
+    from gpudl import train as train_module
+    norms, real = [], train_module.clip_grad_norm
+
+    def spy(params, max_norm):
+        total = real(params, max_norm)
+        after = numpy.sqrt(sum(float((p.grad.astype(numpy.float64) ** 2).sum()) for p in params))
+        norms.append((float(total), after, max_norm))
+        return total
+
+    monkeypatch.setattr(train_module, "clip_grad_norm", spy)
+    model, loss, opt, train, _ = _setup(lr=0.05)
+    fit(model, loss, opt, train, epochs=2, progress=False, clip_norm=0.01)
+    assert len(norms) == 8                                  # 4 steps per epoch, clipped before each
+    assert all(after <= 0.01 * (1 + 1e-4) and limit == 0.01 for _, after, limit in norms)
+    assert any(total > 0.01 for total, _, _ in norms)       # the clip did act
+    with pytest.raises(ValueError, match="clip_norm"):
+        fit(*_setup(), epochs=1, progress=False, clip_norm=0)
+
+
+class _Counting(nn.Module):
+    """A model whose output carries a running count of batches since the last reset_state() (a stateful model)."""
+
+    def __init__(self):
+        self.dense = nn.Dense(2, 2, rng=numpy.random.default_rng(0))
+        self.count, self.seen = 0, []
+
+    def reset_state(self):
+        self.count = 0
+
+    def forward(self, x):
+        self.count += 1
+        self.seen.append((self.training, self.count))
+        return self.dense.forward(x)
+
+    def backward(self, dy):
+        return self.dense.backward(dy)
+
+
+def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():
+    model = _Counting()
+    X = numpy.eye(2, dtype=numpy.float32).repeat(3, axis=0)
+    y = numpy.array([0, 0, 0, 1, 1, 1])
+    train, test = DataLoader(X, y, 2, seed=0), DataLoader(X, y, 3, shuffle=False)
+    fit(model, nn.SoftmaxCrossEntropy(check=False), optim.SGD(model.parameters(), 0.1), train, test, epochs=2,
+        progress=False)
+    # per epoch: 3 training batches counted 1, 2, 3, then 2 evaluation batches counted afresh 1, 2
+    assert model.seen == [(True, 1), (True, 2), (True, 3), (False, 1), (False, 2)] * 2
+    assert model.count == 0                                  # evaluate resets after its pass as well

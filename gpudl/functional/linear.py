@@ -32,12 +32,13 @@ def matmul_add(x, W, out):
             tuple(out.shape) != (x.shape[0], W.shape[1]):
         raise ValueError(f"matmul_add: cannot add x {tuple(x.shape)} @ W {tuple(W.shape)} into out "
                          f"{tuple(out.shape)}")
-    if not (x.dtype == W.dtype == out.dtype and type(x) is type(W) is type(out)):
-        raise TypeError(f"matmul_add: x, W and out must share one array type and dtype, got "
-                        f"{', '.join(f'{type(v).__module__}.{type(v).__name__} {v.dtype}' for v in (x, W, out))}")
+    xp = get_array_module(out)
+    if not (x.dtype == W.dtype == out.dtype and get_array_module(x) is xp and get_array_module(W) is xp):
+        raise TypeError(f"matmul_add: x, W and out must be arrays of one module and dtype, got "
+                        f"{', '.join(f'{get_array_module(v).__name__} {v.dtype}' for v in (x, W, out))}")
     if not out.flags.c_contiguous:
         raise ValueError(f"matmul_add: out of shape {tuple(out.shape)} must be C-contiguous")
     if is_cupy_array(out):
-        return _cublas(get_array_module(out)).gemm("N", "N", x, W, out=out, alpha=1.0, beta=1.0)
+        return _cublas(xp).gemm("N", "N", x, W, out=out, alpha=1.0, beta=1.0)
     out += x @ W
     return out

@@ -97,9 +97,9 @@ def _check_device(xp, what, args):
         return
     current = xp.cuda.runtime.getDevice()
     for arg in args:
-        if isinstance(arg, xp.ndarray) and arg.device.id != current:
-            raise ValueError(f"{what}: an array lives on cuda:{arg.device.id} but the current device is "
-                             f"cuda:{current}; run under `with cupy.cuda.Device({arg.device.id}):`")
+        if isinstance(arg, xp.ndarray) and arg.data.device_id != current:   # .device would build a Device
+            raise ValueError(f"{what}: an array lives on cuda:{arg.data.device_id} but the current device is "
+                             f"cuda:{current}; run under `with cupy.cuda.Device({arg.data.device_id}):`")
 
 
 def launch(file, name, n, args):
@@ -114,8 +114,9 @@ def launch(file, name, n, args):
     kernel((grid_size(n, BLOCK, max_blocks(xp)),), (BLOCK,), tuple(args))
 
 
+@functools.lru_cache(maxsize=4096)
 def _ints(*values):
-    """Sizes and indices as numpy.int64 scalars, the kernels' `long long`."""
+    """Sizes and indices as numpy.int64 scalars, the kernels' `long long` (cached: a time loop asks for the same)."""
     return tuple(numpy.array(values, dtype=INDEX_TYPE))
 
 
@@ -264,6 +265,8 @@ def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
 
 def _lstm_state(v, what, n, h, like):
     """A state array (N, H) of a's dtype, broadcast from v when needed (a number like 0 included), or an error."""
+    if type(v) is type(like) and v.dtype == like.dtype and v.shape == (n, h) and v.flags.c_contiguous:
+        return v                                      # the common case, quickly
     xp = get_array_module(like)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return xp.full((n, h), v, dtype=like.dtype)

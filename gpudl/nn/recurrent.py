@@ -12,7 +12,8 @@ On a GPU the time loop is bound by host time (each CuPy call costs ~10-35 us of 
 step's arithmetic far less), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
 so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
 the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
-dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward.
+dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
+a cupy array costs ~1-2 us, so each step's views are made once, not once per use.
 
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
@@ -153,9 +154,11 @@ class RNN(_Recurrent):
         a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
         hs[0] = h
-        for step in range(t):
-            F.matmul_add(hs[step], self.W_h.data, a[step])
-            xp.tanh(a[step], out=hs[step + 1])          # functional.rnn_step, written into the buffer
+        h_prev, W_h = hs[0], self.W_h.data
+        for a_t, h_t in zip(a, hs[1:]):
+            F.matmul_add(h_prev, W_h, a_t)
+            xp.tanh(a_t, out=h_t)                       # functional.rnn_step, written into the buffer
+            h_prev = h_t
         self._x, self._hs = x, hs
         self.state = hs[t].copy()
         return self._output(hs)
@@ -166,16 +169,18 @@ class RNN(_Recurrent):
         dh_t = dL/dh_t (direct) + da_{t+1} W_h^T;  da_t = dh_t (1 - h_t^2).
         """
         dh_seq, (dh_last,) = self._upstream(dh_seq, dstate)
-        hs, W_h = self._hs, self.W_h.data
-        xp = get_array_module(hs)
+        xp = get_array_module(self._hs)
         dh = self._direct_grads(dh_seq, dh_last)
         da = xp.empty_like(dh)
-        for step in reversed(range(da.shape[0])):
-            h = hs[step + 1]
-            xp.multiply(dh[step], 1 - h * h, out=da[step])  # functional.rnn_step_backward, into the buffer
+        W_h_T = self.W_h.data.T
+        hs = self._hs[1:]
+        slope = 1 - hs * hs                     # tanh'(a_t) = 1 - h_t^2 for every t at once
+        da_at, dh_at, slope_at = list(da), list(dh), list(slope)   # step views, sliced once (see module doc)
+        for step in reversed(range(len(da_at))):
+            xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
             if step:
-                F.matmul_add(da[step], W_h.T, dh[step - 1])
-        self.state_grad = da[0] @ W_h.T
+                F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
+        self.state_grad = da_at[0] @ W_h_T
         dx = self._weight_grads(da)
         self._x = self._hs = None
         return dx
@@ -204,9 +209,11 @@ class LSTM(_Recurrent):
         hs = xp.empty((t + 1, n, size), dtype=x.dtype)
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
         hs[0], cs[0] = h, c
-        for step in range(t):
-            F.matmul_add(hs[step], self.W_h.data, a[step])
-            F.lstm_step(a[step], cs[step], out=(hs[step + 1], cs[step + 1]))
+        h_prev, c_prev, W_h = hs[0], cs[0], self.W_h.data
+        for a_t, h_t, c_t in zip(a, hs[1:], cs[1:]):
+            F.matmul_add(h_prev, W_h, a_t)
+            F.lstm_step(a_t, c_prev, out=(h_t, c_t))
+            h_prev, c_prev = h_t, c_t
         self._x, self._a, self._hs, self._cs = x, a, hs, cs
         self.state = (hs[t].copy(), cs[t].copy())
         return self._output(hs)
@@ -218,15 +225,17 @@ class LSTM(_Recurrent):
         functional.lstm_step_backward turns (dh_t, dc_t) into da_t and dc_{t-1}.
         """
         dh_seq, (dh_last, dc) = self._upstream(dh_seq, dstate)
-        a, cs, W_h = self._a, self._cs, self.W_h.data
+        a = self._a
         dh = self._direct_grads(dh_seq, dh_last)
         dc = dc.copy()                          # dL/dc_t, carried back through the steps in this one buffer
-        for step in reversed(range(a.shape[0])):
-            # a[step] is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
-            F.lstm_step_backward(dh[step], dc, a[step], cs[step], cs[step + 1], out=(a[step], dc))
+        W_h_T = self.W_h.data.T
+        a_at, dh_at, c_at = list(a), list(dh), list(self._cs)     # step views, sliced once (see module doc)
+        for step in reversed(range(len(a_at))):
+            # a_t is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
+            F.lstm_step_backward(dh_at[step], dc, a_at[step], c_at[step], c_at[step + 1], out=(a_at[step], dc))
             if step:
-                F.matmul_add(a[step], W_h.T, dh[step - 1])
-        self.state_grad = (a[0] @ W_h.T, dc)
+                F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
+        self.state_grad = (a_at[0] @ W_h_T, dc)
         dx = self._weight_grads(a)
         self._x = self._a = self._hs = self._cs = None
         return dx

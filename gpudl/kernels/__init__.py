@@ -1,7 +1,8 @@
 """Our CUDA kernels: the sources beside this file (im2col.cu, pooling.cu, lstm.cu), compiled at run time by CuPy.
 
 Each op here takes and returns cupy arrays and gives the results of the NumPy path of the same name in
-gpudl.functional, which calls it when its input is a cupy array. A .cu file is compiled into a cupy.RawModule once
+gpudl.functional, which calls it when its input is a cupy array. The LSTM step ops can also write into arrays the
+caller gives (out=, checked by output_arrays), so a time loop allocates nothing. A .cu file is compiled into a cupy.RawModule once
 per (file, dtype, device), with -Dreal_t=float or -Dreal_t=double, lazily on its first launch; CuPy keeps the
 binary in its disk cache (CUPY_CACHE_DIR), so a second process loads it without compiling. Every launch is checked
 first (dtypes, C-contiguity, shapes) and raises a clear error instead of computing garbage. Nothing here reads a

@@ -4,6 +4,8 @@ The ops are called through gpudl.functional, so the dispatch is tested too. Laun
 of SMALL_BLOCK threads, far fewer threads than elements, so every grid-stride loop goes round. The geometries hit
 every boundary: padding, SAME's asymmetric padding, stride > kernel, non-square windows, ties in max pooling.
 """
+import contextlib
+
 import numpy
 import pytest
 from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID, host_kernels, kernel_path, small_launches  # noqa: F401
@@ -186,3 +188,54 @@ def test_host_target_really_runs_the_kernels(kernel_path):
     F.max_pool2d(numpy.zeros((1, 1, 4, 4)), 2, 2, 2, 2, (0, 0, 0, 0))
     assert kernel_path.counter["launches"] == before[1] + 1
     assert kernels.BLOCK == SMALL_BLOCK
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_step_writes_into_out_and_in_place(kernel_path, dtype):
+    """out= on both ops, and the aliasing the layer relies on: c_out over c_prev, da over a, dc_prev over dc."""
+    xp, rng = kernel_path.xp, numpy.random.default_rng(8)
+    n, hidden = 7, 4                                                 # 28 states > THREADS: the loops go round
+    a = (3 * rng.standard_normal((n, 4 * hidden))).astype(dtype)
+    c_prev, dh, dc = (rng.standard_normal((n, hidden)).astype(dtype) for _ in range(3))
+    a_d, c_prev_d, dh_d, dc_d = (kernel_path.asarray(v) for v in (a, c_prev, dh, dc))
+    h_new, c_new = F.lstm_step(a_d, c_prev_d)                        # allocating: the values to match
+    da_new, dc_prev_new = F.lstm_step_backward(dh_d, dc_d, a_d, c_prev_d, c_new)
+
+    hs = xp.zeros((3, n, hidden), dtype)                             # time-major buffers, as in nn.LSTM
+    cs = xp.zeros((3, n, hidden), dtype)
+    cs[1] = c_prev_d
+    F.lstm_step(a_d, cs[1], out=(hs[2], cs[2]))
+    c_io = c_prev_d.copy()
+    h_io, c_io_out = F.lstm_step(a_d, c_io, out=(xp.empty_like(c_io), c_io))
+    a_io, dc_io = a_d.copy(), dc_d.copy()
+    da_io, dc_prev_io = F.lstm_step_backward(dh_d, dc_io, a_io, c_prev_d, c_new, out=(a_io, dc_io))
+    assert da_io is a_io and dc_prev_io is dc_io and c_io_out is c_io
+    # in place or not, the kernels compute the same bits
+    for got, want in ((hs[2], h_new), (cs[2], c_new), (h_io, h_new), (c_io, c_new), (a_io, da_new),
+                      (dc_io, dc_prev_new)):
+        numpy.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    numpy.testing.assert_array_equal(to_numpy(hs[:2]), 0)           # nothing written outside out
+    with kernel_path.reference():
+        h_ref, c_ref = F.lstm_step(a, c_prev)
+        da_ref, dc_prev_ref = F.lstm_step_backward(dh, dc, a, c_prev, c_ref)
+    for got, want in ((hs[2], h_ref), (c_io, c_ref), (a_io, da_ref), (dc_io, dc_prev_ref)):
+        numpy.testing.assert_allclose(to_numpy(got), want, rtol=tolerance(dtype), atol=tolerance(dtype))
+
+
+def test_lstm_step_refuses_bad_out(kernel_path, monkeypatch):
+    """A wrong out is a clear error on the kernel path and on the NumPy path alike, before anything is written."""
+    xp = kernel_path.xp
+    a, c = xp.zeros((2, 8), numpy.float32), xp.zeros((2, 2), numpy.float32)
+    bad = [
+        ((xp.empty((2, 2), numpy.float32),), TypeError, "tuple of 2 arrays"),
+        ((xp.empty((2, 2), numpy.float32), xp.empty((2, 3), numpy.float32)), ValueError, r"out\[1\].*\(2, 2\)"),
+        ((xp.empty((2, 2), numpy.float64), xp.empty((2, 2), numpy.float32)), TypeError, r"out\[0\].*float32"),
+        ((xp.empty((2, 4), numpy.float32)[:, ::2], c), ValueError, "not C-contiguous"),
+    ]
+    for reference in (False, True):
+        with kernel_path.reference() if reference else contextlib.nullcontext():
+            for out, error, words in bad:
+                with pytest.raises(error, match=words):
+                    F.lstm_step(a, c, out=out)
+            with pytest.raises(ValueError, match=r"lstm_step_backward: out\[0\]"):
+                F.lstm_step_backward(c, c, a, c, c, out=(c, c))     # da must be (N, 4H)

@@ -235,8 +235,8 @@ def test_gates_use_the_functional_step(monkeypatch):
     from gpudl import functional
     calls = []
     step, step_back = functional.lstm_step, functional.lstm_step_backward
-    monkeypatch.setattr(functional, "lstm_step", lambda *a: calls.append("f") or step(*a))
-    monkeypatch.setattr(functional, "lstm_step_backward", lambda *a: calls.append("b") or step_back(*a))
+    monkeypatch.setattr(functional, "lstm_step", lambda *a, **k: calls.append("f") or step(*a, **k))
+    monkeypatch.setattr(functional, "lstm_step_backward", lambda *a, **k: calls.append("b") or step_back(*a, **k))
     layer, x, _ = make(nn.LSTM, numpy, t=4)
     layer.backward(layer.forward(x))
     assert calls == ["f"] * 4 + ["b"] * 4

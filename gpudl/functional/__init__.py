@@ -6,7 +6,7 @@ path, chosen by the type of the array. Nothing outside this package branches on 
 from .activations import (relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward, softplus,
                           softplus_backward, step, step_backward, tanh, tanh_backward)
 from .conv import col2im, conv2d, conv2d_backward, im2col
-from .linear import dense, dense_backward
+from .linear import dense, dense_backward, matmul_add
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy
 from .lstm import lstm_step, lstm_step_backward
 from .padding import check_padding, output_size, pad_amounts, pair

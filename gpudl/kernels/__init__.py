@@ -1,7 +1,8 @@
 """Our CUDA kernels: the sources beside this file (im2col.cu, pooling.cu, lstm.cu), compiled at run time by CuPy.
 
 Each op here takes and returns cupy arrays and gives the results of the NumPy path of the same name in
-gpudl.functional, which calls it when its input is a cupy array. A .cu file is compiled into a cupy.RawModule once
+gpudl.functional, which calls it when its input is a cupy array. The LSTM step ops can also write into arrays the
+caller gives (out=, checked by output_arrays), so a time loop allocates nothing. A .cu file is compiled into a cupy.RawModule once
 per (file, dtype, device), with -Dreal_t=float or -Dreal_t=double, lazily on its first launch; CuPy keeps the
 binary in its disk cache (CUPY_CACHE_DIR), so a second process loads it without compiling. Every launch is checked
 first (dtypes, C-contiguity, shapes) and raises a clear error instead of computing garbage. Nothing here reads a
@@ -97,9 +98,9 @@ def _check_device(xp, what, args):
         return
     current = xp.cuda.runtime.getDevice()
     for arg in args:
-        if isinstance(arg, xp.ndarray) and arg.device.id != current:
-            raise ValueError(f"{what}: an array lives on cuda:{arg.device.id} but the current device is "
-                             f"cuda:{current}; run under `with cupy.cuda.Device({arg.device.id}):`")
+        if isinstance(arg, xp.ndarray) and arg.data.device_id != current:   # .device would build a Device
+            raise ValueError(f"{what}: an array lives on cuda:{arg.data.device_id} but the current device is "
+                             f"cuda:{current}; run under `with cupy.cuda.Device({arg.data.device_id}):`")
 
 
 def launch(file, name, n, args):
@@ -114,8 +115,9 @@ def launch(file, name, n, args):
     kernel((grid_size(n, BLOCK, max_blocks(xp)),), (BLOCK,), tuple(args))
 
 
+@functools.lru_cache(maxsize=4096)
 def _ints(*values):
-    """Sizes and indices as numpy.int64 scalars, the kernels' `long long`."""
+    """Sizes and indices as numpy.int64 scalars, the kernels' `long long` (cached: a time loop asks for the same)."""
     return tuple(numpy.array(values, dtype=INDEX_TYPE))
 
 
@@ -128,6 +130,28 @@ def _real_input(x, what, ndim):
     if x.ndim != ndim:
         raise ValueError(f"{what}: expected an array of rank {ndim}, got shape {tuple(x.shape)}")
     return xp.ascontiguousarray(x)
+
+
+def output_arrays(what, out, shapes, like):
+    """Arrays for an op's results: new ones of `shapes` (like's dtype and device) when out is None, else `out`.
+
+    out is a tuple of one array per shape, of like's array type and dtype, of exactly that shape, and C-contiguous;
+    anything else is a TypeError/ValueError naming `what`. The NumPy paths use this too, so both paths accept the
+    same `out`. An output may only overlap an input where the op says so.
+    """
+    xp = get_array_module(like)
+    if out is None:
+        return tuple(xp.empty(shape, dtype=like.dtype) for shape in shapes)
+    if not isinstance(out, (tuple, list)) or len(out) != len(shapes):
+        raise TypeError(f"{what}: out must be a tuple of {len(shapes)} arrays, got {type(out).__name__}")
+    for k, (array, shape) in enumerate(zip(out, shapes)):
+        if get_array_module(array) is not xp or getattr(array, "dtype", None) != like.dtype:
+            raise TypeError(f"{what}: out[{k}] must be a {xp.__name__} array of dtype {like.dtype}, got "
+                            f"{type(array).__name__} of dtype {getattr(array, 'dtype', None)}")
+        if tuple(array.shape) != shape or not array.flags.c_contiguous:
+            raise ValueError(f"{what}: out[{k}] must be C-contiguous of shape {shape}, got shape "
+                             f"{tuple(array.shape)}{'' if array.flags.c_contiguous else ' (not C-contiguous)'}")
+    return tuple(out)
 
 
 def _window_output(what, h, w, kh, kw, sh, sw, pads):
@@ -242,6 +266,8 @@ def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
 
 def _lstm_state(v, what, n, h, like):
     """A state array (N, H) of a's dtype, broadcast from v when needed (a number like 0 included), or an error."""
+    if type(v) is type(like) and v.dtype == like.dtype and v.shape == (n, h) and v.flags.c_contiguous:
+        return v                                      # the common case, quickly
     xp = get_array_module(like)
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return xp.full((n, h), v, dtype=like.dtype)
@@ -262,26 +288,28 @@ def _lstm_size(a, what):
     return a.shape[0], a.shape[1] // 4
 
 
-def lstm_step(a, c_prev):
-    """(h_t, c_t), each (N, H), from the pre-activations a (N, 4H) and c_{t-1}, in one launch (eqs. 45-48)."""
+def lstm_step(a, c_prev, out=None):
+    """(h_t, c_t), each (N, H), from the pre-activations a (N, 4H) and c_{t-1}, in one launch (eqs. 45-48).
+
+    out=(h_out, c_out): write there instead of allocating (c_out may be c_prev); see output_arrays.
+    """
     a = _real_input(a, "lstm_step: a", 2)
     n, h = _lstm_size(a, "lstm_step")
     c_prev = _lstm_state(c_prev, "lstm_step: c_prev", n, h, a)
-    xp = get_array_module(a)
-    h_out = xp.empty((n, h), dtype=a.dtype)
-    c_out = xp.empty((n, h), dtype=a.dtype)
+    h_out, c_out = output_arrays("lstm_step", out, ((n, h), (n, h)), a)
     launch("lstm.cu", "lstm_step_forward", n * h, (a, c_prev, h_out, c_out) + _ints(n, h))
     return h_out, c_out
 
 
-def lstm_step_backward(dh, dc, a, c_prev, c):
-    """(da (N, 4H), dc_{t-1}) from dL/dh_t, dL/dc_t and what the forward saw, in one launch."""
+def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
+    """(da (N, 4H), dc_{t-1}) from dL/dh_t, dL/dc_t and what the forward saw, in one launch.
+
+    out=(da, dc_prev): write there instead of allocating; da may be a and dc_prev may be dc (in place).
+    """
     a = _real_input(a, "lstm_step_backward: a", 2)
     n, h = _lstm_size(a, "lstm_step_backward")
     dh, dc, c_prev, c = (_lstm_state(v, f"lstm_step_backward: {name}", n, h, a)
                          for v, name in ((dh, "dh"), (dc, "dc"), (c_prev, "c_prev"), (c, "c")))
-    xp = get_array_module(a)
-    da = xp.empty((n, 4 * h), dtype=a.dtype)
-    dc_prev = xp.empty((n, h), dtype=a.dtype)
+    da, dc_prev = output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
     launch("lstm.cu", "lstm_step_backward", n * h, (dh, dc, a, c_prev, c, da, dc_prev) + _ints(n, h))
     return da, dc_prev

@@ -8,6 +8,10 @@
 // backward: the gates are recomputed from a, not stored. With dc = dc_t + dh_t o (1 - tanh^2 c_t):
 //           da_i = dc g i (1-i), da_f = dc c_{t-1} f (1-f), da_g = dc i (1-g^2), da_o = dh_t tanh(c_t) o (1-o),
 //           dc_{t-1} = dc f.
+//
+// In place: c_out may be c_prev, da may be a, dc_prev may be dc (the layer writes da_t over a_t and carries dc in
+// one buffer). Each thread reads the entries of its own (n, h) before it writes the same entries, and no other
+// thread touches them, so those pointers carry no __restrict__.
 #ifndef real_t
 #error "compile with -Dreal_t=float or -Dreal_t=double"
 #endif
@@ -24,8 +28,8 @@ __device__ __forceinline__ real_t sigmoid_(real_t v)
     return v >= 0 ? 1 / (1 + z) : z / (1 + z);
 }
 
-extern "C" __global__ void lstm_step_forward(const real_t* __restrict__ a, const real_t* __restrict__ c_prev,
-                                             real_t* __restrict__ h_out, real_t* __restrict__ c_out,
+extern "C" __global__ void lstm_step_forward(const real_t* __restrict__ a, const real_t* c_prev,
+                                             real_t* __restrict__ h_out, real_t* c_out,
                                              long long N, long long H)
 {
     const long long total = N * H;
@@ -43,10 +47,9 @@ extern "C" __global__ void lstm_step_forward(const real_t* __restrict__ a, const
     }
 }
 
-extern "C" __global__ void lstm_step_backward(const real_t* __restrict__ dh, const real_t* __restrict__ dc,
-                                              const real_t* __restrict__ a, const real_t* __restrict__ c_prev,
-                                              const real_t* __restrict__ c, real_t* __restrict__ da,
-                                              real_t* __restrict__ dc_prev, long long N, long long H)
+extern "C" __global__ void lstm_step_backward(const real_t* __restrict__ dh, const real_t* dc, const real_t* a,
+                                              const real_t* __restrict__ c_prev, const real_t* __restrict__ c,
+                                              real_t* da, real_t* dc_prev, long long N, long long H)
 {
     const long long total = N * H;
     const long long step = (long long)blockDim.x * gridDim.x;

@@ -8,6 +8,13 @@ x_t W_x for every t is one matrix product before the time loop; each step then c
 plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
 da_t for every step and finishes with one product each for dW_x, dW_h and dx.
 
+On a GPU the time loop is bound by host time (each CuPy call costs ~10-35 us of Python and driver time, the
+step's arithmetic far less), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
+so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
+the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
+dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
+a cupy array costs ~1-2 us, so each step's views are made once, not once per use.
+
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
 that state; gradients stop at the batch boundary, because the carried state is a plain array that remembers
@@ -113,6 +120,20 @@ class _Recurrent(Module):
         return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) if p is None else xp.ascontiguousarray(p)
                              for p in parts)
 
+    def _direct_grads(self, dh_seq, dh_last):
+        """dL/dh_t as it arrives from above, time-major (T, N, H) in a new buffer the backward loop adds into.
+
+        Step t + 1 of the loop adds da_{t+1} W_h^T into row t, which then holds the whole dL/dh_t.
+        """
+        xp = get_array_module(dh_last)
+        t, n = self._hs.shape[0] - 1, self._hs.shape[1]
+        if dh_seq is None:
+            dh = xp.zeros((t, n, self.hidden_size), dtype=self._hs.dtype)
+        else:
+            dh = dh_seq.transpose(1, 0, 2).astype(self._hs.dtype, order="C", copy=True)
+        dh[t - 1] += dh_last
+        return dh
+
     def _output(self, hs):
         """The hidden sequence (N, T, H) from the time-major buffer (T+1, N, H) holding h_0 .. h_T."""
         return get_array_module(hs).ascontiguousarray(hs[1:].transpose(1, 0, 2))
@@ -130,14 +151,16 @@ class RNN(_Recurrent):
         (h,) = self._check(x, state)
         xp = get_array_module(x)
         n, t, _ = x.shape
-        xw = self._input_products(x)
+        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
         hs[0] = h
-        for step in range(t):
-            h = F.rnn_step(xw[step], h, self.W_h.data)
-            hs[step + 1] = h
+        h_prev, W_h = hs[0], self.W_h.data
+        for a_t, h_t in zip(a, hs[1:]):
+            F.matmul_add(h_prev, W_h, a_t)
+            xp.tanh(a_t, out=h_t)                       # functional.rnn_step, written into the buffer
+            h_prev = h_t
         self._x, self._hs = x, hs
-        self.state = h
+        self.state = hs[t].copy()
         return self._output(hs)
 
     def backward(self, dh_seq, dstate=None):
@@ -145,14 +168,19 @@ class RNN(_Recurrent):
 
         dh_t = dL/dh_t (direct) + da_{t+1} W_h^T;  da_t = dh_t (1 - h_t^2).
         """
-        dh_seq, (dh_next,) = self._upstream(dh_seq, dstate)
-        hs = self._hs
-        xp = get_array_module(hs)
-        da = xp.empty((hs.shape[0] - 1,) + hs.shape[1:], dtype=hs.dtype)
-        for step in reversed(range(da.shape[0])):
-            dh = dh_next if dh_seq is None else dh_seq[:, step] + dh_next
-            da[step], dh_next = F.rnn_step_backward(dh, hs[step + 1], self.W_h.data)
-        self.state_grad = dh_next
+        dh_seq, (dh_last,) = self._upstream(dh_seq, dstate)
+        xp = get_array_module(self._hs)
+        dh = self._direct_grads(dh_seq, dh_last)
+        da = xp.empty_like(dh)
+        W_h_T = self.W_h.data.T
+        hs = self._hs[1:]
+        slope = 1 - hs * hs                     # tanh'(a_t) = 1 - h_t^2 for every t at once
+        da_at, dh_at, slope_at = list(da), list(dh), list(slope)   # step views, sliced once (see module doc)
+        for step in reversed(range(len(da_at))):
+            xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
+            if step:
+                F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
+        self.state_grad = da_at[0] @ W_h_T
         dx = self._weight_grads(da)
         self._x = self._hs = None
         return dx
@@ -181,12 +209,13 @@ class LSTM(_Recurrent):
         hs = xp.empty((t + 1, n, size), dtype=x.dtype)
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
         hs[0], cs[0] = h, c
-        for step in range(t):
-            a[step] += h @ self.W_h.data
-            h, c = F.lstm_step(a[step], c)
-            hs[step + 1], cs[step + 1] = h, c
+        h_prev, c_prev, W_h = hs[0], cs[0], self.W_h.data
+        for a_t, h_t, c_t in zip(a, hs[1:], cs[1:]):
+            F.matmul_add(h_prev, W_h, a_t)
+            F.lstm_step(a_t, c_prev, out=(h_t, c_t))
+            h_prev, c_prev = h_t, c_t
         self._x, self._a, self._hs, self._cs = x, a, hs, cs
-        self.state = (h, c)
+        self.state = (hs[t].copy(), cs[t].copy())
         return self._output(hs)
 
     def backward(self, dh_seq, dstate=None):
@@ -195,15 +224,18 @@ class LSTM(_Recurrent):
         (dL/dh_0, dL/dc_0) is left in `state_grad`. Per step: dh_t = dL/dh_t + da_{t+1} W_h^T, and
         functional.lstm_step_backward turns (dh_t, dc_t) into da_t and dc_{t-1}.
         """
-        dh_seq, (dh_next, dc) = self._upstream(dh_seq, dstate)
-        a, hs, cs = self._a, self._hs, self._cs
-        for step in reversed(range(a.shape[0])):
-            dh = dh_next if dh_seq is None else dh_seq[:, step] + dh_next
-            # a[step] is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
-            da, dc = F.lstm_step_backward(dh, dc, a[step], cs[step], cs[step + 1])
-            a[step] = da
-            dh_next = da @ self.W_h.data.T
-        self.state_grad = (dh_next, dc)
+        dh_seq, (dh_last, dc) = self._upstream(dh_seq, dstate)
+        a = self._a
+        dh = self._direct_grads(dh_seq, dh_last)
+        dc = dc.copy()                          # dL/dc_t, carried back through the steps in this one buffer
+        W_h_T = self.W_h.data.T
+        a_at, dh_at, c_at = list(a), list(dh), list(self._cs)     # step views, sliced once (see module doc)
+        for step in reversed(range(len(a_at))):
+            # a_t is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
+            F.lstm_step_backward(dh_at[step], dc, a_at[step], c_at[step], c_at[step + 1], out=(a_at[step], dc))
+            if step:
+                F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
+        self.state_grad = (a_at[0] @ W_h_T, dc)
         dx = self._weight_grads(a)
         self._x = self._a = self._hs = self._cs = None
         return dx

@@ -5,10 +5,11 @@
 // digits, ~100 characters). With the row maximum M subtracted so that exp never overflows:
 //
 //   s = sum_j exp(z_nj - M),  log p_nj = z_nj - M - log s,
-//   loss_rows[n] = -log p_n,y  (y = labels[n]),   dz_nj = (exp(log p_nj) - [j == y]) / m   (m = N, the batch)
+//   loss_rows[n] = -sum_j t_nj log p_nj = -log p_n,y,   dz_nj = (exp(log p_nj) - t_nj) / m,
 //
-// The mean of loss_rows is the loss. A label outside [0, K) matches no class: its row contributes 0 to the loss
-// and softmax(z_n) / m to the gradient, exactly as a one-hot row of zeros does on the NumPy path.
+// t_nj = [j == y_n] (y = labels), m = N the batch. The mean of loss_rows is the loss. The sum over every class, not
+// just the label's, keeps the NumPy path's NaN where a logit is infinite or NaN; a label outside [0, K) matches no
+// class (its row adds 0 to the loss and softmax(z_n) / m to the gradient), as a one-hot row of zeros does.
 #ifndef real_t
 #error "compile with -Dreal_t=float or -Dreal_t=double"
 #endif
@@ -37,12 +38,9 @@ extern "C" __global__ void softmax_cross_entropy(const real_t* __restrict__ z, c
         real_t loss = 0;
         for (long long j = 0; j < K; ++j) {
             const real_t logp = (row[j] - top) - log_s;
-            if (j == y) {
-                loss = -logp;
-                drow[j] = (exp_(logp) - 1) / m;
-            } else {
-                drow[j] = exp_(logp) / m;
-            }
+            const real_t t = j == y ? 1 : 0;
+            loss -= t * logp;                   // 0 * (-inf or NaN) is NaN, as on the NumPy path
+            drow[j] = (exp_(logp) - t) / m;
         }
         loss_rows[n] = loss;
     }

@@ -202,3 +202,34 @@ def test_softmax_kernel_rejects_bad_labels(path):
         kernels.softmax_cross_entropy(z, path.asarray(numpy.zeros(3, numpy.int64)))
     with pytest.raises(ValueError, match="expected 4 integer labels"):
         kernels.softmax_cross_entropy(z, path.asarray(numpy.zeros(4, numpy.float32)))
+
+
+def test_training_steps_of_a_conv_net_on_the_kernel_path_match_numpy(path):
+    """Conv, pooling, the fused loss and the fused SGD together: two steps agree with the NumPy path."""
+    rng = numpy.random.default_rng(4)
+    x = rng.standard_normal((6, 1, 8, 8)).astype(numpy.float32)
+    labels = rng.integers(0, 3, 6)
+
+    def run(move, model_path):
+        model = nn.Sequential(nn.Conv2D(1, 2, 3, padding="same", rng=numpy.random.default_rng(0)), nn.ReLU(),
+                              nn.MaxPool2D(2), nn.Flatten(), nn.Dense(32, 3, rng=numpy.random.default_rng(1)))
+        model_path(model)
+        loss, opt = nn.SoftmaxCrossEntropy(check=False), optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        values = []
+        for _ in range(2):
+            opt.zero_grad()
+            values.append(float(loss(model(move(x)), move(labels))))
+            model.backward(loss.backward())
+            opt.step()
+        return values, [to_numpy(p.data) for p in model.parameters()]
+
+    before = launches(path)
+    got_loss, got = run(path.asarray, path.move)
+    if path.counter is not None:   # per step at least: im2col, pooling forward and backward, the loss, 4 updates
+        assert launches(path) - before >= 2 * (3 + 1 + 4)
+    with path.reference():
+        ref_loss, ref = run(numpy.array, lambda model: model)
+    numpy.testing.assert_allclose(got_loss, ref_loss, rtol=1e-5)
+    for a, b in zip(got, ref):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert got_loss[1] < got_loss[0]

@@ -8,6 +8,7 @@ import pytest
 from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID, host_kernels, kernel_path, small_launches  # noqa: F401
 
 from gpudl import functional as F
+from gpudl import kernels
 from gpudl import nn, optim
 from gpudl.backend import to_numpy
 from gpudl.functional import losses
@@ -202,7 +203,6 @@ def test_softmax_cross_entropy_loss_layer_takes_the_kernel_path(path):
 
 def test_softmax_kernel_rejects_bad_labels(path):
     z = path.asarray(numpy.zeros((4, 3), numpy.float32))
-    from gpudl import kernels
     with pytest.raises(ValueError, match="expected 4 integer labels"):
         kernels.softmax_cross_entropy(z, path.asarray(numpy.zeros(3, numpy.int64)))
     with pytest.raises(ValueError, match="expected 4 integer labels"):

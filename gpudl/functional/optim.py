@@ -21,7 +21,7 @@ def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0):
         if momentum and velocity is None:
             velocity = get_array_module(w).zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
         kernels.sgd_step(w, grad, velocity if momentum else None, lr, momentum, weight_decay)
-        return velocity if momentum else None
+        return velocity
     g = _decayed(w, grad, weight_decay)
     if momentum:
         if velocity is None:

@@ -1,11 +1,13 @@
 """Optimizers that read each Parameter's .grad and update its .data in place, on the device where it lives.
 
 The update rules are PyTorch's, so results compare one to one. Weight decay is the lecture's lambda r(w) with
-r(w) = 1/2 ||w||^2, i.e. lambda * w added to the gradient. State is kept per position in the parameter list.
+r(w) = 1/2 ||w||^2, i.e. lambda * w added to the gradient. State is kept per position in the parameter list. The
+arithmetic of each rule lives in gpudl.functional.optim: on a GPU one fused kernel updates a whole parameter.
 """
 import math
 
 from .backend import device_of, get_array_module, to_device, to_numpy
+from .functional import optim as rules
 from .nn.module import Parameter
 
 
@@ -32,13 +34,7 @@ class Optimizer:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad[...] = 0
-
-    def _gradient(self, p):
-        """The gradient with weight decay folded in: g + lambda * w."""
-        if self.weight_decay:
-            return p.grad + self.weight_decay * p.data
-        return p.grad
+            p.grad.fill(0)
 
     def state_dict(self):
         """Step count and per-parameter buffers as host arrays, for checkpoints."""
@@ -79,15 +75,8 @@ class SGD(Optimizer):
     def step(self):
         self.steps += 1
         for i, p in enumerate(self.params):
-            g = self._gradient(p)
-            if self.momentum:
-                if self.velocity[i] is None:
-                    self.velocity[i] = g.copy()
-                else:
-                    self.velocity[i] *= self.momentum
-                    self.velocity[i] += g
-                g = self.velocity[i]
-            p.data -= self.lr * g
+            self.velocity[i] = rules.sgd_step(p.data, p.grad, self.velocity[i], self.lr, self.momentum,
+                                              self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -106,22 +95,13 @@ class Adam(Optimizer):
 
     def step(self):
         self.steps += 1
-        b1, b2 = self.betas
-        correction1 = 1 - b1 ** self.steps
-        correction2 = 1 - b2 ** self.steps
         for i, p in enumerate(self.params):
-            xp = get_array_module(p.data)
-            g = self._gradient(p)
             if self.m[i] is None:
+                xp = get_array_module(p.data)
                 self.m[i] = xp.zeros_like(p.data)
                 self.v[i] = xp.zeros_like(p.data)
-            m, v = self.m[i], self.v[i]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            denom = xp.sqrt(v / correction2) + self.eps
-            p.data -= (self.lr / correction1) * m / denom
+            rules.adam_step(p.data, p.grad, self.m[i], self.v[i], self.lr, self.betas, self.eps, self.steps,
+                            self.weight_decay)
 
 
 def clip_grad_norm(params, max_norm):

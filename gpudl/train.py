@@ -18,7 +18,12 @@ continue each other row by row) has reset_state(); fit and evaluate call it befo
 evaluate again after it, so each epoch and each evaluation starts from a zero state. The carried state is
 therefore never part of a checkpoint, and a resumed run still ends where an uninterrupted one does.
 
-A loss that turns NaN or infinite stops the run (TrainingDiverged); the last checkpoint written before it stays.
+The losses and accuracy counts of the steps stay on the device and are read back together every SYNC_EVERY steps
+and at the end of each epoch (one host sync per window instead of one per step, so the host can queue the next steps
+while the GPU computes). A loss that turns NaN or infinite stops the run (TrainingDiverged) at the end of its
+window, within SYNC_EVERY steps; the message names the step where it happened, and the last checkpoint written
+before it stays (the model in memory may have taken the window's remaining steps). A loss's forward must therefore
+return a new value per call (gpudl's losses do), not a buffer it overwrites.
 Checkpoints (every `checkpoint_every` epochs and after the last) go to out/checkpoint.npz through
 serialization.save_arrays, which writes a temporary file and renames it, so a killed run never leaves a half-written
 checkpoint. A checkpoint holds the parameters (model/NAME), the optimizer state (optim/KEY), the epoch, the loader's
@@ -32,11 +37,12 @@ import time
 
 import numpy
 
-from .backend import device_of, to_device, to_numpy
+from .backend import device_of, get_array_module, to_device, to_numpy
 from .optim import clip_grad_norm
 from .serialization import load_arrays, save, save_arrays
 
 CHECKPOINT, REPORT, MODEL, CURVES = "checkpoint.npz", "report.json", "model.npz", "curves.png"
+SYNC_EVERY = 16         # training steps between reads of the loss on the host
 
 
 class TrainingDiverged(RuntimeError):
@@ -58,6 +64,39 @@ def accuracy(pred, target):
                      f"{tuple(target.shape)}")
 
 
+class _Window:
+    """Per-batch losses and hit counts as returned (device values), read back to the host together by drain()."""
+
+    def __init__(self):
+        self.losses, self.sizes, self.hits, self.counts = [], [], [], []
+
+    def __len__(self):
+        return len(self.losses)
+
+    def add(self, loss, size, hits=None, count=None):
+        self.losses.append(loss)
+        self.sizes.append(size)
+        if hits is not None:
+            self.hits.append(hits)
+            self.counts.append(count)
+
+    def drain(self):
+        """[(loss, size)] and [(hits, count)] as Python numbers, in batch order; empties the window."""
+        losses = _host_values(self.losses)
+        hits = [int(h) for h in _host_values(self.hits)]
+        done = list(zip(losses, self.sizes)), list(zip(hits, self.counts))
+        self.__init__()
+        return done
+
+
+def _host_values(values):
+    """Device scalars (0-d arrays) as a list of Python numbers, with one copy to the host."""
+    if not values:
+        return []
+    xp = get_array_module(*values)
+    return to_numpy(xp.stack([xp.asarray(v) for v in values])).tolist()
+
+
 def _reset_state(model):
     if hasattr(model, "reset_state"):
         model.reset_state()
@@ -67,19 +106,20 @@ def evaluate(model, loss, loader, metric=accuracy):
     """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size."""
     model.eval()
     _reset_state(model)
-    total_loss, seen, correct, counted = 0.0, 0, 0, 0
+    window = _Window()
     try:
         for x, y in loader:
             pred = model.forward(x)
-            total_loss += float(loss.forward(pred, y)) * len(x)
-            seen += len(x)
-            if metric is not None:
-                c, n = metric(pred, y)
-                correct += int(c)
-                counted += int(n)
+            window.add(loss.forward(pred, y), len(x), *(metric(pred, y) if metric is not None else ()))
     finally:
         _reset_state(model)
         model.train()
+    losses, hits = window.drain()
+    total_loss, seen = 0.0, 0
+    for value, size in losses:
+        total_loss += value * size
+        seen += size
+    correct, counted = sum(h for h, _ in hits), sum(int(n) for _, n in hits)
     if seen == 0:
         raise ValueError("evaluate: the loader yielded no batch")
     return total_loss / seen, (correct / counted if metric is not None and counted else None)
@@ -97,9 +137,10 @@ class _Progress:
             except ImportError:
                 pass
 
-    def update(self, postfix):
+    def update(self, postfix=None):
         if self.bar is not None:
-            self.bar.set_postfix(postfix, refresh=False)
+            if postfix is not None:
+                self.bar.set_postfix(postfix, refresh=False)
             self.bar.update(1)
 
     def close(self, line):
@@ -217,30 +258,43 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
     bar = _Progress(progress, len(loader), f"epoch {epoch}/{epochs}", stream)
     _reset_state(model)
     t0 = time.perf_counter()
-    total_loss, seen, correct, counted = 0.0, 0, 0, 0
+    totals = {"loss": 0.0, "seen": 0, "correct": 0, "counted": 0, "steps": 0}
+    window = _Window()      # the steps whose loss is still on the device
+
+    def read_back():
+        losses, hits = window.drain()
+        for value, size in losses:
+            totals["steps"] += 1
+            if not math.isfinite(value):
+                kept = (f"the last good checkpoint ({checkpoint}, epoch {last_good}) is kept" if last_good
+                        else "no checkpoint was written yet")
+                bar.close("stopped")
+                raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {totals['steps']}; training "
+                                       f"stopped ({kept}); try a smaller learning rate")
+            totals["loss"] += value * size
+            totals["seen"] += size
+        totals["correct"] += sum(h for h, _ in hits)
+        totals["counted"] += sum(int(n) for _, n in hits)
+
     for step, (x, y) in enumerate(loader, 1):
         optimizer.zero_grad()
         pred = model.forward(x)
-        value = float(loss.forward(pred, y))
-        if not math.isfinite(value):
-            kept = (f"the last good checkpoint ({checkpoint}, epoch {last_good}) is kept" if last_good
-                    else "no checkpoint was written yet")
-            bar.close("stopped")
-            raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {step}; training stopped "
-                                   f"({kept}); try a smaller learning rate")
+        value = loss.forward(pred, y)
         model.backward(loss.backward())
         if clip_norm is not None:
             clip_grad_norm(model.parameters(), clip_norm)
         optimizer.step()
-        total_loss += value * len(x)
-        seen += len(x)
-        if metric is not None:
-            c, n = metric(pred, y)
-            correct += int(c)
-            counted += int(n)
+        window.add(value, len(x), *(metric(pred, y) if metric is not None else ()))
+        if len(window) < SYNC_EVERY and step < len(loader):
+            bar.update()
+            continue
+        read_back()
+        seen, counted = totals["seen"], totals["counted"]
         rate = seen / max(time.perf_counter() - t0, 1e-9)
-        bar.update({"loss": f"{total_loss / seen:.4f}", "acc": f"{correct / counted:.3f}" if counted else "-",
-                    "samples/s": f"{rate:.0f}"})
+        bar.update({"loss": f"{totals['loss'] / seen:.4f}",
+                    "acc": f"{totals['correct'] / counted:.3f}" if counted else "-", "samples/s": f"{rate:.0f}"})
+    read_back()             # nothing left unless the loader yielded fewer batches than its len()
+    total_loss, seen, correct, counted = totals["loss"], totals["seen"], totals["correct"], totals["counted"]
     seconds = time.perf_counter() - t0
     record = {"epoch": epoch, "lr": getattr(optimizer, "lr", None), "train_loss": total_loss / seen,
               "train_accuracy": correct / counted if counted else None,

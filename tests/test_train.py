@@ -267,3 +267,42 @@ def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():
     # per epoch: 3 training batches counted 1, 2, 3, then 2 evaluation batches counted afresh 1, 2
     assert model.seen == [(True, 1), (True, 2), (True, 3), (False, 1), (False, 2)] * 2
     assert model.count == 0                                  # evaluate resets after its pass as well
+
+
+def test_losses_are_read_back_once_per_window(monkeypatch):
+    """SYNC_EVERY steps share one copy to the host (plus one for their hit counts); the epoch's end reads the rest."""
+    from gpudl import train as train_module
+    copies, real = [], train_module.to_numpy
+
+    def spy(array):
+        copies.append(numpy.shape(array))
+        return real(array)
+
+    monkeypatch.setattr(train_module, "to_numpy", spy)
+    monkeypatch.setattr(train_module, "SYNC_EVERY", 3)
+    model, loss, opt, train, _ = _setup()
+    fit(model, loss, opt, train, epochs=1, progress=False, metric=None)       # 4 steps: windows of 3 and 1
+    assert copies == [(3,), (1,)]
+    copies.clear()
+    fit(*_setup(), epochs=1, progress=False)           # with the accuracy (its counts too) and one eval batch
+    assert copies == [(3,), (3,), (1,), (1,), (1,), (1,)]
+
+
+def test_reading_back_per_window_gives_the_per_step_history(monkeypatch):
+    from gpudl import train as train_module
+    histories = []
+    for every in (1, 3, 100):
+        monkeypatch.setattr(train_module, "SYNC_EVERY", every)
+        histories.append([(r["train_loss"], r["train_accuracy"], r["test_loss"], r["test_accuracy"])
+                          for r in fit(*_setup(), epochs=2, progress=False)["history"]])
+    assert histories[0] == histories[1] == histories[2]
+
+
+def test_nan_inside_a_window_names_its_step_and_stops_at_the_window_end(monkeypatch, tmp_path):
+    from gpudl import train as train_module
+    monkeypatch.setattr(train_module, "SYNC_EVERY", 3)
+    model, _, opt, train, test = _setup()
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 2;"):
+        fit(model, _NaNAfter(1), opt, train, test, epochs=2, out=str(tmp_path), progress=False)
+    assert opt.steps == 3               # the rest of the window ran: at most SYNC_EVERY steps in all
+    assert json.loads((tmp_path / "report.json").read_text())["status"] == "diverged"

@@ -1,5 +1,6 @@
 """Loss functions: the lecture's mean squared error J and the softmax cross-entropy."""
-from ..backend import get_array_module
+from .. import kernels
+from ..backend import get_array_module, is_cupy_array
 
 
 def mse(pred, target):
@@ -29,3 +30,15 @@ def softmax_cross_entropy(logits, target):
     logp = log_softmax(logits)
     loss = -(target * logp).sum() / m
     return loss, (xp.exp(logp) - target) / m
+
+
+def softmax_cross_entropy_labels(logits, labels):
+    """softmax_cross_entropy against integer labels (N,); returns (L, dL/dz) with dL/dz = (softmax(z) - onehot) / m.
+
+    On cupy arrays one kernel (gpudl/kernels/softmax.cu) computes every row's loss and gradient in one pass and the
+    loss is the mean of the row losses. A label outside [0, K) matches no class on both paths.
+    """
+    if is_cupy_array(logits):
+        loss_rows, dlogits = kernels.softmax_cross_entropy(logits, labels)
+        return loss_rows.mean(), dlogits
+    return softmax_cross_entropy(logits, one_hot(labels, logits.shape[1], logits.dtype))

@@ -313,3 +313,54 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     da, dc_prev = output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
     launch("lstm.cu", "lstm_step_backward", n * h, (dh, dc, a, c_prev, c, da, dc_prev) + _ints(n, h))
     return da, dc_prev
+
+
+# -- optim.cu -----------------------------------------------------------------------------------------------------
+
+def _optim_arrays(what, w, *others):
+    """Check that a parameter and its gradient and buffers are alike (shape, dtype, C-contiguous); n = w.size."""
+    for name, a in others:
+        if tuple(a.shape) != tuple(w.shape) or a.dtype != w.dtype:
+            raise ValueError(f"{what}: {name} has shape {tuple(a.shape)} and dtype {a.dtype}, the parameter "
+                             f"{tuple(w.shape)} and {w.dtype}")
+    return w.dtype.type
+
+
+def sgd_step(w, grad, velocity, lr, momentum, weight_decay):
+    """In place: w -= lr g (g = grad + weight_decay w), or with momentum v = momentum v + g, w -= lr v."""
+    if velocity is None:
+        real = _optim_arrays("sgd_step", w, ("grad", grad))
+        launch("optim.cu", "sgd_step", w.size, (w, grad) + _ints(w.size) + (real(lr), real(weight_decay)))
+    else:
+        real = _optim_arrays("sgd_step", w, ("grad", grad), ("velocity", velocity))
+        launch("optim.cu", "sgd_momentum_step", w.size,
+               (w, grad, velocity) + _ints(w.size) + (real(lr), real(momentum), real(weight_decay)))
+
+
+def adam_step(w, grad, m, v, step_size, betas, correction2, eps, weight_decay):
+    """In place: the moments m, v and the bias-corrected Adam step of w (step_size = lr / (1 - beta1^t))."""
+    real = _optim_arrays("adam_step", w, ("grad", grad), ("m", m), ("v", v))
+    b1, b2 = betas
+    launch("optim.cu", "adam_step", w.size,
+           (w, grad, m, v) + _ints(w.size) + tuple(real(s) for s in (step_size, b1, 1 - b1, b2, 1 - b2,
+                                                                     correction2, eps, weight_decay)))
+
+
+# -- softmax.cu ---------------------------------------------------------------------------------------------------
+
+def softmax_cross_entropy(logits, labels):
+    """(loss_rows (N,), dlogits (N, K)): -log softmax(z_n)[y_n] per row and (softmax(z) - onehot(y)) / N."""
+    logits = _real_input(logits, "softmax_cross_entropy: logits", 2)
+    n, k = logits.shape
+    xp = get_array_module(logits)
+    if tuple(labels.shape) != (n,) or not numpy.issubdtype(labels.dtype, numpy.integer):
+        raise ValueError(f"softmax_cross_entropy: expected {n} integer labels, got shape {tuple(labels.shape)} "
+                         f"of dtype {labels.dtype}")
+    labels = xp.ascontiguousarray(labels.astype(INDEX_TYPE, copy=False))
+    if k == 0:
+        raise ValueError(f"softmax_cross_entropy: logits of shape {tuple(logits.shape)} have no class")
+    loss_rows = xp.empty((n,), dtype=logits.dtype)
+    dlogits = xp.empty((n, k), dtype=logits.dtype)
+    launch("softmax.cu", "softmax_cross_entropy", n,
+           (logits, labels, loss_rows, dlogits) + _ints(n, k) + (logits.dtype.type(n),))
+    return loss_rows, dlogits

@@ -72,8 +72,11 @@ class SoftmaxCrossEntropy(Loss):
             if self.check and n and (bool((target < 0).any()) or bool((target >= k).any())):
                 raise ValueError(f"SoftmaxCrossEntropy: labels must lie in [0, {k}), got values from "
                                  f"{int(target.min())} to {int(target.max())}")
-            target = F.one_hot(target, k, pred.dtype)
-        elif target.shape != pred.shape:
+            if self.check:
+                self._check_finite(pred, target)
+            loss, self._dpred = F.softmax_cross_entropy_labels(pred, target)
+            return get_array_module(pred).asarray(loss)
+        if target.shape != pred.shape:
             raise ValueError(f"SoftmaxCrossEntropy: expected integer labels of shape ({n},) or one-hot targets of "
                              f"shape ({n}, {k}), got {tuple(target.shape)} of dtype {target.dtype}")
         if self.check:

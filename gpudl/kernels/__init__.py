@@ -1,4 +1,5 @@
-"""Our CUDA kernels: the sources beside this file (im2col.cu, pooling.cu, lstm.cu), compiled at run time by CuPy.
+"""Our CUDA kernels: the sources beside this file (im2col.cu, pooling.cu, lstm.cu, optim.cu, softmax.cu), compiled
+at run time by CuPy.
 
 Each op here takes and returns cupy arrays and gives the results of the NumPy path of the same name in
 gpudl.functional, which calls it when its input is a cupy array. The LSTM step ops can also write into arrays the

@@ -163,6 +163,27 @@ def _conv2d_backward_strips(dy, flat, W, x_shape, pads):
     return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3)), xp.ascontiguousarray(dW), db
 
 
+def _conv2d_dx_strips(dy, W, x_shape, pads):
+    """dx of a stride-1 convolution by row strips, batch outermost, one kernel row at a time: no col-sized dcol."""
+    xp = get_array_module(dy)
+    n, f, oh, ow = dy.shape
+    _, c, kh, kw = W.shape
+    hp, wp, _, _, t = _strip_geometry(x_shape, kh, kw, pads)
+    dy_strips = xp.zeros((n, f, oh, wp), dtype=dy.dtype)        # zero on the wasted columns
+    dy_strips[..., :ow] = dy
+    dy3 = dy_strips.reshape(n, f, t)
+    dtype = xp.result_type(dy, W)
+    img = xp.zeros((n, c, (hp + 1) * wp), dtype=dtype)
+    part = xp.empty((n, c * kw, t), dtype=dtype)
+    rows = part.reshape(n, c, kw, t)
+    for i in range(kh):
+        xp.matmul(W[:, :, i, :].reshape(f, c * kw).T, dy3, out=part)
+        for j in range(kw):
+            img[:, :, i * wp + j:i * wp + j + t] += rows[:, :, j]
+    dx = img.reshape(n, c, hp + 1, wp)[:, :, pads[0]:pads[0] + x_shape[2], pads[2]:pads[2] + x_shape[3]]
+    return xp.ascontiguousarray(dx)
+
+
 def conv2d(x, W, b, stride, pads):
     """Forward: y (N, F, OH, OW) and the unrolled input it was computed from, for conv2d_backward.
 
@@ -190,6 +211,8 @@ def conv2d_backward(dy, col, W, x_shape, stride, pads):
     col3 = col.reshape(n, -1, oh * ow)
     dW = xp.matmul(dy3, col3.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)   # no transposed copy of col
     db = dy3.sum(axis=(0, 2))
+    if not is_cupy_array(dy) and tuple(stride) == (1, 1):     # contiguous adds, no col-sized dcol
+        return _conv2d_dx_strips(dy, W, x_shape, pads), dW, db
     dcol = xp.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
     dx = col2im(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)
     return dx, dW, db

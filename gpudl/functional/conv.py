@@ -84,7 +84,7 @@ def col2im(col, h, w, sh, sw, pads):
 # reused buffer, so no megabyte-sized col is allocated (fresh pages cost more than the arithmetic here) and only the
 # small flat image is kept for the backward, which rebuilds the strips. It pays when the GEMM is deep enough; for
 # shallow ones (LeNet's first layer, 1*5*5 = 25) the batched per-image products of the im2col path are faster
-# (measured on a 2-core CPU: LeNet-5 step at batch 64 from ~11.7 to ~10.0 ms).
+# (measured on a 2-core CPU).
 STRIP_MIN_DEPTH = 64
 
 

@@ -75,92 +75,18 @@ def col2im(col, h, w, sh, sw, pads):
     return _col2im_xp(col, h, w, sh, sw, pads)
 
 
-# The stride-1 NumPy path below ("row strips") lays the padded batch out as flat rows of pitch WP (the padded width),
-# channels outermost: flat (C, N, (HP + 1) * WP). Window offset (i, j) then reads the contiguous strip
-# flat[c, n, o : o + T], o = i*WP + j, T = OH*WP, and output cell (oh, ow) sits at t = oh*WP + ow of every strip; the
-# WP - OW entries per row past OW are wasted columns whose outputs are dropped (forward) and whose gradients are zero
-# (backward). Long contiguous copies and adds replace KH*KW strided ones; the batch sits inside the columns, so each
-# product is one GEMM that BLAS can spread over the cores; and the strips are built one kernel row at a time into a
-# reused buffer, so no megabyte-sized col is allocated (fresh pages cost more than the arithmetic here) and only the
-# small flat image is kept for the backward, which rebuilds the strips. It pays when the GEMM is deep enough; for
-# shallow ones (LeNet's first layer, 1*5*5 = 25) the batched per-image products of the im2col path are faster
-# (measured on a 2-core CPU).
-STRIP_MIN_DEPTH = 64
-
-
-def _uses_strips(x, W, stride):
-    return (not is_cupy_array(x) and tuple(stride) == (1, 1)
-            and W.shape[1] * W.shape[2] * W.shape[3] >= STRIP_MIN_DEPTH)
-
-
+# The input gradient of a stride-1 convolution, on the NumPy path, by "row strips": the padded image is laid out as
+# flat rows of pitch WP (the padded width), img (N, C, (HP + 1) * WP). Window offset (i, j) covers the contiguous strip
+# img[n, c, o : o + T], o = i*WP + j, T = OH*WP, with output cell (oh, ow) at t = oh*WP + ow; the WP - OW entries
+# per row past OW are wasted columns whose gradients are zero. So col2im's KH*KW strided adds with OW-long rows
+# become contiguous adds of T-long strips, and computing the strips one kernel row at a time into a reused buffer
+# never allocates a col-sized dcol (fresh pages cost more than the arithmetic here; measured on a 2-core CPU).
 def _strip_geometry(x_shape, kh, kw, pads):
     """Padded height and width (HP, WP), output size (OH, OW), and the strip length T = OH * WP."""
     top, bottom, left, right = pads
     hp, wp = x_shape[2] + top + bottom, x_shape[3] + left + right
     oh, ow = hp - kh + 1, wp - kw + 1
     return hp, wp, oh, ow, oh * wp
-
-
-def _padded_rows(x, pads):
-    """x (N, C, H, W) zero-padded and laid out as flat (C, N, (HP + 1) * WP), one spare zero row at the bottom."""
-    n, c, h, w = x.shape
-    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
-    img = get_array_module(x).zeros((c, n, hp + 1, wp), dtype=x.dtype)
-    img[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w] = x.transpose(1, 0, 2, 3)
-    return img.reshape(c, n, (hp + 1) * wp)
-
-
-def _strips_of_row(flat, i, kw, wp, t, out):
-    """The strips of kernel row i, out (C, KW, N, T): out[c, j, n] = flat[c, n, i*WP + j : i*WP + j + T]."""
-    for j in range(kw):
-        out[:, j] = flat[:, :, i * wp + j:i * wp + j + t]
-    return out.reshape(-1, out.shape[2] * t)
-
-
-def _conv2d_strips(x, W, b, pads):
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    f, _, kh, kw = W.shape
-    hp, wp, oh, ow, t = _strip_geometry(x.shape, kh, kw, pads)
-    flat = _padded_rows(x, pads)
-    strips = xp.empty((c, kw, n, t), dtype=x.dtype)     # one kernel row at a time keeps the working set in cache
-    y = xp.empty((f, n * t), dtype=xp.result_type(x, W))
-    part = xp.empty_like(y)
-    for i in range(kh):
-        col_i = _strips_of_row(flat, i, kw, wp, t, strips)
-        w_i = W[:, :, i, :].reshape(f, c * kw)
-        if i == 0:
-            xp.matmul(w_i, col_i, out=y)
-        else:
-            y += xp.matmul(w_i, col_i, out=part)
-    y += b.reshape(f, 1)
-    y = y.reshape(f, n, oh, wp)[:, :, :, :ow].transpose(1, 0, 2, 3)
-    return xp.ascontiguousarray(y), flat
-
-
-def _conv2d_backward_strips(dy, flat, W, x_shape, pads):
-    xp = get_array_module(dy)
-    n, f, oh, ow = dy.shape
-    _, c, kh, kw = W.shape
-    hp, wp, _, _, t = _strip_geometry(x_shape, kh, kw, pads)
-    dy_strips = xp.zeros((f, n, oh, wp), dtype=dy.dtype)        # zero on the wasted columns
-    dy_strips[:, :, :, :ow] = dy.transpose(1, 0, 2, 3)
-    dy2 = dy_strips.reshape(f, n * t)
-    dy2_t = xp.ascontiguousarray(dy2.T)                         # col_i @ dy2.T is BLAS's fast case
-    dtype = xp.result_type(dy, W, flat)
-    dW = xp.empty((kh, c * kw, f), dtype=dtype)
-    img = xp.zeros(flat.shape, dtype=dtype)
-    strips = xp.empty((c, kw, n, t), dtype=dtype)
-    dcol = strips.reshape(c * kw, n * t)
-    for i in range(kh):
-        xp.matmul(_strips_of_row(flat, i, kw, wp, t, strips), dy2_t, out=dW[i])
-        xp.matmul(W[:, :, i, :].reshape(f, c * kw).T, dy2, out=dcol)
-        for j in range(kw):
-            img[:, :, i * wp + j:i * wp + j + t] += strips[:, j]
-    dW = dW.reshape(kh, c, kw, f).transpose(3, 1, 0, 2)
-    db = dy.sum(axis=(0, 2, 3))
-    dx = img.reshape(c, n, hp + 1, wp)[:, :, pads[0]:pads[0] + x_shape[2], pads[2]:pads[2] + x_shape[3]]
-    return xp.ascontiguousarray(dx.transpose(1, 0, 2, 3)), xp.ascontiguousarray(dW), db
 
 
 def _conv2d_dx_strips(dy, W, x_shape, pads):
@@ -185,13 +111,7 @@ def _conv2d_dx_strips(dy, W, x_shape, pads):
 
 
 def conv2d(x, W, b, stride, pads):
-    """Forward: y (N, F, OH, OW) and the unrolled input it was computed from, for conv2d_backward.
-
-    That is im2col's col (N, C, KH, KW, OH, OW), or on the row-strip path (stride 1, NumPy, deep products) the flat
-    padded input described above; only conv2d_backward reads it.
-    """
-    if _uses_strips(x, W, stride):
-        return _conv2d_strips(x, W, b, pads)
+    """Forward: y (N, F, OH, OW) and the col it was computed from (kept for the backward)."""
     xp = get_array_module(x)
     f, _, kh, kw = W.shape
     col = im2col(x, kh, kw, stride[0], stride[1], pads)
@@ -202,9 +122,7 @@ def conv2d(x, W, b, stride, pads):
 
 
 def conv2d_backward(dy, col, W, x_shape, stride, pads):
-    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,); col is what conv2d returned with y."""
-    if _uses_strips(dy, W, stride):
-        return _conv2d_backward_strips(dy, col, W, x_shape, pads)
+    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,)."""
     xp = get_array_module(dy)
     n, f, oh, ow = dy.shape
     dy3 = dy.reshape(n, f, oh * ow)

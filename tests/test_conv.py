@@ -62,6 +62,34 @@ def test_conv2d_property_random_shapes(n, c, f, h, w, kh, kw, sh, sw, padding, s
     assert np.isclose(lhs, rhs, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("kh,kw,padding,hw", [
+    (1, 1, "valid", (5, 4)), (3, 3, "same", (7, 7)), (4, 2, "same", (8, 5)), (2, 5, 1, (6, 9)), (5, 5, "valid", (5, 5)),
+])
+def test_conv2d_stride_one_backward_matches_naive_loops(kh, kw, padding, hw):
+    # stride 1 takes the row-strip dx on the NumPy path; this pins it, and dW, db, to plain loops
+    rng = np.random.default_rng(kh * 10 + kw)
+    x = rng.standard_normal((3, 2, *hw))
+    W, b = rng.standard_normal((4, 2, kh, kw)), rng.standard_normal(4)
+    layer = conv_with(W, b, padding=padding)
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, reference.conv2d(x, W, b, (1, 1), padding), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    # the adjoint identities: <dy, conv(x)> is linear in x and in W, so dx and dW are its exact gradients
+    pads = reference.pads_of(*hw, (kh, kw), (1, 1), padding)
+    xp_ = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))
+    naive_dx = np.zeros_like(xp_)
+    naive_dW = np.zeros_like(W)
+    for i in range(kh):
+        for j in range(kw):
+            window = xp_[:, :, i:i + y.shape[2], j:j + y.shape[3]]
+            naive_dW[:, :, i, j] = np.einsum("nfpq,ncpq->fc", dy, window)
+            naive_dx[:, :, i:i + y.shape[2], j:j + y.shape[3]] += np.einsum("nfpq,fc->ncpq", dy, W[:, :, i, j])
+    np.testing.assert_allclose(dx, naive_dx[:, :, pads[0]:pads[0] + hw[0], pads[2]:pads[2] + hw[1]], atol=1e-9)
+    np.testing.assert_allclose(layer.W.grad, naive_dW, atol=1e-9)
+    np.testing.assert_allclose(layer.b.grad, dy.sum(axis=(0, 2, 3)), atol=1e-9)
+
+
 @pytest.mark.parametrize("size,kernel,stride,expected", [
     (7, 3, 1, (1, 1)), (28, 5, 1, (2, 2)), (6, 4, 1, (1, 2)), (7, 3, 2, (1, 1)), (8, 3, 2, (0, 1)), (5, 2, 3, (0, 0)),
 ])

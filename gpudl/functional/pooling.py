@@ -42,8 +42,12 @@ def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
         return kernels.max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
     img = blank_padded(x_shape, pads, xp, dy.dtype)
+    disjoint = sh >= kh and sw >= kw        # each cell in at most one window: write, no read-add-write
     for k, view in window_views(img, kh, kw, sh, sw, *dy.shape[2:]):
-        view += (argmax == k) * dy
+        if disjoint:
+            xp.multiply(argmax == k, dy, out=view)
+        else:
+            view += (argmax == k) * dy
     return unpadded(img, x_shape[2], x_shape[3], pads)
 
 
@@ -79,6 +83,10 @@ def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
     xp = get_array_module(dy)
     share = dy / pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, xp, dy.dtype)
     img = blank_padded(x_shape, pads, xp, dy.dtype)
+    disjoint = sh >= kh and sw >= kw        # each cell in at most one window: write, no read-add-write
     for _, view in window_views(img, kh, kw, sh, sw, *dy.shape[2:]):
-        view += share
+        if disjoint:
+            view[...] = share
+        else:
+            view += share
     return unpadded(img, x_shape[2], x_shape[3], pads)

@@ -194,9 +194,9 @@ def check_input(layer, x, ndim, what):
         raise ValueError(f"{name}: expected input of rank {ndim} {what}, got shape {tuple(x.shape)}")
     if not numpy.issubdtype(x.dtype, numpy.floating):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
-    params = layer.parameters()
-    if params:
-        p = params[0].data
+    first = next((v for v in vars(layer).values() if isinstance(v, Parameter)), None)  # not a walk of the tree
+    if first is not None:
+        p = first.data
         if get_array_module(p) is not xp:
             raise TypeError(f"{name}: input is a {xp.__name__} array but the layer's parameters are "
                             f"{get_array_module(p).__name__} arrays; move one with .to(device) / gpudl.to_device")

@@ -144,6 +144,14 @@ def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
         kernels.lstm_step_backward(numpy.zeros((2, 3), numpy.float32), a[:, :2], a, a[:, :2], a[:, :2])
 
 
+def test_sources_reach_cupy_self_contained():
+    """The shared header is spliced into every source CuPy compiles: no #include is left for NVRTC to resolve."""
+    header = kernels.read_source(kernels.COMMON_HEADER)
+    for source in SOURCES:
+        text = kernels.read_source(source)
+        assert '#include "' not in text and header in text, source
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on the PATH")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("source", SOURCES)
@@ -169,7 +177,8 @@ def test_source_refuses_to_build_without_a_dtype(tmp_path):
 
 
 def test_wheel_ships_the_kernel_sources(tmp_path):
-    """A non-editable build puts kernels/*.cu inside the wheel, and the installed package finds them."""
+    """A non-editable build puts kernels/*.cu and their shared header inside the wheel; the installed package finds
+    them and splices the header in."""
     pytest.importorskip("setuptools", reason="building the wheel offline (--no-build-isolation) needs setuptools")
     src = tmp_path / "src"
     src.mkdir()
@@ -182,15 +191,16 @@ def test_wheel_ships_the_kernel_sources(tmp_path):
     assert done.returncode == 0, done.stderr
     (wheel,) = glob.glob(str(tmp_path / "dist" / "gpudl-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
-        shipped = sorted(n for n in archive.namelist() if n.endswith(".cu"))
-    assert shipped == [f"gpudl/kernels/{name}" for name in SOURCES]
+        shipped = sorted(n for n in archive.namelist() if n.endswith((".cu", ".cuh")))
+    assert shipped == sorted(f"gpudl/kernels/{name}" for name in SOURCES + [kernels.COMMON_HEADER])
 
     target = tmp_path / "site"
     done = subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(target), wheel],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     probe = ("import gpudl.kernels as k, os; print(k.KERNEL_DIR); "
-             "print(all(len(k.read_source(f)) > 500 for f in ('im2col.cu', 'pooling.cu', 'lstm.cu')))")
+             "print(all(len(k.read_source(f)) > 500 and 'common.cuh' not in k.read_source(f) "
+             "for f in ('im2col.cu', 'pooling.cu', 'lstm.cu')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(tmp_path),
                           env={**os.environ, "PYTHONPATH": str(target)})
     assert done.returncode == 0, done.stderr

@@ -18,6 +18,7 @@ from ..backend import get_array_module
 from ..functional.padding import output_size
 
 KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+COMMON_HEADER = "common.cuh"     # element type, math functions and the gather rule shared by every .cu file
 BLOCK = 256             # threads per block
 BLOCKS_PER_SM = 32      # grid cap per multiprocessor; grid-stride loops cover the rest
 REAL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
@@ -30,9 +31,16 @@ _max_blocks = {}        # device id -> grid cap
 
 @functools.lru_cache(maxsize=None)
 def read_source(file):
-    """The CUDA C source of kernels/<file>."""
+    """The CUDA C source of kernels/<file>, with common.cuh spliced in where it is included.
+
+    CuPy then compiles one self-contained source, and its disk cache, keyed on the source text, notices a change to
+    the shared header too.
+    """
     with open(os.path.join(KERNEL_DIR, file), encoding="utf-8") as handle:
-        return handle.read()
+        source = handle.read()
+    if file == COMMON_HEADER:
+        return source
+    return source.replace(f'#include "{COMMON_HEADER}"', read_source(COMMON_HEADER))
 
 
 def compile_options(dtype):

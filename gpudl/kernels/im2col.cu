@@ -7,9 +7,7 @@
 // col2im:  img[n, c, y, x] = sum over (i, j) of col[n, c, i, j, oh, ow] where oh*SH + i - top = y and
 //          ow*SW + j - left = x; a gather (each image cell sums the columns that read it), so no atomics and a
 //          fixed summation order (i, then j), the same as the NumPy path.
-#ifndef real_t
-#error "compile with -Dreal_t=float or -Dreal_t=double"
-#endif
+#include "common.cuh"
 
 extern "C" __global__ void im2col(const real_t* __restrict__ x, real_t* __restrict__ col,
                                   long long N, long long C, long long H, long long W,
@@ -45,13 +43,10 @@ extern "C" __global__ void col2im(const real_t* __restrict__ col, real_t* __rest
         const long long nc = idx / (W * H);
         real_t sum = 0;
         for (long long i = 0; i < KH; ++i) {
-            const long long ry = y + top - i;            // = oh * SH for the window that reads (y, xx) at row i
-            if (ry < 0 || ry % SH != 0 || ry / SH >= OH) continue;
-            const long long oh = ry / SH;
+            long long oh, ow;
+            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
             for (long long j = 0; j < KW; ++j) {
-                const long long rx = xx + left - j;
-                if (rx < 0 || rx % SW != 0 || rx / SW >= OW) continue;
-                const long long ow = rx / SW;
+                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
                 sum += col[(((nc * KH + i) * KW + j) * OH + oh) * OW + ow];
             }
         }

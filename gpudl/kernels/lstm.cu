@@ -12,14 +12,7 @@
 // In place: c_out may be c_prev, da may be a, dc_prev may be dc (the layer writes da_t over a_t and carries dc in
 // one buffer). Each thread reads the entries of its own (n, h) before it writes the same entries, and no other
 // thread touches them, so those pointers carry no __restrict__.
-#ifndef real_t
-#error "compile with -Dreal_t=float or -Dreal_t=double"
-#endif
-
-__device__ __forceinline__ float exp_(float v) { return expf(v); }
-__device__ __forceinline__ double exp_(double v) { return exp(v); }
-__device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
-__device__ __forceinline__ double tanh_(double v) { return tanh(v); }
+#include "common.cuh"
 
 // The logistic function without overflow: exp of a non-positive number only, as in the NumPy path.
 __device__ __forceinline__ real_t sigmoid_(real_t v)

@@ -9,12 +9,7 @@
 // sgd_momentum_step: g = grad + wd w (when wd != 0);  v = mu v + g;       w -= lr v
 // adam_step:         g = grad + wd w (when wd != 0);  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //                    w -= (lr / c1) m / (sqrt(v / c2) + eps),  c1 = 1 - b1^t, c2 = 1 - b2^t (passed as lr/c1 and c2)
-#ifndef real_t
-#error "compile with -Dreal_t=float or -Dreal_t=double"
-#endif
-
-__device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
-__device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
+#include "common.cuh"
 
 __device__ __forceinline__ real_t decayed(real_t grad, real_t w, real_t weight_decay)
 {

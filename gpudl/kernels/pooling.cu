@@ -7,9 +7,7 @@
 // Max forward:  y = the window's maximum, argmax = i*KW + j of its FIRST maximum (row-major; NaN wins like numpy).
 // Backwards are gathers: input cell (y, x) sums, over the windows that cover it (i ascending, then j, the NumPy
 // path's order), dy of the window (max: only where argmax names this cell; average: dy / count).
-#ifndef real_t
-#error "compile with -Dreal_t=float or -Dreal_t=double"
-#endif
+#include "common.cuh"
 
 extern "C" __global__ void max_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out,
                                             long long* __restrict__ argmax,
@@ -58,12 +56,11 @@ extern "C" __global__ void max_pool_backward(const real_t* __restrict__ dy, cons
         const long long nc = idx / (W * H);
         real_t sum = 0;
         for (long long i = 0; i < KH; ++i) {
-            const long long ry = y + top - i;
-            if (ry < 0 || ry % SH != 0 || ry / SH >= OH) continue;
+            long long oh, ow;
+            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
             for (long long j = 0; j < KW; ++j) {
-                const long long rx = xx + left - j;
-                if (rx < 0 || rx % SW != 0 || rx / SW >= OW) continue;
-                const long long window = (nc * OH + ry / SH) * OW + rx / SW;
+                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
+                const long long window = (nc * OH + oh) * OW + ow;
                 if (argmax[window] == i * KW + j) sum += dy[window];
             }
         }
@@ -120,13 +117,10 @@ extern "C" __global__ void avg_pool_backward(const real_t* __restrict__ dy, real
         const long long nc = idx / (W * H);
         real_t sum = 0;
         for (long long i = 0; i < KH; ++i) {
-            const long long ry = y + top - i;
-            if (ry < 0 || ry % SH != 0 || ry / SH >= OH) continue;
-            const long long oh = ry / SH;
+            long long oh, ow;
+            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
             for (long long j = 0; j < KW; ++j) {
-                const long long rx = xx + left - j;
-                if (rx < 0 || rx % SW != 0 || rx / SW >= OW) continue;
-                const long long ow = rx / SW;
+                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
                 const long long count = window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
                 sum += dy[(nc * OH + oh) * OW + ow] / (real_t)count;
             }

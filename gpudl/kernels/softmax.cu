@@ -10,14 +10,7 @@
 // t_nj = [j == y_n] (y = labels), m = N the batch. The mean of loss_rows is the loss. The sum over every class, not
 // just the label's, keeps the NumPy path's NaN where a logit is infinite or NaN; a label outside [0, K) matches no
 // class (its row adds 0 to the loss and softmax(z_n) / m to the gradient), as a one-hot row of zeros does.
-#ifndef real_t
-#error "compile with -Dreal_t=float or -Dreal_t=double"
-#endif
-
-__device__ __forceinline__ float exp_(float v) { return expf(v); }
-__device__ __forceinline__ double exp_(double v) { return exp(v); }
-__device__ __forceinline__ float log_(float v) { return logf(v); }
-__device__ __forceinline__ double log_(double v) { return log(v); }
+#include "common.cuh"
 
 extern "C" __global__ void softmax_cross_entropy(const real_t* __restrict__ z, const long long* __restrict__ labels,
                                                  real_t* __restrict__ loss_rows, real_t* __restrict__ dz,

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import numpy
 
 from .. import functional as F
+from .. import models, nn
+from ..experiments.charlm import CharLSTM
 from .. import nn, optim
 from ..backend import to_device, to_numpy
 from ..nn.init import manual_seed
@@ -283,14 +285,6 @@ def lstm_cell_cases(n, fin, h, devices=("cpu", "cuda")):
     return cases
 
 
-def _gpudl_lstm():
-    try:
-        from ..nn import LSTM
-    except ImportError as exc:
-        raise Unavailable(f"gpudl.nn.LSTM is not in this build ({exc})") from None
-    return LSTM
-
-
 def lstm_sequence_cases(n, t, fin, h, devices=("cpu", "cuda")):
     """gpudl.nn.LSTM over a whole sequence against nn.LSTM (cuDNN on a GPU) and a Python loop over nn.LSTMCell."""
     size = f"b{n} T{t} in{fin} H{h}"
@@ -299,7 +293,7 @@ def lstm_sequence_cases(n, t, fin, h, devices=("cpu", "cuda")):
     for backward in (False, True):
         def build(dev, backward=backward):
             manual_seed(0)
-            layer = _gpudl_lstm()(fin, h).to(dev)
+            layer = nn.LSTM(fin, h).to(dev)
             x = _rand((n, t, fin), dev)
             if not backward:
                 return lambda: layer.forward(x)
@@ -355,14 +349,6 @@ def lstm_sequence_cases(n, t, fin, h, devices=("cpu", "cuda")):
 
 
 # ---- whole training steps -------------------------------------------------------------------------------------
-
-def _models():
-    try:
-        from .. import models
-    except ImportError as exc:
-        raise Unavailable(f"gpudl.models is not in this build ({exc})") from None
-    return models
-
 
 def _torch_window(torch, layer, module_class, **extra):
     kernel = getattr(layer, "kernel_size", None) or layer.pool_size
@@ -427,14 +413,14 @@ def xor_cases():
 
     def build(dev):
         manual_seed(0)
-        model = _models().MLP([2, 4, 1], activation="sigmoid").to(dev)
+        model = models.MLP([2, 4, 1], activation="sigmoid").to(dev)
         return _train_step_gpudl(model, to_device(x, dev), to_device(y, dev), nn.MSELoss(check=False),
                                  optim.SGD(model.parameters(), lr=0.5))
 
     def peer(dev):
         torch = _torch()
         manual_seed(0)
-        twin = torch_twin(_models().MLP([2, 4, 1], activation="sigmoid"), torch).to(dev)
+        twin = torch_twin(models.MLP([2, 4, 1], activation="sigmoid"), torch).to(dev)
         tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
         opt = torch.optim.SGD(twin.parameters(), lr=0.5)
 
@@ -456,7 +442,7 @@ def lenet_cases(batches):
     for n in batches:
         def build(dev, n=n):
             manual_seed(0)
-            model = _models().LeNet5().to(dev)
+            model = models.LeNet5().to(dev)
             x, labels = data(n)
             return _train_step_gpudl(model, to_device(x, dev), to_device(labels, dev),
                                      nn.SoftmaxCrossEntropy(check=False),
@@ -465,7 +451,7 @@ def lenet_cases(batches):
         def peer(dev, n=n):
             torch = _torch()
             manual_seed(0)
-            twin = torch_twin(_models().LeNet5(), torch).to(dev)
+            twin = torch_twin(models.LeNet5(), torch).to(dev)
             x, labels = data(n)
             tx, tl = torch.from_numpy(x).to(dev), torch.from_numpy(labels).to(dev)
             opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
@@ -483,20 +469,13 @@ def char_lstm_cases(n, t, vocab, h):
     """The character-level LSTM language model: one training step over a batch of sequences."""
     size = f"b{n} T{t} V{vocab} H{h}"
 
-    def char_lstm():
-        try:
-            from ..experiments.charlm import CharLSTM
-        except ImportError as exc:
-            raise Unavailable(f"gpudl.experiments.charlm.CharLSTM is not in this build ({exc})") from None
-        return CharLSTM
-
     def data():
         rng = numpy.random.default_rng(0)
         return rng.integers(0, vocab, (n, t)), rng.integers(0, vocab, (n, t))
 
     def build(dev):
         manual_seed(0)
-        model = char_lstm()(vocab, h).to(dev)
+        model = CharLSTM(vocab, h).to(dev)
         ids, targets = (to_device(a, dev) for a in data())
         loss = nn.SoftmaxCrossEntropy(check=False)
         opt = optim.SGD(model.parameters(), lr=0.1)

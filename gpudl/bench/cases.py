@@ -19,7 +19,7 @@ import numpy
 
 from .. import functional as F
 from .. import models, nn
-from ..experiments.charlm import CharLSTM
+from ..models import CharLSTM
 from .. import nn, optim
 from ..backend import to_device, to_numpy
 from ..nn.init import manual_seed

@@ -8,7 +8,9 @@ import pytest
 
 from gpudl import nn
 from gpudl.bench import Target, main, time_call
-from gpudl.bench.cases import Unavailable, all_cases, torch_twin
+from gpudl.bench.cases import all_cases
+from gpudl.bench.common import Unavailable
+from gpudl.bench.model_cases import torch_twin
 from gpudl.bench.report import check_target
 from gpudl.bench.timing import peak_bytes_cupy
 

@@ -82,7 +82,7 @@ def _chain(module, prefix):
     if isinstance(module, nn.Sequential):
         for i, layer in enumerate(module.layers):
             yield from _chain(layer, f"{prefix}{i}.")
-    elif type(module) in _EMITTERS or isinstance(module, tuple(_EMITTERS)):
+    elif isinstance(module, tuple(_EMITTERS)):
         yield prefix, module
     else:
         children = [(name, value) for name, value in vars(module).items() if isinstance(value, nn.Module)]

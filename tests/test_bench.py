@@ -8,7 +8,10 @@ import pytest
 
 from gpudl import nn
 from gpudl.bench import Target, main, time_call
-from gpudl.bench.cases import Unavailable, all_cases, torch_twin
+from gpudl.bench.cases import all_cases
+from gpudl.bench.common import Unavailable, fwd_and_bwd, torch_variant
+from gpudl.bench.layer_cases import layer_build
+from gpudl.bench.model_cases import torch_twin
 from gpudl.bench.report import check_target
 from gpudl.bench.timing import peak_bytes_cupy
 
@@ -60,6 +63,53 @@ def test_every_case_that_did_not_run_says_why(quick_run):
     for case in all_cases(quick=True):
         assert (case.name, case.size, "gpudl", None) in ran | skipped, case.key
 
+
+
+def test_one_builder_makes_the_fwd_and_the_fwd_bwd_case():
+    built = []
+
+    def build(dev, backward):
+        built.append(("gpudl", dev, backward))
+        return lambda: None
+
+    def peer(dev, backward):
+        built.append(("peer", dev, backward))
+        return lambda: None
+    fwd, both = fwd_and_bwd("op", "b1", build, {"eager": peer}, ("cpu",), bytes=(3, 5))
+    assert (fwd.key, both.key) == ("op fwd [b1]", "op fwd+bwd [b1]")
+    assert (fwd.bytes, both.bytes, fwd.flops, both.devices) == (3, 8, None, ("cpu",))
+    fwd.build("cpu")
+    both.build("cpu")
+    both.peers["eager"]("cuda")
+    assert built == [("gpudl", "cpu", False), ("gpudl", "cpu", True), ("peer", "cuda", True)]
+
+
+def test_a_layer_case_runs_the_backward_only_in_its_fwd_bwd_variant():
+    made = []
+
+    def dense():
+        made.append(nn.Dense(3, 2))
+        return made[-1]
+    build = layer_build(dense, (4, 3))
+    assert build("cpu", backward=False)().shape == (4, 2)
+    assert not made[0].W.grad.any()
+    build("cpu", backward=True)()
+    assert made[1].W.grad.any() and made[1].b.grad.any()
+
+
+def test_the_torch_side_infers_without_grad_or_computes_fresh_gradients():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    outputs = []
+
+    def forward():
+        outputs.append(x * x)
+    torch_variant(torch, forward, [x], None, backward=False)()
+    assert not outputs[0].requires_grad and x.grad is None
+    step = torch_variant(torch, lambda: (x * x).sum(), [x], torch.tensor(1.0), backward=True)
+    step()
+    step()  # cleared before each call, not accumulated
+    assert x.grad.tolist() == [2.0, -4.0]
 
 class FakeDevice:
     """Work is queued by a call and done (1 ms per call) only at synchronize, like a GPU stream."""

@@ -1,5 +1,6 @@
-// What every kernel file shares: the element type, the math functions for it, and the gather rule of the adjoint
-// kernels. The loader splices this file into each source in place of the line that includes it, so CuPy compiles one
+// What every kernel file shares: the element type, the math functions for it, the grid-stride loop, and for the
+// window kernels (im2col.cu, pooling.cu) their 12 sizes, the split of a flat NCHW index, and the two ways to walk a
+// window. The loader splices this file into each source in place of the line that includes it, so CuPy compiles one
 // self-contained source (and its disk cache sees any change to this file); nvcc and the host build include it.
 #pragma once
 
@@ -26,3 +27,36 @@ __device__ __forceinline__ bool covering_window(long long y, long long pad, long
     *o = r / S;
     return true;
 }
+
+// The grid-stride loop: thread t of a grid of T threads takes idx = t, t + T, t + 2T, ... below total, in 64 bits.
+#define for_each_index(idx, total)                                                                                  \
+    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x, idx##_step = (long long)blockDim.x *      \
+         gridDim.x; idx < (total); idx += idx##_step)
+
+// The sizes every window kernel takes, in this order: images N x C x H x W, windows KH x KW at OH x OW positions,
+// strides SH x SW, and the top and left pads (bottom and right only show in OH and OW).
+#define WINDOW_PARAMS                                                                                               \
+    long long N, long long C, long long H, long long W, long long KH, long long KW, long long OH, long long OW,     \
+    long long SH, long long SW, long long top, long long left
+
+// Declares row, col and nc (= n * C + c) of the flat index idx into an NCHW array whose planes are ROWS x COLS.
+#define nchw_cell(idx, ROWS, COLS, row, col, nc)                                                                    \
+    const long long col = (idx) % (COLS);                                                                           \
+    const long long row = ((idx) / (COLS)) % (ROWS);                                                                \
+    const long long nc = (idx) / ((COLS) * (ROWS))
+
+// Inside a kernel with WINDOW_PARAMS: the statement that follows runs for every real (unpadded) cell (y, xx) of
+// window (oh, ow), at kernel offset (i, j), i ascending, then j.
+#define for_each_real_cell(oh, ow, i, j, y, xx)                                                                     \
+    for (long long i = 0, y = (oh) * SH - top; i < KH; ++i, ++y)                                                    \
+        if (y >= 0 && y < H)                                                                                        \
+            for (long long j = 0, xx = (ow) * SW - left; j < KW; ++j, ++xx)                                         \
+                if (xx >= 0 && xx < W)
+
+// Inside a kernel with WINDOW_PARAMS, the gather of an adjoint: the statement that follows runs for every window
+// (oh, ow) that covers input cell (y, xx), at kernel offset (i, j), i ascending, then j.
+#define for_each_covering_window(y, xx, i, j, oh, ow)                                                               \
+    for (long long i = 0, oh = 0; i < KH; ++i)                                                                      \
+        if (covering_window(y, top, i, SH, OH, &oh))                                                                \
+            for (long long j = 0, ow = 0; j < KW; ++j)                                                              \
+                if (covering_window(xx, left, j, SW, OW, &ow))

@@ -9,14 +9,9 @@
 //          fixed summation order (i, then j), the same as the NumPy path.
 #include "common.cuh"
 
-extern "C" __global__ void im2col(const real_t* __restrict__ x, real_t* __restrict__ col,
-                                  long long N, long long C, long long H, long long W,
-                                  long long KH, long long KW, long long OH, long long OW,
-                                  long long SH, long long SW, long long top, long long left, real_t fill)
+extern "C" __global__ void im2col(const real_t* __restrict__ x, real_t* __restrict__ col, WINDOW_PARAMS, real_t fill)
 {
-    const long long total = N * C * KH * KW * OH * OW;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for_each_index(idx, N * C * KH * KW * OH * OW) {
         long long rest = idx;
         const long long ow = rest % OW; rest /= OW;
         const long long oh = rest % OH; rest /= OH;
@@ -30,26 +25,13 @@ extern "C" __global__ void im2col(const real_t* __restrict__ x, real_t* __restri
     }
 }
 
-extern "C" __global__ void col2im(const real_t* __restrict__ col, real_t* __restrict__ img,
-                                  long long N, long long C, long long H, long long W,
-                                  long long KH, long long KW, long long OH, long long OW,
-                                  long long SH, long long SW, long long top, long long left)
+extern "C" __global__ void col2im(const real_t* __restrict__ col, real_t* __restrict__ img, WINDOW_PARAMS)
 {
-    const long long total = N * C * H * W;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-        const long long xx = idx % W;
-        const long long y = (idx / W) % H;
-        const long long nc = idx / (W * H);
+    for_each_index(idx, N * C * H * W) {
+        nchw_cell(idx, H, W, y, xx, nc);
         real_t sum = 0;
-        for (long long i = 0; i < KH; ++i) {
-            long long oh, ow;
-            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
-            for (long long j = 0; j < KW; ++j) {
-                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
-                sum += col[(((nc * KH + i) * KW + j) * OH + oh) * OW + ow];
-            }
-        }
+        for_each_covering_window(y, xx, i, j, oh, ow)
+            sum += col[(((nc * KH + i) * KW + j) * OH + oh) * OW + ow];
         img[idx] = sum;
     }
 }

@@ -10,31 +10,18 @@
 #include "common.cuh"
 
 extern "C" __global__ void max_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out,
-                                            long long* __restrict__ argmax,
-                                            long long N, long long C, long long H, long long W,
-                                            long long KH, long long KW, long long OH, long long OW,
-                                            long long SH, long long SW, long long top, long long left)
+                                            long long* __restrict__ argmax, WINDOW_PARAMS)
 {
-    const long long total = N * C * OH * OW;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-        const long long ow = idx % OW;
-        const long long oh = (idx / OW) % OH;
-        const long long nc = idx / (OW * OH);
+    for_each_index(idx, N * C * OH * OW) {
+        nchw_cell(idx, OH, OW, oh, ow, nc);
         const real_t* plane = x + nc * H * W;
         real_t best = 0;
         long long best_k = -1;                           // every window holds a real cell (pads < window)
-        for (long long i = 0; i < KH; ++i) {
-            const long long y = oh * SH - top + i;
-            if (y < 0 || y >= H) continue;
-            for (long long j = 0; j < KW; ++j) {
-                const long long xx = ow * SW - left + j;
-                if (xx < 0 || xx >= W) continue;
-                const real_t v = plane[y * W + xx];
-                if (best_k < 0 || (best == best && (v > best || v != v))) {   // x != x: NaN
-                    best = v;
-                    best_k = i * KW + j;
-                }
+        for_each_real_cell(oh, ow, i, j, y, xx) {
+            const real_t v = plane[y * W + xx];
+            if (best_k < 0 || (best == best && (v > best || v != v))) {   // x != x: NaN
+                best = v;
+                best_k = i * KW + j;
             }
         }
         out[idx] = best;
@@ -43,26 +30,14 @@ extern "C" __global__ void max_pool_forward(const real_t* __restrict__ x, real_t
 }
 
 extern "C" __global__ void max_pool_backward(const real_t* __restrict__ dy, const long long* __restrict__ argmax,
-                                             real_t* __restrict__ dx,
-                                             long long N, long long C, long long H, long long W,
-                                             long long KH, long long KW, long long OH, long long OW,
-                                             long long SH, long long SW, long long top, long long left)
+                                             real_t* __restrict__ dx, WINDOW_PARAMS)
 {
-    const long long total = N * C * H * W;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-        const long long xx = idx % W;
-        const long long y = (idx / W) % H;
-        const long long nc = idx / (W * H);
+    for_each_index(idx, N * C * H * W) {
+        nchw_cell(idx, H, W, y, xx, nc);
         real_t sum = 0;
-        for (long long i = 0; i < KH; ++i) {
-            long long oh, ow;
-            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
-            for (long long j = 0; j < KW; ++j) {
-                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
-                const long long window = (nc * OH + oh) * OW + ow;
-                if (argmax[window] == i * KW + j) sum += dy[window];
-            }
+        for_each_covering_window(y, xx, i, j, oh, ow) {
+            const long long window = (nc * OH + oh) * OW + ow;
+            if (argmax[window] == i * KW + j) sum += dy[window];
         }
         dx[idx] = sum;
     }
@@ -79,51 +54,26 @@ __device__ __forceinline__ long long window_count(long long oh, long long ow, lo
     return rows * cols;
 }
 
-extern "C" __global__ void avg_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out,
-                                            long long N, long long C, long long H, long long W,
-                                            long long KH, long long KW, long long OH, long long OW,
-                                            long long SH, long long SW, long long top, long long left)
+extern "C" __global__ void avg_pool_forward(const real_t* __restrict__ x, real_t* __restrict__ out, WINDOW_PARAMS)
 {
-    const long long total = N * C * OH * OW;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-        const long long ow = idx % OW;
-        const long long oh = (idx / OW) % OH;
-        const long long nc = idx / (OW * OH);
+    for_each_index(idx, N * C * OH * OW) {
+        nchw_cell(idx, OH, OW, oh, ow, nc);
         const real_t* plane = x + nc * H * W;
         real_t sum = 0;
-        for (long long i = 0; i < KH; ++i) {
-            const long long y = oh * SH - top + i;
-            if (y < 0 || y >= H) continue;
-            for (long long j = 0; j < KW; ++j) {
-                const long long xx = ow * SW - left + j;
-                if (xx >= 0 && xx < W) sum += plane[y * W + xx];
-            }
-        }
+        for_each_real_cell(oh, ow, i, j, y, xx)
+            sum += plane[y * W + xx];
         out[idx] = sum / (real_t)window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
     }
 }
 
-extern "C" __global__ void avg_pool_backward(const real_t* __restrict__ dy, real_t* __restrict__ dx,
-                                             long long N, long long C, long long H, long long W,
-                                             long long KH, long long KW, long long OH, long long OW,
-                                             long long SH, long long SW, long long top, long long left)
+extern "C" __global__ void avg_pool_backward(const real_t* __restrict__ dy, real_t* __restrict__ dx, WINDOW_PARAMS)
 {
-    const long long total = N * C * H * W;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
-        const long long xx = idx % W;
-        const long long y = (idx / W) % H;
-        const long long nc = idx / (W * H);
+    for_each_index(idx, N * C * H * W) {
+        nchw_cell(idx, H, W, y, xx, nc);
         real_t sum = 0;
-        for (long long i = 0; i < KH; ++i) {
-            long long oh, ow;
-            if (!covering_window(y, top, i, SH, OH, &oh)) continue;
-            for (long long j = 0; j < KW; ++j) {
-                if (!covering_window(xx, left, j, SW, OW, &ow)) continue;
-                const long long count = window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
-                sum += dy[(nc * OH + oh) * OW + ow] / (real_t)count;
-            }
+        for_each_covering_window(y, xx, i, j, oh, ow) {
+            const long long count = window_count(oh, ow, H, W, KH, KW, SH, SW, top, left);
+            sum += dy[(nc * OH + oh) * OW + ow] / (real_t)count;
         }
         dx[idx] = sum;
     }

@@ -196,7 +196,7 @@ print("ok")
 
 @pytest.mark.gpu
 def test_second_process_loads_from_disk_cache(cupy, tmp_path):
-    env = {**os.environ, "CUPY_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": ROOT}
+    env = {**os.environ, "CUPY_CACHE_DIR": str(tmp_path / "cache")}     # gpudl as this process finds it
     env.pop("CUPY_CACHE_IN_MEMORY", None)
 
     def run(mode):

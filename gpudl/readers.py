@@ -199,7 +199,7 @@ def read_json(path, what="JSON file", max_bytes=MAX_REPORT_BYTES):
         if size > max_bytes:
             raise FileFormatError(f"{path}: {describe_size(size)} is larger than any {what} gpudl reads "
                                   f"({describe_size(max_bytes)})")
-        raw = f.read(max_bytes + 1)
+        raw = f.read(size)
     if not raw.strip():
         raise FileFormatError(f"{path}: is empty; expected a {what}")
     try:

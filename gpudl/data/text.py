@@ -40,7 +40,7 @@ def load_text(path):
         if size > MAX_TEXT_BYTES:
             raise FileFormatError(f"{path}: {describe_size(size)} is more text than gpudl trains on "
                                   f"(at most {describe_size(MAX_TEXT_BYTES)}); cut it, e.g. with head -c")
-        raw = f.read(MAX_TEXT_BYTES + 1)
+        raw = f.read(size)
     if not raw:
         raise FileFormatError(f"{path}: is empty; expected UTF-8 text")
     binary = BINARY_BYTE.search(raw)

@@ -14,7 +14,7 @@ import zipfile
 import numpy
 import pytest
 
-from gpudl.readers import FileFormatError
+from gpudl.readers import FileFormatError, FolderGivenError
 
 MEMORY_BOUND = 100 << 20
 
@@ -84,11 +84,30 @@ def write_npz(path, members, compression=zipfile.ZIP_STORED):
     return path
 
 
-def fifo(folder):
-    path = os.path.join(folder, "pipe")
-    os.mkfifo(path)
+SPECIAL_PATHS = ["missing", "folder", "fifo", "dev_zero"]
+
+
+def assert_refused_special(refuse, folder, name, what, kind):
+    """refuse(path, *patterns, error=...) on a path that is no regular file: missing, a folder, a FIFO (which would
+    block a reader that opened it) or /dev/zero (which a reader would read forever)."""
+    path = os.path.join(folder, name)
+    if kind == "missing":
+        return refuse(path, f"no such {re.escape(what)}", error=FileNotFoundError)
+    if kind == "folder":
+        os.mkdir(path)
+        return refuse(path, "is a folder", error=FolderGivenError)
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this system")
+        os.mkfifo(path)
+        return refuse(path, "FIFO", "not a regular file")
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero on this system")
+    return refuse("/dev/zero", "character device", "not a regular file")
+
+
+def sparse_file(path, size):
+    """A file of `size` zero bytes that takes no disk space."""
+    with open(path, "wb") as f:
+        f.truncate(size)
     return path
-
-
-needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
-needs_dev_zero = pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this system")

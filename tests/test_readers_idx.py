@@ -1,5 +1,6 @@
 """The IDX reader (read_idx, load_mnist): headers against the file's real size, gzip decompressed a chunk at a time
 and never past what the header promises (nor past GZIP_RATIO_CAP times the file)."""
+import functools
 import gzip
 import os
 import zlib
@@ -8,8 +9,8 @@ import numpy
 import pytest
 
 from gpudl.data import IDXError, load_mnist, read_idx
-from gpudl.readers import FileFormatError, FolderGivenError
-from bad_files import assert_refused, fifo, needs_dev_zero, needs_fifo
+from gpudl.readers import FileFormatError
+from bad_files import SPECIAL_PATHS, assert_refused, assert_refused_special
 
 
 def idx(magic, dims, body=None):
@@ -125,23 +126,8 @@ def test_empty_file(tmp_path):
     assert_refused(read_idx, path, r"too short to be an IDX file \(0 bytes\)", error=IDXError)
 
 
-def test_missing_file(tmp_path):
-    assert_refused(read_idx, tmp_path / "missing", "no such IDX file", error=FileNotFoundError)
 
 
-def test_folder(tmp_path):
-    os.mkdir(tmp_path / "folder")
-    assert_refused(read_idx, tmp_path / "folder", "is a folder", error=FolderGivenError)
-
-
-@needs_fifo
-def test_fifo(tmp_path):
-    assert_refused(read_idx, fifo(tmp_path), "FIFO", "not a regular file")
-
-
-@needs_dev_zero
-def test_dev_zero():
-    assert_refused(read_idx, "/dev/zero", "character device", "not a regular file")
 
 
 def test_mnist_folder_with_no_images(tmp_path):
@@ -149,3 +135,8 @@ def test_mnist_folder_with_no_images(tmp_path):
     write(tmp_path / "t10k-labels-idx1-ubyte.gz", idx(2049, (0,)), gz=True)
     assert_refused(lambda p: load_mnist(os.path.dirname(p), "test"), tmp_path / "t10k-images-idx3-ubyte.gz",
                    "holds no images", error=IDXError)
+
+
+@pytest.mark.parametrize("kind", SPECIAL_PATHS)
+def test_paths_that_are_not_regular_files(tmp_path, kind):
+    assert_refused_special(functools.partial(assert_refused, read_idx), tmp_path, "missing", "IDX file", kind)

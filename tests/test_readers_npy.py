@@ -1,12 +1,12 @@
 """read_npy (what `predict --input` will read): numbers from a regular .npy file, checked against its size before
 anything is allocated, never unpickled; an .npz, a text file, strings or an empty array are refused in one line."""
-import os
+import functools
 
 import numpy
 import pytest
 
-from gpudl.readers import FolderGivenError, read_npy
-from bad_files import assert_refused, fifo, needs_dev_zero, needs_fifo, npy_bytes, npy_header
+from gpudl.readers import read_npy
+from bad_files import SPECIAL_PATHS, assert_refused, assert_refused_special, npy_bytes, npy_header
 
 
 def write(tmp_path, name, data):
@@ -105,20 +105,6 @@ def test_empty_file(tmp_path):
     assert_refused(read_npy, write(tmp_path, "x.npy", b""), r"too short to be a .npy array \(0 bytes\)")
 
 
-def test_missing_file(tmp_path):
-    assert_refused(read_npy, tmp_path / "x.npy", "no such .npy array file", error=FileNotFoundError)
-
-
-def test_folder(tmp_path):
-    os.mkdir(tmp_path / "x.npy")
-    assert_refused(read_npy, tmp_path / "x.npy", "is a folder", error=FolderGivenError)
-
-
-@needs_fifo
-def test_fifo(tmp_path):
-    assert_refused(read_npy, fifo(tmp_path), "FIFO")
-
-
-@needs_dev_zero
-def test_dev_zero():
-    assert_refused(read_npy, "/dev/zero", "character device")
+@pytest.mark.parametrize("kind", SPECIAL_PATHS)
+def test_paths_that_are_not_regular_files(tmp_path, kind):
+    assert_refused_special(functools.partial(assert_refused, read_npy), tmp_path, "x.npy", ".npy array file", kind)

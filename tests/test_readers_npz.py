@@ -10,9 +10,9 @@ import pytest
 
 import gpudl
 from gpudl import nn
-from gpudl.readers import FileFormatError, FolderGivenError
+from gpudl.readers import FileFormatError
 from gpudl.serialization import FORMAT_KEY, load_arrays, save_arrays
-from bad_files import (assert_refused, fifo, needs_dev_zero, needs_fifo, npy_bytes, npy_header, snapshot,
+from bad_files import (SPECIAL_PATHS, assert_refused, assert_refused_special, npy_bytes, npy_header, snapshot,
                        write_npz)
 
 
@@ -68,23 +68,13 @@ def test_a_good_file_round_trips_through_the_checked_reader(tmp_path):
 
 # ---------------------------------------------------------------- not a readable file
 
-def test_missing_file(tmp_path):
-    assert_load_refused(tmp_path / "missing.npz", "no such checkpoint file", error=FileNotFoundError)
 
 
-def test_folder(tmp_path):
-    os.mkdir(tmp_path / "folder.npz")
-    assert_load_refused(tmp_path / "folder.npz", "is a folder", error=FolderGivenError)
 
 
-@needs_fifo
-def test_fifo_is_refused_without_blocking(tmp_path):
-    assert_load_refused(fifo(tmp_path), "FIFO", "not a regular file")
-
-
-@needs_dev_zero
-def test_dev_zero_is_refused_without_reading():
-    assert_load_refused("/dev/zero", "character device", "not a regular file")
+@pytest.mark.parametrize("kind", SPECIAL_PATHS)
+def test_paths_that_are_not_regular_files(tmp_path, kind):
+    assert_refused_special(assert_load_refused, tmp_path, "net.npz", "checkpoint file", kind)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a zip file", b"PK\x03\x04 half a zip"])

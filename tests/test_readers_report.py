@@ -1,12 +1,12 @@
 """read_report (a run folder's report.json): strict JSON (no NaN or Infinity), an object with a "config" that names
 the model and its arguments; anything else is refused in one line that names the file."""
+import functools
 import json
-import os
 
 import pytest
 
-from gpudl.readers import MAX_REPORT_BYTES, FolderGivenError, read_report
-from bad_files import assert_refused, fifo, needs_dev_zero, needs_fifo
+from gpudl.readers import MAX_REPORT_BYTES, read_report
+from bad_files import SPECIAL_PATHS, assert_refused, assert_refused_special, sparse_file
 
 GOOD = {"config": {"model": "xor", "model_args": {"hidden": 4}, "seed": 0}, "status": "converged"}
 
@@ -76,26 +76,10 @@ def test_empty_file(tmp_path, text):
 
 
 def test_larger_than_any_report_is_refused_before_reading(tmp_path):
-    path = tmp_path / "report.json"
-    with open(path, "wb") as f:
-        f.truncate(MAX_REPORT_BYTES + 1)
+    path = sparse_file(tmp_path / "report.json", MAX_REPORT_BYTES + 1)   # would be all NULs if read
     assert_refused(read_report, path, "larger than any report.json gpudl reads")
 
 
-def test_missing(tmp_path):
-    assert_refused(read_report, tmp_path / "report.json", "no such report.json", error=FileNotFoundError)
-
-
-def test_folder(tmp_path):
-    os.mkdir(tmp_path / "report.json")
-    assert_refused(read_report, tmp_path / "report.json", "is a folder", error=FolderGivenError)
-
-
-@needs_fifo
-def test_fifo(tmp_path):
-    assert_refused(read_report, fifo(tmp_path), "FIFO")
-
-
-@needs_dev_zero
-def test_dev_zero():
-    assert_refused(read_report, "/dev/zero", "character device")
+@pytest.mark.parametrize("kind", SPECIAL_PATHS)
+def test_paths_that_are_not_regular_files(tmp_path, kind):
+    assert_refused_special(functools.partial(assert_refused, read_report), tmp_path, "report.json", "report.json", kind)

@@ -1,11 +1,11 @@
 """load_text: UTF-8 text from a regular file, or one line saying why not (binary, NULs, not UTF-8, empty...)."""
+import functools
 import os
 
 import pytest
 
 from gpudl.data.text import MAX_TEXT_BYTES, load_text
-from gpudl.readers import FolderGivenError
-from bad_files import assert_refused, fifo, needs_dev_zero, needs_fifo
+from bad_files import SPECIAL_PATHS, assert_refused, assert_refused_special, sparse_file
 
 
 def write(tmp_path, name, data):
@@ -56,32 +56,19 @@ def test_white_space_only(tmp_path):
 
 
 def test_file_larger_than_the_cap_is_refused_before_reading(tmp_path):
-    path = tmp_path / "huge.txt"
-    with open(path, "wb") as f:
-        f.truncate(MAX_TEXT_BYTES + 1)   # sparse: takes no disk, and would be 256 MiB of NULs if read
+    path = sparse_file(tmp_path / "huge.txt", MAX_TEXT_BYTES + 1)   # would be all NULs if read
     assert_refused(load_text, path, "is more text than gpudl trains on")
 
 
-def test_missing_file(tmp_path):
-    assert_refused(load_text, tmp_path / "nope.txt", "no such text file", error=FileNotFoundError)
 
 
-def test_folder(tmp_path):
-    os.mkdir(tmp_path / "folder")
-    assert_refused(load_text, tmp_path / "folder", "is a folder", error=IsADirectoryError)
-    assert issubclass(FolderGivenError, ValueError)
-
-
-@needs_fifo
-def test_fifo(tmp_path):
-    assert_refused(load_text, fifo(tmp_path), "FIFO", "not a regular file")
-
-
-@needs_dev_zero
-def test_dev_zero():
-    assert_refused(load_text, "/dev/zero", "character device")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/null"), reason="no /dev/null")
 def test_dev_null():
     assert_refused(load_text, "/dev/null", "character device")
+
+
+@pytest.mark.parametrize("kind", SPECIAL_PATHS)
+def test_paths_that_are_not_regular_files(tmp_path, kind):
+    assert_refused_special(functools.partial(assert_refused, load_text), tmp_path, "nope.txt", "text file", kind)

@@ -48,7 +48,7 @@ def test_utf8_cut_inside_a_character(tmp_path):
 
 
 def test_empty_file(tmp_path):
-    assert_refused(load_text, write(tmp_path, "empty.txt", b""), "is empty")
+    assert_refused(load_text, write(tmp_path, "empty.txt", b""), r"holds no text \(the file is empty\)")
 
 
 def test_white_space_only(tmp_path):

@@ -42,7 +42,7 @@ def load_text(path):
                                   f"(at most {describe_size(MAX_TEXT_BYTES)}); cut it, e.g. with head -c")
         raw = f.read(size)
     if not raw:
-        raise FileFormatError(f"{path}: is empty; expected UTF-8 text")
+        raise FileFormatError(f"{path}: holds no text (the file is empty)")
     binary = BINARY_BYTE.search(raw)
     if binary is not None:
         byte = raw[binary.start()]

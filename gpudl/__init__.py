@@ -1,4 +1,9 @@
 """gpudl: the classic neural networks, on NumPy or on an NVIDIA GPU through CuPy, from one codebase."""
+import importlib.util
+
+if importlib.util.find_spec(__name__ + ".kernels") is None:
+    raise ImportError("gpudl.kernels is missing: the kernels live in the checkout's top-level kernels/ folder, which "
+                      "only an install maps into the package; run `pip install -e .` in the checkout")
 from . import data, functional, models, nn, optim, train
 from .backend import Device, DeviceError, device, get_array_module, gpu_available, to_device, to_numpy
 from .nn.init import manual_seed

@@ -1,7 +1,7 @@
 """Layer cases: Dense, Conv2D and the pooling layers forward and forward + backward, and im2col and col2im alone."""
 from .. import functional as F
 from .. import nn
-from ..functional.padding import output_size, pad_amounts
+from ..geometry import output_size, pad_amounts
 from ..nn.init import manual_seed
 from .common import ALL_DEVICES, Case, fwd_and_bwd, gpudl_variant, nbytes, rand, require_torch, torch_variant, trand
 

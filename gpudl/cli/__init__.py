@@ -24,11 +24,10 @@ import argparse
 import os
 import sys
 
-from .. import __version__
 from ..backend import DeviceError
 from ..train import TrainingDiverged
 from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_predict, cmd_train
-from .common import CLIError, positive_float, positive_int, seed
+from .common import CLIError, __version__, positive_float, positive_int, seed
 from .info import cmd_info, kernel_report
 from .registry import MODELS, model_options
 

@@ -9,9 +9,9 @@ import tempfile
 
 import numpy
 
-from .. import __version__
 from ..backend import gpu_status
-from ..kernels import KERNEL_DIR, compile_options, read_source
+from ..kernels.loader import KERNEL_DIR, compile_options, read_source
+from .common import __version__
 
 EXTRAS_HINT = 'pip install "gpudl[examples]"'
 
@@ -25,7 +25,7 @@ def _version(module_name):
 
 
 def kernel_sources():
-    """{file name: CUDA source} of gpudl's kernels (gpudl.kernels.read_source: common.cuh spliced in)."""
+    """{file name: CUDA source} of gpudl's kernels (kernels.loader.read_source: common.cuh spliced in)."""
     return {name: read_source(name) for name in sorted(os.listdir(KERNEL_DIR)) if name.endswith(".cu")}
 
 

@@ -27,8 +27,7 @@ import math
 
 import numpy
 
-from .. import functional as F
-from .. import nn
+from .. import geometry, nn
 from ..backend import to_numpy
 from ..models import Perceptron
 from . import gates
@@ -143,30 +142,32 @@ def _image_size(layer, prefix, shape):
     return shape
 
 
-def _pads(layer, shape, kernel, strides):
-    """ONNX pads [top, left, bottom, right] of a window layer for samples (C, H, W)."""
-    (top, bottom), (left, right) = (F.pad_amounts(size, k, s, layer.padding)
+def _window(layer, shape, kernel, strides):
+    """ONNX pads [top, left, bottom, right] of a window layer for samples (C, H, W), and its output (OH, OW)."""
+    (top, bottom), (left, right) = (geometry.pad_amounts(size, k, s, layer.padding)
                                     for size, k, s in zip(shape[1:], kernel, strides))
-    return [top, left, bottom, right]
+    pads = (top, bottom, left, right)
+    return [top, left, bottom, right], geometry.output_hw(*shape[1:], *kernel, *strides, pads)
 
 
 def _conv(graph, prefix, layer, x, shape):
     shape = _image_size(layer, prefix, shape)
     W, b = graph.weight(prefix + "W", layer.W), graph.weight(prefix + "b", layer.b)
+    pads, (oh, ow) = _window(layer, shape, layer.kernel_size, layer.strides)
     y = graph.node("Conv", [x, W, b], prefix + "Conv", kernel_shape=list(layer.kernel_size),
-                   strides=list(layer.strides), pads=_pads(layer, shape, layer.kernel_size, layer.strides))
-    return y, layer.output_shape((1, *shape))[1:]
+                   strides=list(layer.strides), pads=pads)
+    return y, (layer.filters, oh, ow)
 
 
 def _pool(graph, prefix, layer, x, shape):
     shape = _image_size(layer, prefix, shape)
-    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides),
-                      pads=_pads(layer, shape, layer.pool_size, layer.strides))
+    pads, (oh, ow) = _window(layer, shape, layer.pool_size, layer.strides)
+    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides), pads=pads)
     if isinstance(layer, nn.AvgPool2D):
         y = graph.node("AveragePool", [x], prefix + "AveragePool", count_include_pad=0, **attributes)
     else:
         y = graph.node("MaxPool", [x], prefix + "MaxPool", **attributes)
-    return y, layer.output_shape((1, *shape))[1:]
+    return y, (shape[0], oh, ow)
 
 
 def _flatten(graph, prefix, layer, x, shape):

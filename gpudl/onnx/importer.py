@@ -15,8 +15,7 @@ import os
 
 import numpy
 
-from .. import functional as F
-from .. import nn
+from .. import geometry, nn
 from . import gates
 from .extra import require
 from .sequence import SequenceDense
@@ -266,7 +265,7 @@ def _window_padding(chain, node, attributes, kernel, strides):
     if None in spatial or len(spatial) != 2:
         raise chain.error(node, f"attribute pads={pads} is asymmetric, which gpudl takes only as its 'same' rule for a "
                                 f"known image size, and the input's spatial size is dynamic ({spatial})")
-    same = [F.pad_amounts(size, k, s, "same") for size, k, s in zip(spatial, kernel, strides)]
+    same = [geometry.pad_amounts(size, k, s, "same") for size, k, s in zip(spatial, kernel, strides)]
     if [top, bottom] != list(same[0]) or [left, right] != list(same[1]):
         raise chain.error(node, f"attribute pads={pads} is asymmetric and not the 'same' rule for input size "
                                 f"{spatial} (that would be {[same[0][0], same[1][0], same[0][1], same[1][1]]})")

@@ -3,7 +3,7 @@ import numpy
 
 from .. import models, nn, optim
 from ..backend import to_device, to_numpy
-from ..experiments.charlm import CharLSTM
+from ..models import CharLSTM
 from ..nn.init import manual_seed
 from .common import FLOAT, Case, Unavailable, require_torch
 

@@ -16,6 +16,8 @@ __device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
 __device__ __forceinline__ double tanh_(double v) { return tanh(v); }
 __device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
 __device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
+__device__ __forceinline__ float pow_(float b, float e) { return powf(b, e); }
+__device__ __forceinline__ double pow_(double b, double e) { return pow(b, e); }
 
 // Along one axis: does kernel offset i of some window cover input cell y? Window o starts at o*S - pad, so it covers
 // y at offset i when y + pad - i == o*S with 0 <= o < O. Sets *o and returns true when it does.

@@ -33,10 +33,9 @@ class Conv2D(Module):
         return y
 
     def backward(self, dy):
-        dx, dW, db = F.conv2d_backward(dy, self._col, self.W.data, self._x_shape, self.strides, self._pads)
+        dx, _, _ = F.conv2d_backward(dy, self._col, self.W.data, self._x_shape, self.strides, self._pads,
+                                     into=(self.W.grad, self.b.grad))
         self._col = None
-        self.W.grad += dW
-        self.b.grad += db
         return dx
 
     def __repr__(self):

@@ -22,9 +22,7 @@ class Dense(Module):
         return F.dense(x, self.W.data, self.b.data)
 
     def backward(self, dy):
-        dx, dW, db = F.dense_backward(self._x, self.W.data, dy)
-        self.W.grad += dW
-        self.b.grad += db
+        dx, _, _ = F.dense_backward(self._x, self.W.data, dy, into=(self.W.grad, self.b.grad))
         return dx
 
     def __repr__(self):

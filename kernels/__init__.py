@@ -15,3 +15,4 @@ from .softmax import softmax_cross_entropy
 from .elementwise import activation, activation_backward, add_bias, copy, fill, mse, one_hot, swap01
 from .blas import gemm
 from .reduce import count_hits, scaled_sum, sum_axes
+from . import graph

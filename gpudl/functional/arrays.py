@@ -11,6 +11,11 @@ from ..backend import get_array_module
 from .dispatch import on_kernel_path
 
 
+def _contiguous(a):
+    """a itself when C-contiguous (numpy's ascontiguousarray would make a 0-d array 1-d), else a contiguous copy."""
+    return a if a.flags.c_contiguous else get_array_module(a).ascontiguousarray(a)
+
+
 def zeros(shape, like):
     """A new array of zeros of `shape`, like's dtype and device."""
     xp = get_array_module(like)
@@ -30,7 +35,7 @@ def fill_(out, value):
 def copy_into(out, src):
     """out[...] = src (same shape; out C-contiguous), in place; returns out."""
     if on_kernel_path(out):
-        return kernels.copy(out, get_array_module(src).ascontiguousarray(src))
+        return kernels.copy(out, _contiguous(src))
     out[...] = src
     return out
 
@@ -43,7 +48,7 @@ def copied(src):
 def add_into(out, src):
     """out += src (same shape; out C-contiguous), in place; returns out."""
     if on_kernel_path(out):
-        return kernels.add_bias(out.reshape(1, -1), get_array_module(src).ascontiguousarray(src).reshape(-1))
+        return kernels.add_bias(out.reshape(1, -1), _contiguous(src).reshape(-1))
     out += src
     return out
 
@@ -51,7 +56,7 @@ def add_into(out, src):
 def swap01(x):
     """x (A, B, C) -> a new C-contiguous (B, A, C) (never a view of x): batch-major to time-major and back."""
     if on_kernel_path(x):
-        return kernels.swap01(get_array_module(x).ascontiguousarray(x))
+        return kernels.swap01(_contiguous(x))
     return x.transpose(1, 0, 2).copy()
 
 
@@ -59,5 +64,5 @@ def one_hot_rows(indices, classes, dtype):
     """Integer indices (R,) as rows of a (R, classes) identity; an index outside [0, classes) gives a zero row."""
     xp = get_array_module(indices)
     if on_kernel_path(indices):
-        return kernels.one_hot(xp.ascontiguousarray(indices.astype(numpy.int64, copy=False)), classes, dtype)
+        return kernels.one_hot(_contiguous(indices.astype(numpy.int64, copy=False)), classes, dtype)
     return (indices[:, None] == xp.arange(classes)[None, :]).astype(dtype)

@@ -28,6 +28,11 @@ from . import init
 from .module import Module, Parameter, check_input
 
 
+def _carry_key(h):
+    """The key of the carried arrays for a state part h (N, H): array type, dtype and batch size."""
+    return type(h), str(h.dtype), h.shape[0]
+
+
 class _Recurrent(Module):
     """What RNN and LSTM share: weights, input and state checks, and the carried state."""
 
@@ -48,7 +53,7 @@ class _Recurrent(Module):
         self.b = Parameter(numpy.zeros(width, dtype=dtype))
         self.state = None
         self.state_grad = None
-        self._carried = None        # the arrays the final state is written into, reused from batch to batch
+        self._carried = {}          # per batch size and dtype: the arrays the final state is written into
         self._snapshot = None       # the copy of them last handed out as `state`
 
     def reset_state(self):
@@ -57,22 +62,23 @@ class _Recurrent(Module):
         The arrays that carry the state are zeroed in place, so a captured step that reads them starts afresh too.
         """
         self.state = None
-        for part in self._carried or ():
-            F.fill_(part, 0)
+        for parts in self._carried.values():
+            for part in parts:
+                F.fill_(part, 0)
 
     def to(self, device=None, dtype=None):
         self.reset_state()
-        self._carried = None
+        self._carried = {}
         return super().to(device, dtype)
 
     def _carry(self, *finals):
         """Keep the final state (h_T, or h_T and c_T) in this layer's own arrays, written in place from batch to
-        batch (new ones when the batch size, dtype or device changed), which the next forward of a stateful layer
-        reads (so a captured step carries it too); `self.state` gets a copy of it."""
-        carried = self._carried
-        if carried is None or any(type(a) is not type(f) or a.shape != f.shape or a.dtype != f.dtype
-                                  for a, f in zip(carried, finals)):
-            carried = self._carried = tuple(get_array_module(f).empty(f.shape, dtype=f.dtype) for f in finals)
+        batch (one set per batch size and dtype), which the next forward of a stateful layer reads (so a captured
+        step carries it too); `self.state` gets a copy of it."""
+        key = _carry_key(finals[0])
+        carried = self._carried.get(key)
+        if carried is None:
+            carried = self._carried[key] = tuple(get_array_module(f).empty(f.shape, dtype=f.dtype) for f in finals)
         for part, final in zip(carried, finals):
             F.copy_into(part, final)
         snapshot = tuple(F.copied(part) for part in carried)
@@ -80,9 +86,8 @@ class _Recurrent(Module):
 
     def _carried_state(self, n, x):
         """The carried arrays as a state for a batch of n like x, or None when they do not fit it."""
-        carried = self._carried
-        if carried is None or carried[0].shape != (n, self.hidden_size) or type(carried[0]) is not type(x) or \
-                carried[0].dtype != x.dtype:
+        carried = self._carried.get((type(x), str(x.dtype), n))
+        if carried is None:
             return None
         return carried[0] if self.state_parts == 1 else carried
 

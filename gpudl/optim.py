@@ -173,9 +173,4 @@ def clip_grad_norm(params, max_norm):
     params = _check_params(params, "clip_grad_norm")
     if not (max_norm > 0):
         raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm!r}")
-    xp = get_array_module(params[0].grad)
-    total = xp.sqrt(sum((p.grad.astype(xp.float64) ** 2).sum() for p in params))
-    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
-    for p in params:
-        p.grad *= scale.astype(p.grad.dtype)
-    return total
+    return rules.clip_grad_norm([p.grad for p in params], max_norm)

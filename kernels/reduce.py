@@ -1,7 +1,11 @@
 """The ops of reduce.cu: sums over axes (bias gradients), a scaled sum to a 0-d array (a loss's mean), and the hits
 of an arg-max against labels (an accuracy's numerator). Nothing is read back to the host."""
 from ..backend import get_array_module
+import numpy
+
 from .loader import INDEX_TYPE, ints, launch
+
+NORM_PARTS = 256        # partial sums per parameter in clip_by_global_norm
 
 
 def sum_axes(x, out, inner=1, accumulate=False):
@@ -38,3 +42,20 @@ def count_hits(z, labels):
     out = get_array_module(z).empty((), dtype=INDEX_TYPE)
     launch("reduce.cu", "count_hits", 1, (out, z, labels) + ints(n, k))
     return out
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scale every array of grads (one dtype) in place by min(1, max_norm / (||g|| + 1e-6)), ||g|| the L2 norm of
+    all of them together, summed in double; returns ||g|| as a 0-d float64 array. 2 launches per array, plus one."""
+    xp = get_array_module(grads[0])
+    real = grads[0].dtype.type
+    partial = xp.empty((len(grads), NORM_PARTS), dtype=numpy.float64)
+    norms = xp.empty((2,), dtype=numpy.float64)
+    for g, share in zip(grads, partial):
+        launch("reduce.cu", "sum_squares", NORM_PARTS, (share.view(INDEX_TYPE), g) + ints(g.size, NORM_PARTS))
+    hi = real(max_norm)
+    launch("reduce.cu", "norm_scale", 1, (norms.view(INDEX_TYPE), partial.view(INDEX_TYPE)) + ints(partial.size) +
+           (hi, real(max_norm - float(hi))))
+    for g in grads:
+        launch("reduce.cu", "scale_by", g.size, (g,) + ints(g.size) + (norms.view(INDEX_TYPE),))
+    return norms[0]

@@ -63,6 +63,9 @@ def make_parser():
     train.add_argument("--data-dir", help="lenet5: a folder of MNIST IDX files (default: scikit-learn's digits)")
     train.add_argument("--out", help="output folder (default runs/MODEL)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    train.add_argument("--graph", choices=("auto", "on", "off"), default="auto",
+                       help="record each training step once and replay it as one CUDA graph: auto (on a GPU), on "
+                       "(an error where it cannot), off (eager steps)")
     _add_model_options(train, "train_options")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)

@@ -66,7 +66,7 @@ def train(args):
                   characters=len(text), held_out_characters=held_chars, temperature=args.temperature)
     report = fit(model, nn.SequenceCrossEntropy(check=False), optim.Adam(model.parameters(), lr=args.lr),
                  train_batches, held_out, epochs=args.epochs, out=out, resume=args.resume, progress=not args.quiet,
-                 config=config, clip_norm=CLIP, on_epoch_end=report_perplexity)
+                 config=config, clip_norm=CLIP, on_epoch_end=report_perplexity, graph=args.graph)
     save_charlm(model, vocab, os.path.join(out, MODEL))  # fit's model.npz plus the vocabulary
     first, last = report["history"][0], report["history"][-1]
     print(f"charlm: perplexity {first['perplexity']:.2f} after epoch {first['epoch']}, "

@@ -35,6 +35,7 @@ def cmd_train(args):
     if args.resume and entry.resumable and not os.path.exists(os.path.join(out_dir(args), CHECKPOINT)):
         raise CLIError(f"--resume: no checkpoint in {out_dir(args)} (train once without --resume first)")
     args.dev = resolve_device(args.device)
+    args.graph = {"auto": "auto", "on": True, "off": False}[getattr(args, "graph", "auto")]   # fit's graph=
     return entry.train(args)
 
 

@@ -98,3 +98,16 @@ def zero_grads(grads):
             kernels.fill(g, 0)
         else:
             g.fill(0)
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale all gradients by min(1, max_norm / (||g|| + 1e-6)), ||g|| their global L2 norm (summed in float64);
+    returns ||g|| as a 0-d float64 array, on the device (nothing is read back)."""
+    if on_kernel_path(grads[0]):
+        return kernels.clip_by_global_norm(grads, max_norm)
+    xp = get_array_module(grads[0])
+    total = xp.sqrt(sum((g.astype(xp.float64) ** 2).sum() for g in grads))
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for g in grads:
+        g *= scale.astype(g.dtype)
+    return total

@@ -40,10 +40,10 @@ from typing import Any, Callable, Optional
 import numpy
 
 from ..backend import get_array_module, to_numpy
-from ..optim import clip_grad_norm
 from ..serialization import save
 from .checkpoint import load_checkpoint, save_checkpoint
 from .report import CHECKPOINT, MODEL, write_report
+from .step import TrainStep
 
 SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
 
@@ -180,11 +180,13 @@ class RunState:
     checkpoint: Optional[str] = None    # out/checkpoint.npz, or None without an output folder
     history: list = field(default_factory=list)
     last_good: Optional[int] = None     # the epoch of the last checkpoint written
+    graph: Any = "auto"                 # TrainStep's graph= ("auto", True, False)
+    step: Any = None                    # the TrainStep, made at the first batch
 
 
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
         metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
-        clip_norm=None, on_epoch_end=None, sync_every=None):
+        clip_norm=None, on_epoch_end=None, sync_every=None, graph="auto"):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -196,7 +198,9 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     (optim.clip_grad_norm). `on_epoch_end(record)`, when given, runs after each epoch's training and evaluation: it
     may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
     string it returns is appended to the epoch's progress line. `sync_every` (default SYNC_EVERY) is the number of
-    steps whose losses are read back to the host together.
+    steps whose losses are read back to the host together. `graph` ("auto", True or False) is TrainStep's: each
+    step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the report's "step" says how the
+    steps ran.
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
@@ -208,7 +212,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
             raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
     run = RunState(model, loss, optimizer, train_loader, eval_loader, metric, epochs, clip_norm, on_epoch_end,
                    sync_every, stream if stream is not None else sys.stderr,
-                   os.path.join(out, CHECKPOINT) if out else None)
+                   os.path.join(out, CHECKPOINT) if out else None, graph=graph)
     start = 0
     if resume:
         if not run.checkpoint or not os.path.exists(run.checkpoint):
@@ -233,6 +237,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
         report["error"] = str(exc) or type(exc).__name__
         raise
     finally:
+        report["step"] = step_report(run)
         report["last_checkpoint_epoch"] = run.last_good
         report["final"] = run.history[-1] if run.history else None
         report["seconds"] = round(sum(r["seconds"] for r in run.history), 3)
@@ -244,18 +249,25 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
 
 
 def train_step(run, x, y):
-    """One mini-batch: zero the gradients, forward, loss, backward, clip (when asked), update.
+    """One mini-batch through run.step (a TrainStep, made on the first call): zero the gradients, forward, loss,
+    backward, clip (when asked), update.
 
     Returns (prediction, loss), both still on the device.
     """
-    run.optimizer.zero_grad()
-    pred = run.model.forward(x)
-    value = run.loss.forward(pred, y)
-    run.model.backward(run.loss.backward())
-    if run.clip_norm is not None:
-        clip_grad_norm(run.model.parameters(), run.clip_norm)
-    run.optimizer.step()
-    return pred, value
+    if run.step is None:
+        run.step = TrainStep(run.model, run.loss, run.optimizer, graph=run.graph, clip_norm=run.clip_norm,
+                             stream=run.stream)
+    value = run.step(x, y)
+    return run.step.pred, value
+
+
+def step_report(run):
+    """How the training steps ran, for the run report: the graph setting, whether steps were replayed from a
+    recorded graph, how many, and why not where a graph was asked for but not used."""
+    step = run.step
+    return {"graph": run.graph, "graphed": bool(step is not None and step.replays),
+            "replayed_steps": step.replays if step is not None else 0,
+            "notice": step.notice if step is not None else None}
 
 
 def run_epoch(run, epoch, show=False):

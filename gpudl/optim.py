@@ -133,7 +133,7 @@ class SGD(Optimizer):
         lr, count = self._cells()
         for i, p in enumerate(self.params):
             self.velocity[i] = rules.sgd_step(p.data, p.grad, self.velocity[i], lr, self.momentum,
-                                              self.weight_decay, count if i == 0 else None)
+                                              self.weight_decay, count, counts=i == 0)
 
 
 class Adam(Optimizer):

@@ -33,21 +33,22 @@ def _device_cell(value, like):
     return get_array_module(like).full((1,), value, dtype=like.dtype)
 
 
-def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None):
+def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None, counts=True):
     """Update w in place; returns the velocity buffer (None without momentum; created on the first step).
 
-    count, when given ((1,) int64), is incremented by one: the optimizer passes it with its first parameter.
+    count, when given ((1,) int64), is incremented by one when `counts` (the optimizer counts with its first
+    parameter only).
     """
     if on_kernel_path(w):
         xp = get_array_module(w)
         if momentum and velocity is None:
             velocity = xp.zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
-        bump = count is not None
-        count = count if bump else xp.zeros((1,), dtype=numpy.int64)
+        if count is None:
+            count, counts = xp.zeros((1,), dtype=numpy.int64), False
         kernels.sgd_step(w, grad, velocity if momentum else None, _device_cell(lr, w), momentum, weight_decay,
-                         count, bump)
+                         count, counts)
         return velocity
-    if count is not None:
+    if count is not None and counts:
         count += 1
     lr = _host_lr(lr)
     g = _decayed(w, grad, weight_decay)

@@ -134,7 +134,8 @@ def test_train_graph_option_passes_through(tmp_path, capsys):
     assert main(["train", "xor", "--graph", "off", "--epochs", "2", "--device", "cpu", "--quiet",
                  "--out", str(tmp_path / "off")]) == 0
     report = json.loads((tmp_path / "off" / "report.json").read_text())
-    assert report["step"] == {"graph": False, "graphed": False, "replayed_steps": 0, "notice": None}
+    assert report["step"] == {"graph": False, "graphed": False, "replayed_steps": 0,
+                              "replayed_evaluation_batches": 0, "notice": None}
 
 
 def test_train_xor_without_hidden_layer_fails(tmp_path, capsys):

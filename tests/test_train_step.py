@@ -288,7 +288,9 @@ def test_fit_replays_the_recorded_step_and_says_so(kernel_path, tmp_path, case):
     recorded, r_recorded = run("auto", tmp_path / "a", 3)
     eager, r_eager = run(False, tmp_path / "b", 3)
     # 3 epochs of batches of 4, 4 and 2: one eager warm-up per batch shape, the other 7 steps replayed
-    assert recorded["step"] == {"graph": "auto", "graphed": True, "replayed_steps": 7, "notice": None}
+    # the evaluation: batches of 5 and 5, one recording, then 5 replays over the 3 epochs
+    assert recorded["step"] == {"graph": "auto", "graphed": True, "replayed_steps": 7,
+                                "replayed_evaluation_batches": 5, "notice": None}
     assert eager["step"]["graphed"] is False and eager["step"]["replayed_steps"] == 0
     for a, b in zip(recorded["history"], eager["history"]):
         for key in ("train_loss", "test_loss", "train_accuracy", "lr"):

@@ -2,7 +2,8 @@
 
     loop.py        fit, RunState, train_step, run_epoch, evaluate, accuracy, cosine_schedule, SYNC_EVERY,
                    TrainingDiverged
-    step.py        TrainStep: one training step, eager or recorded once and replayed (a CUDA graph on a GPU)
+    step.py        TrainStep, EvalStep: one training (evaluation) step, eager or recorded once and replayed (a CUDA
+                   graph on a GPU)
     checkpoint.py  save_checkpoint, load_checkpoint (atomic, resumable bit for bit)
     report.py      write_report, plot_curves, and the file names of a run folder
 """
@@ -10,8 +11,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import (SYNC_EVERY, RunState, TrainingDiverged, accuracy, cosine_schedule, evaluate, fit, run_epoch,
                    train_step)
 from .report import CHECKPOINT, CURVES, MODEL, REPORT, plot_curves, write_report
-from .step import RECORDINGS_KEPT, TrainStep
+from .step import RECORDINGS_KEPT, EvalStep, TrainStep
 
-__all__ = ["CHECKPOINT", "CURVES", "MODEL", "RECORDINGS_KEPT", "REPORT", "RunState", "SYNC_EVERY", "TrainStep",
-           "TrainingDiverged", "accuracy", "cosine_schedule", "evaluate", "fit", "load_checkpoint", "plot_curves",
-           "run_epoch", "save_checkpoint", "train_step", "write_report"]
+__all__ = ["CHECKPOINT", "CURVES", "EvalStep", "MODEL", "RECORDINGS_KEPT", "REPORT", "RunState", "SYNC_EVERY",
+           "TrainStep", "TrainingDiverged", "accuracy", "cosine_schedule", "evaluate", "fit", "load_checkpoint",
+           "plot_curves", "run_epoch", "save_checkpoint", "train_step", "write_report"]

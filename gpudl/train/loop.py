@@ -43,7 +43,7 @@ from ..backend import get_array_module, to_numpy
 from ..serialization import save
 from .checkpoint import load_checkpoint, save_checkpoint
 from .report import CHECKPOINT, MODEL, write_report
-from .step import TrainStep
+from .step import EvalStep, TrainStep
 
 SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
 
@@ -105,15 +105,23 @@ def _reset_state(model):
         model.reset_state()
 
 
-def evaluate(model, loss, loader, metric=accuracy):
-    """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size."""
+def evaluate(model, loss, loader, metric=accuracy, step=None):
+    """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size.
+
+    step, when given, is an EvalStep over model and loss that runs each batch (recorded once per batch shape and
+    replayed, on a GPU); fit passes one that lives as long as the run.
+    """
     model.eval()
     _reset_state(model)
     window = _Window()
     try:
         for x, y in loader:
-            pred = model.forward(x)
-            window.add(loss.forward(pred, y), len(x), *(metric(pred, y) if metric is not None else ()))
+            if step is None:
+                pred = model.forward(x)
+                value = loss.forward(pred, y)
+            else:
+                value, pred = step(x, y), step.pred
+            window.add(value, len(x), *(metric(pred, y) if metric is not None else ()))
     finally:
         _reset_state(model)
         model.train()
@@ -182,6 +190,7 @@ class RunState:
     last_good: Optional[int] = None     # the epoch of the last checkpoint written
     graph: Any = "auto"                 # TrainStep's graph= ("auto", True, False)
     step: Any = None                    # the TrainStep, made at the first batch
+    eval_step: Any = None               # the EvalStep, made at the first evaluation
 
 
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
@@ -198,9 +207,9 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     (optim.clip_grad_norm). `on_epoch_end(record)`, when given, runs after each epoch's training and evaluation: it
     may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
     string it returns is appended to the epoch's progress line. `sync_every` (default SYNC_EVERY) is the number of
-    steps whose losses are read back to the host together. `graph` ("auto", True or False) is TrainStep's: each
-    step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the report's "step" says how the
-    steps ran.
+    steps whose losses are read back to the host together. `graph` ("auto", True or False) is TrainStep's (and the
+    evaluation's EvalStep's): each step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the
+    report's "step" says how the steps ran.
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
@@ -264,9 +273,10 @@ def train_step(run, x, y):
 def step_report(run):
     """How the training steps ran, for the run report: the graph setting, whether steps were replayed from a
     recorded graph, how many, and why not where a graph was asked for but not used."""
-    step = run.step
+    step, evaluation = run.step, run.eval_step
     return {"graph": run.graph, "graphed": bool(step is not None and step.replays),
             "replayed_steps": step.replays if step is not None else 0,
+            "replayed_evaluation_batches": evaluation.replays if evaluation is not None else 0,
             "notice": step.notice if step is not None else None}
 
 
@@ -312,7 +322,10 @@ def run_epoch(run, epoch, show=False):
               "train_accuracy": correct / counted if counted else None,
               "seconds": round(seconds, 4), "samples_per_s": round(seen / max(seconds, 1e-9), 1)}
     if run.eval_loader is not None:
-        record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric)
+        if run.eval_step is None:
+            run.eval_step = EvalStep(run.model, run.loss, graph=run.graph, stream=run.stream)
+        record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric,
+                                                                run.eval_step)
     line = f"loss {record['train_loss']:.4f}"
     if record["train_accuracy"] is not None:
         line += f", acc {record['train_accuracy']:.4f}"

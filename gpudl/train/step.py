@@ -3,6 +3,8 @@
     step = TrainStep(model, loss, optimizer, graph="auto")
     loss_value = step(x, y)         # 0-d, on the device; step.pred is the prediction, step.graphed says how it ran
 
+EvalStep(model, loss, graph="auto") does the same for an evaluation batch: the forward and the loss only.
+
 On a GPU the host time per operation (~10-35 us of Python and driver per CuPy call or kernel launch) dominates a
 small model's step; recorded once as a CUDA graph, the whole step (an LSTM's T-step time loop included) is one launch.
 What changes from step to step is read from device memory, never baked into the graph: the inputs (copied into the
@@ -44,7 +46,7 @@ def _arrays_read(model, optimizer):
     """The long-lived arrays a recorded step reads and writes: parameters and gradients, the optimizer's state and
     device scalars, and the carried state of recurrent layers. A recording is valid while these stay the same."""
     found = [a for p in model.parameters() for a in (p.data, p.grad)]
-    for name, value in vars(optimizer).items():
+    for name, value in (vars(optimizer) if optimizer is not None else {}).items():
         items = value if isinstance(value, (list, tuple)) and name != "params" else [value]
         found.extend(a for a in items if hasattr(a, "dtype") and hasattr(a, "shape"))
     for module in model.modules():
@@ -53,18 +55,16 @@ def _arrays_read(model, optimizer):
     return found
 
 
-class TrainStep:
-    """One training step of `model` under `loss` and `optimizer`; see the module docstring for graph=.
+class RecordedStep:
+    """What TrainStep and EvalStep share: per batch shape, one eager call, then a recording replayed ever after
+    (see the module docstring for graph=). A subclass says what a call does (_ops)."""
 
-    clip_norm, when given, scales the gradients to a global L2 norm of at most clip_norm before the update
-    (optim.clip_grad_norm, on the device, recorded with the rest of the step).
-    """
+    optimizer = None
 
-    def __init__(self, model, loss, optimizer, graph="auto", clip_norm=None, stream=None):
+    def __init__(self, model, loss, graph="auto", stream=None):
         if graph not in ("auto", True, False):
-            raise ValueError(f"TrainStep: graph must be 'auto', True or False, got {graph!r}")
-        self.model, self.loss, self.optimizer = model, loss, optimizer
-        self.graph, self.clip_norm = graph, clip_norm
+            raise ValueError(f"{type(self).__name__}: graph must be 'auto', True or False, got {graph!r}")
+        self.model, self.loss, self.graph = model, loss, graph
         self.stream = stream if stream is not None else sys.stderr
         self.graphed = False        # whether the last call replayed a recorded step
         self.replays = 0            # calls that replayed a recorded step
@@ -87,7 +87,7 @@ class TrainStep:
         why = self._why_eager(x)
         if why is not None or key in self._eager_only:
             if why is not None and self.graph is True:
-                raise RuntimeError(f"TrainStep(graph=True): {why}")
+                raise RuntimeError(f"{type(self).__name__}(graph=True): {why}")
             return self._eager(x, y)                # "auto" on NumPy: eager, as expected, without a word
         value = self._eager(x, y)                   # the warm-up: makes every lazily created buffer
         try:
@@ -110,16 +110,6 @@ class TrainStep:
         if self.notice is None:
             self.notice = why
             print(f"gpudl: the training step runs eagerly: {why}", file=self.stream, flush=True)
-
-    def _ops(self, x, y):
-        self.optimizer.zero_grad()
-        pred = self.model.forward(x)
-        value = self.loss.forward(pred, y)
-        self.model.backward(self.loss.backward())
-        if self.clip_norm is not None:
-            clip_grad_norm(self.model.parameters(), self.clip_norm)
-        self.optimizer.step()
-        return pred, value
 
     def _eager(self, x, y):
         self.pred, value = self._ops(x, y)
@@ -150,6 +140,38 @@ class TrainStep:
         self.replays += 1
         self.pred = recorded.pred
         return F.copied(recorded.loss)      # a new 0-d array: the caller may keep it past the next step
+
+
+class TrainStep(RecordedStep):
+    """One training step of `model` under `loss` and `optimizer`: zero-grad, forward, loss, backward, update; see
+    the module docstring for graph=.
+
+    clip_norm, when given, scales the gradients to a global L2 norm of at most clip_norm before the update
+    (optim.clip_grad_norm, on the device, recorded with the rest of the step).
+    """
+
+    def __init__(self, model, loss, optimizer, graph="auto", clip_norm=None, stream=None):
+        super().__init__(model, loss, graph, stream)
+        self.optimizer, self.clip_norm = optimizer, clip_norm
+
+    def _ops(self, x, y):
+        self.optimizer.zero_grad()
+        pred = self.model.forward(x)
+        value = self.loss.forward(pred, y)
+        self.model.backward(self.loss.backward())
+        if self.clip_norm is not None:
+            clip_grad_norm(self.model.parameters(), self.clip_norm)
+        self.optimizer.step()
+        return pred, value
+
+
+class EvalStep(RecordedStep):
+    """The forward and the loss of an evaluation batch, recorded and replayed like TrainStep (`pred` holds the
+    prediction for a metric, computed eagerly after it)."""
+
+    def _ops(self, x, y):
+        pred = self.model.forward(x)
+        return pred, self.loss.forward(pred, y)
 
 
 class _checks_off:

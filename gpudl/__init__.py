@@ -1,5 +1,6 @@
 """gpudl: the classic neural networks, on NumPy or on an NVIDIA GPU through CuPy, from one codebase."""
 import importlib.util
+from importlib import metadata
 
 if importlib.util.find_spec(__name__ + ".kernels") is None:
     raise ImportError("gpudl.kernels is missing: the kernels live in the checkout's top-level kernels/ folder, which "
@@ -9,7 +10,7 @@ from .backend import Device, DeviceError, device, get_array_module, gpu_availabl
 from .nn.init import manual_seed
 from .serialization import load, save
 
-__version__ = "0.1.0"
+__version__ = metadata.version("gpudl")     # pyproject.toml says it once
 
 __all__ = ["Device", "DeviceError", "__version__", "data", "device", "functional", "get_array_module",
            "gpu_available", "load", "manual_seed", "models", "nn", "optim", "save", "to_device", "to_numpy", "train"]

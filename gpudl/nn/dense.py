@@ -22,7 +22,8 @@ class Dense(Module):
         return self._forward_output(F.dense(x, self.W.data, self.b.data))
 
     def backward(self, dy):
-        dx, dW, db = F.dense_backward(self._x, self.W.data, self._backward_input(dy))
+        dy = self._backward_input(dy)
+        dx, dW, db = F.dense_backward(self._x, self.W.data, dy)
         self._x = None
         self.W.grad += dW
         self.b.grad += db

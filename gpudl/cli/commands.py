@@ -68,6 +68,11 @@ def _trained_model(entry, model_path, config, dev, report_path):
                        f"({type(exc).__name__}: {exc})") from None
 
 
+def _predict_device(args):
+    """--device, else GPUDL_DEVICE, else the CPU (predictions are cheap; the GPU only when asked for)."""
+    return resolve_device(args.device or (None if os.environ.get("GPUDL_DEVICE", "").strip() else "cpu"))
+
+
 def _onnx(function):
     """gpudl.onnx.load or .export, or a CLIError naming the extra when onnx is not installed."""
     try:
@@ -85,7 +90,7 @@ def _predict_onnx(args):
         raise CLIError(f"{args.run}: no such ONNX file")
     load = _onnx("load")
     X = load_input(args.input)
-    dev = resolve_device(args.device or (None if os.environ.get("GPUDL_DEVICE") else "cpu"))
+    dev = _predict_device(args)
     model = load(args.run).to(dev)
     model.eval()
     if model.dtype is not None:
@@ -104,7 +109,7 @@ def cmd_predict(args):
         dest, names = refused[0]
         raise CLIError(f"{_flag(dest)} applies to {' and '.join(names)} runs only; {args.run} holds a "
                        f"{entry.name} model")
-    dev = resolve_device(args.device or (None if os.environ.get("GPUDL_DEVICE") else "cpu"))
+    dev = _predict_device(args)
     model = _trained_model(entry, model_path, config, dev, os.path.join(args.run, REPORT))
     return entry.predict(args, model, config, dev)
 

@@ -4,6 +4,7 @@ The multi-rank tests launch tests/mpi/train_ranks.py under `mpiexec -n N` (the o
 the mpich wheel installs it) and compare what every rank wrote against one process trained here with the same global
 batch. They skip, saying why, where mpi4py or mpiexec is missing.
 """
+import json
 import os
 import re
 import shutil
@@ -13,9 +14,9 @@ import sys
 import numpy
 import pytest
 
-from gpudl import distributed, nn, optim
+from gpudl import distributed, nn, optim, to_numpy
 from gpudl.data import DataLoader
-from gpudl.distributed import DistributedError, DistributedOptimizer, LocalCommunicator
+from gpudl.distributed import DistributedError, DistributedOptimizer, LocalCommunicator, MPICommunicator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mpi", "train_ranks.py")
@@ -126,7 +127,7 @@ class _PretendRanks(LocalCommunicator):
         self.other = other_model
 
     def allgather_text(self, text):
-        return [text, distributed.json.dumps(distributed._signature(self.other.parameters()))]
+        return [text, json.dumps(distributed._signature(self.other.parameters()))]
 
 
 def test_a_different_parameter_count_is_named():
@@ -183,21 +184,44 @@ class _DoubleGradients(LocalCommunicator):
             a *= 2
 
 
-def test_distributed_optimizer_reduces_one_flat_buffer_once_per_step():
-    model = workload.build_model("mlp", 0)
+def test_distributed_optimizer_reduces_one_flat_buffer_once_per_step(xp):
+    model = workload.build_model("mlp", 0).to("cpu" if xp is numpy else "cuda")
     comm = _DoubleGradients()
     wrapped = DistributedOptimizer(optim.SGD(model.parameters(), 0.5), comm)
     grads = [numpy.random.default_rng(i).standard_normal(p.grad.shape) for i, p in enumerate(model.parameters())]
     for p, g in zip(model.parameters(), grads):
-        p.grad[...] = g
-    start = [p.data.copy() for p in model.parameters()]
+        p.grad[...] = xp.asarray(g)
+    start = [to_numpy(p.data).copy() for p in model.parameters()]
     wrapped.synchronize()
     wrapped.step()                      # already synchronized: no second reduction
     assert comm.calls == [[sum(p.data.size for p in model.parameters())]]
     for p, w, g in zip(model.parameters(), start, grads):
-        numpy.testing.assert_allclose(p.data, w - 0.5 * 2 * g, rtol=0, atol=1e-15)
+        numpy.testing.assert_allclose(to_numpy(p.data), w - 0.5 * 2 * g, rtol=0, atol=1e-15)
     wrapped.step()
     assert len(comm.calls) == 2
+
+
+def test_mpi_reduces_any_array_through_a_contiguous_host_copy(xp):
+    strided = xp.arange(12.0).reshape(3, 4)[:, ::2]
+    MPICommunicator._on_host(strided, lambda host: host.__imul__(3))
+    numpy.testing.assert_array_equal(to_numpy(strided), numpy.arange(12.0).reshape(3, 4)[:, ::2] * 3)
+
+
+def test_nccl_with_one_rank_trains_lenet_as_the_local_backend(cupy):
+    if distributed._nccl()[0] is None:
+        pytest.skip(distributed._nccl()[1])
+    comms = {"local": distributed.init("local"), "nccl": distributed.init("nccl")}
+    assert (comms["nccl"].rank, comms["nccl"].size) == (0, 1)
+    results = {}
+    for name, comm in comms.items():
+        model = workload.build_model("lenet", 100).to("cuda")
+        distributed.broadcast_parameters(model, comm)
+        X, y = workload.data("lenet")
+        batches = DataLoader(X, y, workload.BATCH, seed=7, device="cuda", shard=(comm.rank, comm.size))
+        workload.train(model, DistributedOptimizer(optim.Adam(model.parameters(), 1e-3), comm), batches)
+        results[name] = [to_numpy(p.data) for p in model.parameters()]
+    for a, b in zip(results["local"], results["nccl"]):
+        numpy.testing.assert_array_equal(a, b)
 
 
 def test_distributed_optimizer_passes_lr_and_state_through():

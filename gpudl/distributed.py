@@ -194,7 +194,7 @@ class NCCLCommunicator(MPICommunicator):
         cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
         uid = numpy.zeros(128, dtype=numpy.int8)        # ncclUniqueId: 128 C chars, made by rank 0
         if self.rank == 0:
-            uid[:] = nccl.get_unique_id()
+            uid[:] = numpy.array(nccl.get_unique_id()).astype(numpy.int8)     # C chars, signed or not
         if world is not None:
             world.Bcast(uid, root=0)
         self.nccl, self.cupy = nccl, cupy

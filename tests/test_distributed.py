@@ -207,6 +207,7 @@ def test_mpi_reduces_any_array_through_a_contiguous_host_copy(xp):
     numpy.testing.assert_array_equal(to_numpy(strided), numpy.arange(12.0).reshape(3, 4)[:, ::2] * 3)
 
 
+@pytest.mark.gpu
 def test_nccl_with_one_rank_trains_lenet_as_the_local_backend(cupy):
     if distributed._nccl()[0] is None:
         pytest.skip(distributed._nccl()[1])

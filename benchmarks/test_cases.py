@@ -33,6 +33,8 @@ def test_case(benchmark, case, device, impl):
     for _ in range(WARMUP_CALLS):  # compile kernels, autotune cuDNN, fill memory pools
         timed()
     benchmark(timed)
+    if benchmark.stats is None:  # --benchmark-disable: the call ran once, untimed
+        return
     median = benchmark.stats.stats.median
     if case.bytes:
         benchmark.extra_info["gb_per_s"] = case.bytes / median / 1e9

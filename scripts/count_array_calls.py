@@ -9,7 +9,6 @@ two ufuncs where CuPy's is one reduction, and views (reshape, transpose) cost ho
     python scripts/count_array_calls.py REPO 4     # the XOR MLP 2-4-1, plain SGD, MSE
 """
 import collections
-import importlib
 import sys
 import tempfile
 
@@ -21,7 +20,9 @@ import numpy
 from cuda_host.host import HostKernels
 
 import gpudl
-from gpudl import kernels, nn, optim
+from gpudl import nn, optim
+from gpudl.functional import dispatch
+from gpudl.kernels import loader
 from gpudl.models import LeNet5
 
 calls = collections.Counter()
@@ -109,7 +110,7 @@ for name, launches in (("empty", False), ("empty_like", False), ("zeros", True),
                        ("ones", True), ("full", True), ("arange", True), ("ascontiguousarray", False)):
     setattr(numpy, name, creator(name, launches))
 
-host = HostKernels(kernels.KERNEL_DIR, tempfile.mkdtemp(prefix="gpudl-count-"))
+host = HostKernels(loader.KERNEL_DIR, tempfile.mkdtemp(prefix="gpudl-count-"))
 orig_get_kernel = host.get_kernel
 
 
@@ -124,16 +125,9 @@ def get_kernel(xp, file, name, dtype):
     return Counted()
 
 
-kernels.get_kernel = get_kernel
-kernels.max_blocks = lambda xp: 4
-is_dev = lambda a: isinstance(a, Dev)   # noqa: E731
-for modname in ("conv", "pooling", "lstm", "optim", "losses"):
-    try:
-        mod = importlib.import_module(f"gpudl.functional.{modname}")
-    except ImportError:
-        continue
-    if hasattr(mod, "is_cupy_array"):
-        mod.is_cupy_array = is_dev
+loader.get_kernel = get_kernel
+loader.max_blocks = lambda xp: 4
+dispatch.takes_kernel_path = lambda a: isinstance(a, Dev)
 
 gpudl.manual_seed(0)
 xor = batch == 4

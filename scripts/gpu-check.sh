@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Usage: scripts/gpu-check.sh OUTDIR
 #
-# One prepared run on a GPU machine (no network needed): records the machine (nvidia-smi, versions), runs the
-# gpu-marked tests, then `gpudl bench` on the GPU beside PyTorch, and writes everything under OUTDIR: junit xml,
+# One prepared run on a GPU machine (no network needed): installs gpudl from this tree in editable mode (offline; the
+# kernels live in the top-level kernels/ folder, which only an install maps to gpudl.kernels), records the machine
+# (nvidia-smi, versions), runs the gpu-marked tests, then `gpudl bench` on the GPU beside PyTorch, and writes everything under OUTDIR: junit xml,
 # logs, bench.json, summary.txt. It also runs on a machine without a GPU, where the gpu tests report as skipped.
 # Exit status: 0 when no step failed (skips are fine), else 1.
 #
-# Environment: PYTHON (default python3), STEP_TIMEOUT seconds per step (default 480), GPU_CHECK_CPU_TESTS=1 to run
+# Environment: PYTHON (default python3; a virtual environment's python gets the editable install itself, any other
+# a throwaway environment that sees its packages), STEP_TIMEOUT seconds per step (default 480), GPU_CHECK_CPU_TESTS=1 to run
 # the CPU tests too, GPU_CHECK_BENCH_DEVICE (default cuda; "cpu" to try the script on a machine without a GPU),
 # GPU_CHECK_BENCH_ARGS (more options for gpudl bench, e.g. --quick).
 set -u
@@ -21,7 +23,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-480}
 cd "$ROOT" || exit 2
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 SUMMARY="$OUT/summary.txt"
 failed=0
@@ -48,6 +49,24 @@ note "gpudl gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) in $ROOT"
 if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
     git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit="$commit (with local changes)"
     note "commit $commit"
+fi
+# The editable install: into PY when it is a virtual environment's, else into a throwaway one on top of PY's packages
+# (the machine's python stays untouched); where that cannot install, a link tree stands in for it.
+if ! "$PY" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+    VENV="$(mktemp -d)/venv"
+    "$PY" -m venv --system-site-packages "$VENV" >"$OUT/venv.log" 2>&1 && PY="$VENV/bin/python"
+fi
+if "$PY" -m pip install --no-deps --no-build-isolation --no-index -e "$ROOT" >"$OUT/install.log" 2>&1 &&
+        "$PY" -c 'import gpudl.kernels' >>"$OUT/install.log" 2>&1; then
+    note "install      editable install of the tree into $("$PY" -c 'import sys; print(sys.prefix)')"
+else
+    # No usable install (setuptools too old or missing): a tree of links gpudl/* plus gpudl/kernels -> kernels/, run
+    # from its own folder so that the checkout's gpudl/ (without its kernels) is not found first.
+    LINKS=$(mktemp -d)
+    mkdir "$LINKS/gpudl" && ln -s "$ROOT"/gpudl/* "$LINKS/gpudl/" && ln -s "$ROOT/kernels" "$LINKS/gpudl/kernels"
+    export PYTHONPATH="$LINKS${PYTHONPATH:+:$PYTHONPATH}"
+    cd "$LINKS" || exit 2
+    note "install      no editable install (see install.log); a link tree stands in: $LINKS"
 fi
 
 have_gpu=0
@@ -90,9 +109,9 @@ if [ $have_gpu -eq 1 ] && ! grep -q "^gpudl gpu_status (True" "$OUT/versions.txt
 fi
 
 PYTEST=("$PY" -m pytest -p no:cacheprovider -rfEs)
-step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" tests
+step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" "$ROOT/tests"
 if [ "${GPU_CHECK_CPU_TESTS:-0}" = 1 ]; then
-    step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" tests
+    step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" "$ROOT/tests"
 else
     note "tests-cpu    skipped: CI runs them (GPU_CHECK_CPU_TESTS=1 runs them here too)"
 fi

@@ -1,10 +1,13 @@
-"""Shared fixtures: `xp` runs one test body on numpy and, where a GPU is usable, on cupy (marked `gpu`)."""
+"""Shared fixtures: `xp` runs one test body on numpy and, where a GPU is usable, on cupy (marked `gpu`); the kernel
+fixtures of cuda_host/fixtures.py (`kernel_path`, `host_kernels`, `small_launches`) are registered as a plugin."""
 import os
 
 import numpy
 import pytest
 
 from gpudl.backend import gpu_status
+
+pytest_plugins = ["cuda_host.fixtures"]
 
 MNIST_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 

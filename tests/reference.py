@@ -1,7 +1,7 @@
 """Naive loop implementations: the definitions, written the slow and obvious way, to test the fast paths against."""
 import numpy as np
 
-from gpudl.functional import pad_amounts
+from gpudl.geometry import pad_amounts
 
 
 def pads_of(h, w, kernel, strides, padding):

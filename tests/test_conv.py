@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from gpudl import functional as F
 from gpudl import nn
+from gpudl.geometry import output_size, pad_amounts
 
 import reference
 
@@ -94,9 +95,9 @@ def test_conv2d_stride_one_backward_matches_naive_loops(kh, kw, padding, hw):
     (7, 3, 1, (1, 1)), (28, 5, 1, (2, 2)), (6, 4, 1, (1, 2)), (7, 3, 2, (1, 1)), (8, 3, 2, (0, 1)), (5, 2, 3, (0, 0)),
 ])
 def test_same_padding_follows_tensorflow(size, kernel, stride, expected):
-    before, after = F.pad_amounts(size, kernel, stride, "same")
+    before, after = pad_amounts(size, kernel, stride, "same")
     assert (before, after) == expected
-    assert F.output_size(size, kernel, stride, before, after) == -(-size // stride)
+    assert output_size(size, kernel, stride, before, after) == -(-size // stride)
 
 
 def test_same_keeps_the_size_at_stride_one():

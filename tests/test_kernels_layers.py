@@ -11,13 +11,13 @@ import warnings
 
 import numpy
 import pytest
-from cuda_host.fixtures import host_kernels, kernel_path, small_launches  # noqa: F401
 
 import gpudl
 from gpudl import functional as F
 from gpudl import kernels, nn, optim
 from gpudl.backend import to_numpy
 from gpudl.gradient_check import check_layer
+from gpudl.kernels import loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 needs_lstm = pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="gpudl.nn has no LSTM yet (written on another branch)")
@@ -164,8 +164,8 @@ def test_each_module_is_built_once(cupy, monkeypatch):
         built.append(kwargs.get("options"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(kernels, "_modules", {})
-    monkeypatch.setattr(kernels, "_kernels", {})
+    monkeypatch.setattr(loader, "_modules", {})
+    monkeypatch.setattr(loader, "_kernels", {})
     monkeypatch.setattr(cupy, "RawModule", counting)
     x = cupy.random.standard_normal((2, 3, 6, 6), dtype=cupy.float32)
     for _ in range(3):
@@ -196,7 +196,7 @@ print("ok")
 
 @pytest.mark.gpu
 def test_second_process_loads_from_disk_cache(cupy, tmp_path):
-    env = {**os.environ, "CUPY_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": ROOT}
+    env = {**os.environ, "CUPY_CACHE_DIR": str(tmp_path / "cache")}     # gpudl as this process finds it
     env.pop("CUPY_CACHE_IN_MEMORY", None)
 
     def run(mode):

@@ -12,9 +12,10 @@ import numpy
 import pytest
 
 from gpudl import kernels
+from gpudl.kernels import loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(kernels.KERNEL_DIR, "*.cu")))
+SOURCES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(loader.KERNEL_DIR, "*.cu")))
 
 
 def test_every_concern_has_its_source():
@@ -44,57 +45,57 @@ class FakeCuda:
 
 @pytest.fixture
 def fake(monkeypatch):
-    monkeypatch.setattr(kernels, "_modules", {})
-    monkeypatch.setattr(kernels, "_kernels", {})
-    monkeypatch.setattr(kernels, "_max_blocks", {})
+    monkeypatch.setattr(loader, "_modules", {})
+    monkeypatch.setattr(loader, "_kernels", {})
+    monkeypatch.setattr(loader, "_max_blocks", {})
     return FakeCuda()
 
 
 def test_module_compiled_once_per_file_dtype_and_device(fake):
     f32, f64 = numpy.float32, numpy.float64
-    first = kernels.get_kernel(fake, "im2col.cu", "im2col", f32)
-    assert kernels.get_kernel(fake, "im2col.cu", "im2col", f32) is first
+    first = loader.get_kernel(fake, "im2col.cu", "im2col", f32)
+    assert loader.get_kernel(fake, "im2col.cu", "im2col", f32) is first
     assert len(fake.built) == 1 and fake.fetched == ["im2col"]
     code, options = fake.built[0]
     assert code == kernels.read_source("im2col.cu") and options == ("-Dreal_t=float",)
 
-    kernels.get_kernel(fake, "im2col.cu", "col2im", f32)             # same module, one more function
+    loader.get_kernel(fake, "im2col.cu", "col2im", f32)             # same module, one more function
     assert len(fake.built) == 1 and fake.fetched == ["im2col", "col2im"]
-    kernels.get_kernel(fake, "im2col.cu", "im2col", f64)             # a second dtype: a second module
+    loader.get_kernel(fake, "im2col.cu", "im2col", f64)             # a second dtype: a second module
     assert len(fake.built) == 2 and fake.built[1][1] == ("-Dreal_t=double",)
-    kernels.get_kernel(fake, "pooling.cu", "max_pool_forward", f32)  # a second file
+    loader.get_kernel(fake, "pooling.cu", "max_pool_forward", f32)  # a second file
     fake.device = 1
-    kernels.get_kernel(fake, "im2col.cu", "im2col", f32)             # a second device
+    loader.get_kernel(fake, "im2col.cu", "im2col", f32)             # a second device
     assert len(fake.built) == 4
     for device in (0, 1, 0, 1):                                      # and nothing is rebuilt after that
         fake.device = device
-        kernels.get_kernel(fake, "im2col.cu", "im2col", f32)
-        kernels.get_kernel(fake, "im2col.cu", "im2col", f64 if device == 0 else f32)
+        loader.get_kernel(fake, "im2col.cu", "im2col", f32)
+        loader.get_kernel(fake, "im2col.cu", "im2col", f64 if device == 0 else f32)
     assert len(fake.built) == 4 and len(fake.fetched) == 5
 
 
 def test_grid_is_capped_by_multiprocessors(fake):
-    assert kernels.max_blocks(fake) == 132 * kernels.BLOCKS_PER_SM
-    assert kernels.grid_size(1, 256, 4224) == 1
-    assert kernels.grid_size(256, 256, 4224) == 1
-    assert kernels.grid_size(257, 256, 4224) == 2
-    assert kernels.grid_size(10 ** 9, 256, 4224) == 4224
-    assert kernels.grid_size(0, 256, 4224) == 1
+    assert loader.max_blocks(fake) == 132 * loader.BLOCKS_PER_SM
+    assert loader.grid_size(1, 256, 4224) == 1
+    assert loader.grid_size(256, 256, 4224) == 1
+    assert loader.grid_size(257, 256, 4224) == 2
+    assert loader.grid_size(10 ** 9, 256, 4224) == 4224
+    assert loader.grid_size(0, 256, 4224) == 1
 
 
 def test_launch_passes_grid_block_and_arguments(monkeypatch):
     calls = []
-    monkeypatch.setattr(kernels, "get_kernel",
+    monkeypatch.setattr(loader, "get_kernel",
                         lambda xp, file, name, dtype: lambda grid, block, args: calls.append(
                             (file, name, numpy.dtype(dtype), grid, block, args)))
-    monkeypatch.setattr(kernels, "max_blocks", lambda xp: 5)
+    monkeypatch.setattr(loader, "max_blocks", lambda xp: 5)
     x = numpy.zeros((3, 4), numpy.float64)
-    kernels.launch("lstm.cu", "lstm_step_forward", 300 * 256, (x, numpy.int64(3)))
-    kernels.launch("lstm.cu", "lstm_step_forward", 2 * 256, (x, numpy.int64(3)))
-    kernels.launch("lstm.cu", "lstm_step_forward", 0, (x, numpy.int64(3)))      # nothing to do: no launch
+    loader.launch("lstm.cu", "lstm_step_forward", 300 * 256, (x, numpy.int64(3)))
+    loader.launch("lstm.cu", "lstm_step_forward", 2 * 256, (x, numpy.int64(3)))
+    loader.launch("lstm.cu", "lstm_step_forward", 0, (x, numpy.int64(3)))      # nothing to do: no launch
     assert [c[3] for c in calls] == [(5,), (2,)]
     assert calls[0][:3] == ("lstm.cu", "lstm_step_forward", numpy.dtype(numpy.float64))
-    assert calls[0][4] == (kernels.BLOCK,) and calls[0][5][0] is x
+    assert calls[0][4] == (loader.BLOCK,) and calls[0][5][0] is x
 
 
 @pytest.mark.parametrize("args, error, words", [
@@ -106,20 +107,20 @@ def test_launch_passes_grid_block_and_arguments(monkeypatch):
     ((numpy.zeros(4, numpy.int64),), TypeError, "no float32/float64 array"),
 ])
 def test_launch_refuses_bad_arguments(monkeypatch, args, error, words):
-    monkeypatch.setattr(kernels, "get_kernel", lambda *a: pytest.fail("launched despite bad arguments"))
+    monkeypatch.setattr(loader, "get_kernel", lambda *a: pytest.fail("launched despite bad arguments"))
     with pytest.raises(error, match=words):
-        kernels.launch("im2col.cu", "im2col", 4, args)
+        loader.launch("im2col.cu", "im2col", 4, args)
 
 
 def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
-    monkeypatch.setattr(kernels, "get_kernel", lambda *a: pytest.fail("launched despite bad input"))
+    monkeypatch.setattr(loader, "get_kernel", lambda *a: pytest.fail("launched despite bad input"))
     x = numpy.zeros((1, 1, 4, 4), numpy.float32)
     no_pad = (0, 0, 0, 0)
     with pytest.raises(TypeError, match="im2col: x: expected a float32 or float64"):
         kernels.im2col(x.astype(numpy.int32), 2, 2, 1, 1, no_pad)
     with pytest.raises(ValueError, match="rank 4"):
         kernels.im2col(x[0], 2, 2, 1, 1, no_pad)
-    with pytest.raises(ValueError, match="larger than the padded image"):
+    with pytest.raises(ValueError, match="larger than the padded input"):
         kernels.im2col(x, 5, 5, 1, 1, no_pad)
     with pytest.raises(ValueError, match="does not fit an image 4x4"):
         kernels.col2im(numpy.zeros((1, 1, 2, 2, 2, 2), numpy.float32), 4, 4, 1, 1, no_pad)
@@ -131,7 +132,7 @@ def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
     with pytest.raises(TypeError, match="int64"):
         kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32),
                                     numpy.zeros((1, 1, 2, 2), numpy.int32), x.shape, 2, 2, 2, 2, no_pad)
-    with pytest.raises(ValueError, match="smaller than the window"):
+    with pytest.raises(ValueError, match="smaller than the pool size"):
         kernels.max_pool2d(x, 2, 2, 2, 2, (2, 0, 0, 0))
     a = numpy.zeros((2, 8), numpy.float32)
     with pytest.raises(ValueError, match=r"\(N, 4H\)"):
@@ -159,7 +160,7 @@ def test_every_source_compiles_with_nvcc(tmp_path, source, arch):
     for real in ("float", "double"):
         ptx = tmp_path / f"{source}.{real}.ptx"
         cmd = ["nvcc", "--ptx", f"-arch={arch}", f"-Dreal_t={real}", "-Werror", "all-warnings", "-x", "cu",
-               os.path.join(kernels.KERNEL_DIR, source), "-o", str(ptx)]
+               os.path.join(loader.KERNEL_DIR, source), "-o", str(ptx)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         text = ptx.read_text()
@@ -171,28 +172,37 @@ def test_every_source_compiles_with_nvcc(tmp_path, source, arch):
 def test_source_refuses_to_build_without_a_dtype(tmp_path):
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on the PATH")
-    done = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-x", "cu", os.path.join(kernels.KERNEL_DIR, "lstm.cu"),
+    done = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-x", "cu", os.path.join(loader.KERNEL_DIR, "lstm.cu"),
                            "-o", str(tmp_path / "x.ptx")], capture_output=True, text=True)
     assert done.returncode != 0 and "-Dreal_t=float" in done.stderr
 
 
 def test_wheel_ships_the_kernel_sources(tmp_path):
-    """A non-editable build puts kernels/*.cu and their shared header inside the wheel; the installed package finds
-    them and splices the header in."""
+    """A non-editable build maps the top-level kernels/ folder into the package gpudl.kernels: the wheel holds its
+    .cu files, their shared header and the loader modules, and every package of the tree; the installed package
+    finds the sources and splices the header in."""
     pytest.importorskip("setuptools", reason="building the wheel offline (--no-build-isolation) needs setuptools")
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(ROOT, name), src / name)
-    shutil.copytree(os.path.join(ROOT, "gpudl"), src / "gpudl", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("gpudl", "kernels"):
+        shutil.copytree(os.path.join(ROOT, folder), src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     done = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
                                  str(src)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     (wheel,) = glob.glob(str(tmp_path / "dist" / "gpudl-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
-        shipped = sorted(n for n in archive.namelist() if n.endswith((".cu", ".cuh")))
-    assert shipped == sorted(f"gpudl/kernels/{name}" for name in SOURCES + [kernels.COMMON_HEADER])
+        names = archive.namelist()
+    shipped = sorted(n for n in names if n.startswith("gpudl/kernels/"))
+    kernel_files = sorted(f for f in os.listdir(os.path.join(ROOT, "kernels")) if f.endswith((".cu", ".cuh", ".py")))
+    assert shipped == [f"gpudl/kernels/{name}" for name in kernel_files]
+    assert {"loader.py", "__init__.py", kernels.COMMON_HEADER} <= set(kernel_files)
+    packages = sorted(os.path.relpath(os.path.join(folder, "__init__.py"), ROOT).replace(os.sep, "/")
+                      for folder, _, files in os.walk(os.path.join(ROOT, "gpudl")) if "__init__.py" in files)
+    missing = [p for p in packages if p not in names]
+    assert not missing, f"packages missing from the wheel (list them in pyproject.toml): {missing}"
 
     target = tmp_path / "site"
     done = subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(target), wheel],

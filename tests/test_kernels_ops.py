@@ -8,11 +8,13 @@ import contextlib
 
 import numpy
 import pytest
-from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID, host_kernels, kernel_path, small_launches  # noqa: F401
+from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID
 
 from gpudl import functional as F
 from gpudl import kernels
 from gpudl.backend import to_numpy
+from gpudl.geometry import pad_amounts
+from gpudl.kernels import loader
 
 pytestmark = pytest.mark.usefixtures("small_launches")
 DTYPES = [numpy.float32, numpy.float64]
@@ -32,7 +34,7 @@ POOL_GEOMETRIES = GEOMETRIES + [(5, 5, (3, 3), (1, 1), "same"), (7, 6, (2, 2), (
 
 
 def pads_of(h, w, kernel, strides, padding):
-    return F.pad_amounts(h, kernel[0], strides[0], padding) + F.pad_amounts(w, kernel[1], strides[1], padding)
+    return pad_amounts(h, kernel[0], strides[0], padding) + pad_amounts(w, kernel[1], strides[1], padding)
 
 
 def tolerance(dtype):
@@ -187,7 +189,7 @@ def test_host_target_really_runs_the_kernels(kernel_path):
     before = counts(kernel_path)
     F.max_pool2d(numpy.zeros((1, 1, 4, 4)), 2, 2, 2, 2, (0, 0, 0, 0))
     assert kernel_path.counter["launches"] == before[1] + 1
-    assert kernels.BLOCK == SMALL_BLOCK
+    assert loader.BLOCK == SMALL_BLOCK
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

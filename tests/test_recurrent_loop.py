@@ -6,9 +6,10 @@ import numpy
 import pytest
 
 from gpudl import functional as F
-from gpudl import kernels, nn
+from gpudl import nn
 from gpudl.backend import to_numpy
-from gpudl.functional import linear, lstm
+from gpudl.functional import dispatch, linear
+from gpudl.kernels import loader
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
@@ -115,10 +116,9 @@ def test_one_gemm_and_one_kernel_per_lstm_step(monkeypatch, layer_type, launches
     does one GEMM and one launch per step, forward and backward, and allocates nothing; the RNN one GEMM and its
     elementwise tanh (forward) or product dh_t (1 - h_t^2) (backward)."""
     monkeypatch.setattr(Counted, "calls", collections.Counter())
-    monkeypatch.setattr(lstm, "is_cupy_array", lambda a: True)
-    monkeypatch.setattr(linear, "is_cupy_array", lambda a: True)
-    monkeypatch.setattr(kernels, "max_blocks", lambda xp: 1)
-    monkeypatch.setattr(kernels, "get_kernel", lambda xp, file, name, dtype:
+    monkeypatch.setattr(dispatch, "takes_kernel_path", lambda a: True)
+    monkeypatch.setattr(loader, "max_blocks", lambda xp: 1)
+    monkeypatch.setattr(loader, "get_kernel", lambda xp, file, name, dtype:
                         lambda grid, block, args: Counted.calls.update([name]))
 
     class Cublas:

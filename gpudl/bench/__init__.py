@@ -1,6 +1,6 @@
 """`gpudl bench`: time every op and model step on the CPU and the GPU, beside PyTorch doing the same work.
 
-    python -m gpudl.bench --quick             # small sizes, a few seconds (what CI runs)
+    python -m gpudl.bench --quick             # small sizes (what CI runs)
     python -m gpudl.bench --device all        # full sizes, the CPU and (when usable) the GPU
     python -m gpudl.bench --filter lenet --out results
     python -m gpudl.bench --profile --filter "lenet5 step [b64]" --device cpu    # where the host time goes
@@ -16,7 +16,9 @@ import sys
 
 from ..backend import gpu_status
 from . import report
-from .cases import Case, Target, Unavailable, all_cases, targets, torch_module
+from .cases import all_cases
+from .common import Case, Unavailable, torch_module
+from .targets import Target, targets
 from .timing import (Timing, copy_bandwidth, cupy_sync, peak_bytes_cupy, peak_bytes_torch, release_gpu_memory,
                      time_call, torch_sync)
 
@@ -181,7 +183,7 @@ def profile(case, device, seconds=1.0, top=15, out=None):
 def _parser():
     p = argparse.ArgumentParser(prog="gpudl bench", description="Time gpudl's ops and model steps on the CPU and "
                                 "the GPU, side by side with PyTorch.")
-    p.add_argument("--quick", action="store_true", help="small sizes (seconds; what CI runs)")
+    p.add_argument("--quick", action="store_true", help="small sizes (what CI runs)")
     p.add_argument("--device", choices=("cpu", "cuda", "all"), default="all",
                    help="where to run: cpu, cuda, or all (the CPU and, when usable, the GPU; default)")
     p.add_argument("--out", metavar="DIR", help="write bench.json (and bench.png with matplotlib) here")

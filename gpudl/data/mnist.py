@@ -5,56 +5,110 @@ An IDX file is a big-endian header, then the data: a magic number (2051 for imag
 dimensions or length disagree with that is refused with an IDXError that names the file and what is wrong.
 """
 import gzip
+import math
 import os
 import zlib
 
 import numpy
 
+from ..readers import FileFormatError, describe_size, open_regular
+
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 SPLITS = {"train": "train", "test": "t10k"}
+GZIP_MAGIC = b"\x1f\x8b"
+# A gzipped IDX file may unpack to at most this many times its size (or MIN_UNPACKED_CAP, for small files): MNIST's
+# own files unpack about 2-5 times; a crafted "gzip bomb" of zeros 1000 times.
+GZIP_RATIO_CAP = 100
+MIN_UNPACKED_CAP = 64 << 20
+CHUNK = 1 << 20
 
 
-class IDXError(ValueError):
+class IDXError(FileFormatError):
     """An IDX file that is not what it claims to be (bad magic, wrong sizes, truncated, corrupt gzip)."""
 
 
-def _read_bytes(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise IDXError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+def _promise(dims):
+    return f"the header promises {'x'.join(map(str, dims))} = {math.prod(dims)} bytes of data"
 
 
-def read_idx(path, magic=None):
-    """The array stored in an IDX file of unsigned bytes (shape from its header); `magic` is checked when given."""
-    path = os.fspath(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise IDXError(f"{path}: too short to be an IDX file ({len(data)} bytes)")
-    found = int.from_bytes(data[:4], "big")
+def _read(stream, dims, path):
+    """The prod(dims) bytes of data of `stream` in a new bytearray, read (and decompressed) a chunk at a time."""
+    n = math.prod(dims)
+    out = bytearray(n)
+    view, filled = memoryview(out), 0
+    while filled < n:
+        got = stream.readinto(view[filled:filled + CHUNK])
+        if not got:
+            break
+        filled += got
+    if filled < n:
+        raise IDXError(f"{path}: truncated: {_promise(dims)}, the file holds {filled}")
+    return out
+
+
+def _header(stream, path, magic):
+    """(dims, header length) from the start of an IDX stream, checked against `magic` when it is given."""
+    start = stream.read(4)
+    if len(start) < 4:
+        raise IDXError(f"{path}: too short to be an IDX file ({len(start)} bytes)")
+    found = int.from_bytes(start, "big")
     if magic is not None and found != magic:
         raise IDXError(f"{path}: magic number {found}, expected {magic} "
                        f"({'images' if magic == IMAGES_MAGIC else 'labels'} file)")
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    if start[0] != 0 or start[1] != 0 or start[2] != 0x08:
         raise IDXError(f"{path}: not an IDX file of unsigned bytes (magic number {found})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
+    ndim = start[3]
+    raw_dims = stream.read(4 * ndim)
+    if ndim == 0 or len(raw_dims) < 4 * ndim:
         raise IDXError(f"{path}: header of {ndim} dimension(s) is missing or truncated")
-    dims = tuple(int.from_bytes(data[4 + 4 * k:8 + 4 * k], "big") for k in range(ndim))
-    expected = int(numpy.prod(dims))
-    body = len(data) - header
+    dims = tuple(int.from_bytes(raw_dims[4 * k:4 * k + 4], "big") for k in range(ndim))
+    return dims, 4 + 4 * ndim
+
+
+def _read_raw(f, size, path, magic):
+    dims, header = _header(f, path, magic)
+    expected, body = math.prod(dims), size - header
     if body < expected:
-        raise IDXError(f"{path}: truncated: the header promises {'x'.join(map(str, dims))} = {expected} bytes "
-                       f"of data, the file holds {body}")
+        raise IDXError(f"{path}: truncated: {_promise(dims)}, the file holds {body}")
     if body > expected:
         raise IDXError(f"{path}: {body - expected} unexpected byte(s) after the {expected} bytes of data "
                        f"the header describes")
-    return numpy.frombuffer(data, dtype=numpy.uint8, offset=header).reshape(dims)
+    return dims, _read(f, dims, path)
+
+
+def _read_gzip(f, size, path, magic):
+    """Decompress no more than the header promises, and refuse a promise beyond GZIP_RATIO_CAP times the file."""
+    stream = gzip.GzipFile(fileobj=f, mode="rb")
+    dims, header = _header(stream, path, magic)
+    expected = math.prod(dims)
+    if header + expected > max(MIN_UNPACKED_CAP, GZIP_RATIO_CAP * size):
+        raise IDXError(f"{path}: {_promise(dims)} from {describe_size(size)} of gzip; gpudl refuses more than "
+                       f"{GZIP_RATIO_CAP} times the compressed size (at least {describe_size(MIN_UNPACKED_CAP)})")
+    data = _read(stream, dims, path)
+    if stream.read(1):
+        raise IDXError(f"{path}: unexpected byte(s) after the {expected} bytes of data the header describes")
+    return dims, data
+
+
+def read_idx(path, magic=None):
+    """The array stored in an IDX file of unsigned bytes (shape from its header); `magic` is checked when given.
+
+    The header is checked against the file's real size (gzipped: against GZIP_RATIO_CAP times it) before the data
+    is read, and a gzipped file is decompressed a chunk at a time, never past what the header promises.
+    """
+    path = os.fspath(path)
+    f, size = open_regular(path, "IDX file")
+    with f:
+        gzipped = f.read(2) == GZIP_MAGIC
+        f.seek(0)
+        if not gzipped:
+            dims, data = _read_raw(f, size, path, magic)
+        else:
+            try:
+                dims, data = _read_gzip(f, size, path, magic)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise IDXError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    return numpy.frombuffer(data, dtype=numpy.uint8).reshape(dims)
 
 
 def find_file(folder, stem):
@@ -97,6 +151,8 @@ def load_mnist(folder, split="train", dtype=numpy.float32):
                        f"expected 28x28")
     if labels.ndim != 1:
         raise IDXError(f"{paths['labels-idx1-ubyte']}: labels must have one dimension, got shape {labels.shape}")
+    if len(images) == 0:
+        raise IDXError(f"{paths['images-idx3-ubyte']}: holds no images")
     if len(images) != len(labels):
         raise IDXError(f"{paths['images-idx3-ubyte']} holds {len(images)} images but "
                        f"{paths['labels-idx1-ubyte']} holds {len(labels)} labels")

@@ -7,8 +7,13 @@ import importlib
 import inspect
 import json
 import os
+import re
 
 import numpy
+
+from ..backend import device as resolve_device
+from ..backend import to_device
+from ..readers import FileFormatError, describe_size, open_regular
 
 # Modules whose docstrings make the default corpus, in this order (deterministic for a given Python version).
 CORPUS_MODULES = (
@@ -19,22 +24,41 @@ CORPUS_MODULES = (
 )
 
 
+MAX_TEXT_BYTES = 256 << 20      # a character model encodes each character as an int64: 8 bytes of memory each
+# Bytes that plain text never holds (C0 controls other than tab, newline, vertical tab, form feed, carriage return
+# and escape): their presence says "binary file" (or UTF-16, whose ASCII characters come with NULs).
+BINARY_BYTE = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+
+
 def load_text(path):
-    """The contents of a UTF-8 text file, or a clear error for a missing, unreadable, empty or non-UTF-8 file."""
+    """The contents of a UTF-8 text file; a clear one-line error for anything else.
+
+    Refused: a missing path, a folder, a FIFO or device (checked before opening), an empty or blank file, a file
+    over MAX_TEXT_BYTES, binary data (NUL and other control bytes) and bytes that are not UTF-8.
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such text file: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a folder; expected a UTF-8 text file")
-    with open(path, "rb") as f:
-        raw = f.read()
+    f, size = open_regular(path, "text file")
+    with f:
+        if size > MAX_TEXT_BYTES:
+            raise FileFormatError(f"{path}: {describe_size(size)} is more text than gpudl trains on "
+                                  f"(at most {describe_size(MAX_TEXT_BYTES)}); cut it, e.g. with head -c")
+        raw = f.read(size)
+    if not raw:
+        raise FileFormatError(f"{path}: holds no text (the file is empty)")
+    binary = BINARY_BYTE.search(raw)
+    if binary is not None:
+        byte = raw[binary.start()]
+        kind = "NUL byte" if byte == 0 else f"control byte 0x{byte:02x}"
+        raise FileFormatError(f"{path}: holds a {kind} at offset {binary.start()}: a binary file (or UTF-16 "
+                              f"text), not UTF-8 text")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: is not UTF-8 text (undecodable byte at offset {exc.start}); "
-                         f"convert it, e.g. with iconv -t UTF-8") from None
+        raise FileFormatError(f"{path}: is not UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at offset "
+                              f"{exc.start}); convert it, e.g. with iconv -t UTF-8") from None
+    text = text.removeprefix("\ufeff")
     if not text.strip():
-        raise ValueError(f"{path}: holds no text")
+        raise FileFormatError(f"{path}: holds no text (only white space)")
     return text
 
 
@@ -142,3 +166,22 @@ class SequenceBatches:
         for k in range(len(self)):
             cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
             yield self.inputs[:, cols], self.targets[:, cols]
+
+
+class TextBatches:
+    """A loader for `train.fit`: the (inputs, targets) batches of SequenceBatches, each moved to `device`.
+
+    Row n of batch k+1 continues row n of batch k (a stateful recurrent layer's carried state belongs to it). The
+    order is fixed, so there is no generator state to checkpoint.
+    """
+
+    def __init__(self, indices, batch_size, seq_len, device="cpu"):
+        self.batches = SequenceBatches(indices, batch_size, seq_len)
+        self.device = resolve_device(device)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for inputs, targets in self.batches:
+            yield to_device(inputs, self.device), to_device(targets, self.device)

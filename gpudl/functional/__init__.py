@@ -1,7 +1,7 @@
 """The math of every layer, written once against `xp` (numpy or cupy).
 
 Where a CUDA kernel of ours exists, the op keeps a NumPy path (the reference and the CPU implementation) and a kernel
-path, chosen by the type of the array. Nothing outside this package branches on the device.
+path, chosen by one seam (dispatch.on_kernel_path). Nothing outside this package branches on the device.
 """
 from .activations import (relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward, softplus,
                           softplus_backward, step, step_backward, tanh, tanh_backward)
@@ -9,6 +9,5 @@ from .conv import col2im, conv2d, conv2d_backward, im2col
 from .linear import dense, dense_backward, matmul_add
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy, softmax_cross_entropy_labels
 from .lstm import lstm_step, lstm_step_backward
-from .padding import check_padding, output_size, pad_amounts, pair
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
-from .rnn import rnn_step, rnn_step_backward
+from .rnn import rnn_step_backward

@@ -5,45 +5,14 @@ Then y[n, f, :] = W[f, :] @ col[n, :, :] + b[f], with W flattened to (F, C*KH*KW
 col2im is the adjoint: each image cell receives the sum of the column entries that read it.
 """
 from .. import kernels
-from ..backend import get_array_module, is_cupy_array
-
-
-def padded(x, pads, fill):
-    """x (N, C, H, W) with `fill` added around it: pads = (top, bottom, left, right)."""
-    if not any(pads):
-        return x
-    top, bottom, left, right = pads
-    return get_array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="constant",
-                                   constant_values=fill)
-
-
-def window_views(img, kh, kw, sh, sw, oh, ow):
-    """For each window offset (i, j), the strided view v of img with v[n, c, p, q] = img[n, c, p*sh + i, q*sw + j].
-
-    Yields (i * kw + j, v): the offset's row-major index within the window, and a view that writes through to img.
-    """
-    for i in range(kh):
-        for j in range(kw):
-            yield i * kw + j, img[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-
-
-def blank_padded(shape, pads, xp, dtype):
-    """A zero image of shape (N, C, H, W) plus its padding, to gather window contributions into."""
-    n, c, h, w = shape
-    top, bottom, left, right = pads
-    return xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dtype)
-
-
-def unpadded(img, h, w, pads):
-    """The H x W interior of a padded image."""
-    return img[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w]
+from ..backend import get_array_module
+from ..geometry import blank_padded, output_hw, padded, unpadded, window_views
+from .dispatch import on_kernel_path
 
 
 def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
     n, c, h, w = x.shape
-    top, bottom, left, right = pads
-    oh = (h + top + bottom - kh) // sh + 1
-    ow = (w + left + right - kw) // sw + 1
+    oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
     col = get_array_module(x).empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     for k, view in window_views(padded(x, pads, fill), kh, kw, sh, sw, oh, ow):
         col[:, :, k // kw, k % kw] = view
@@ -63,14 +32,14 @@ def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
 
     pads = (top, bottom, left, right); padded cells read `fill` (0 for convolution, -inf for max pooling).
     """
-    if is_cupy_array(x):
+    if on_kernel_path(x):
         return kernels.im2col(x, kh, kw, sh, sw, pads, fill)
     return _im2col_xp(x, kh, kw, sh, sw, pads, fill)
 
 
 def col2im(col, h, w, sh, sw, pads):
     """Fold col (N, C, KH, KW, OH, OW) back to an image (N, C, H, W), summing overlapping windows."""
-    if is_cupy_array(col):
+    if on_kernel_path(col):
         return kernels.col2im(col, h, w, sh, sw, pads)
     return _col2im_xp(col, h, w, sh, sw, pads)
 
@@ -85,7 +54,7 @@ def _strip_geometry(x_shape, kh, kw, pads):
     """Padded height and width (HP, WP), output size (OH, OW), and the strip length T = OH * WP."""
     top, bottom, left, right = pads
     hp, wp = x_shape[2] + top + bottom, x_shape[3] + left + right
-    oh, ow = hp - kh + 1, wp - kw + 1
+    oh, ow = output_hw(x_shape[2], x_shape[3], kh, kw, 1, 1, pads)
     return hp, wp, oh, ow, oh * wp
 
 
@@ -130,7 +99,7 @@ def conv2d_backward(dy, col, W, x_shape, stride, pads):
     # col3 @ dy3^T, then transposed: no transposed copy of col, and the faster operand order for BLAS
     dW = xp.matmul(col3, dy3.transpose(0, 2, 1)).sum(axis=0).T.reshape(W.shape)
     db = dy3.sum(axis=(0, 2))
-    if not is_cupy_array(dy) and tuple(stride) == (1, 1):     # contiguous adds, no col-sized dcol
+    if not on_kernel_path(dy) and tuple(stride) == (1, 1):     # contiguous adds, no col-sized dcol
         return _conv2d_dx_strips(dy, W, x_shape, pads), dW, db
     dcol = xp.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
     dx = col2im(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)

@@ -2,7 +2,8 @@
 import functools
 import importlib
 
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module
+from .dispatch import on_kernel_path
 
 
 def dense(x, W, b):
@@ -38,7 +39,7 @@ def matmul_add(x, W, out):
                         f"{', '.join(f'{get_array_module(v).__name__} {v.dtype}' for v in (x, W, out))}")
     if not out.flags.c_contiguous:
         raise ValueError(f"matmul_add: out of shape {tuple(out.shape)} must be C-contiguous")
-    if is_cupy_array(out):
+    if on_kernel_path(out):
         return _cublas(xp).gemm("N", "N", x, W, out=out, alpha=1.0, beta=1.0)
     out += x @ W
     return out

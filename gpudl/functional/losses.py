@@ -1,6 +1,7 @@
 """Loss functions: the lecture's mean squared error J and the softmax cross-entropy."""
 from .. import kernels
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module
+from .dispatch import on_kernel_path
 
 
 def mse(pred, target):
@@ -38,7 +39,7 @@ def softmax_cross_entropy_labels(logits, labels):
     On cupy arrays one kernel (gpudl/kernels/softmax.cu) computes every row's loss and gradient in one pass and the
     loss is the mean of the row losses. A label outside [0, K) matches no class on both paths.
     """
-    if is_cupy_array(logits):
+    if on_kernel_path(logits):
         loss_rows, dlogits = kernels.softmax_cross_entropy(logits, labels)
         return loss_rows.mean(), dlogits
     return softmax_cross_entropy(logits, one_hot(labels, logits.shape[1], logits.dtype))

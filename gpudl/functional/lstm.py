@@ -7,8 +7,9 @@ Both ops take optional output arrays (`out=`), so a layer can write every step s
 and allocate nothing inside its time loop; both paths accept and check the same `out` (kernels.output_arrays).
 """
 from .. import kernels
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module
 from .activations import sigmoid
+from .dispatch import on_kernel_path
 
 
 def _gates(a):
@@ -22,7 +23,7 @@ def lstm_step(a, c_prev, out=None):
 
     out=(h_out, c_out), each C-contiguous (N, H) of a's dtype: the results go there (c_out may be c_prev).
     """
-    if is_cupy_array(a):
+    if on_kernel_path(a):
         return kernels.lstm_step(a, c_prev, out)
     xp = get_array_module(a)
     n, h = a.shape[0], a.shape[1] // 4
@@ -41,7 +42,7 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     and dc_{t-1} = dc_t f. out=(da, dc_prev): the results go there; da may be a and dc_prev may be dc (in place:
     the layer writes da_t over a_t).
     """
-    if is_cupy_array(a):
+    if on_kernel_path(a):
         return kernels.lstm_step_backward(dh, dc, a, c_prev, c, out)
     xp = get_array_module(a)
     n, h = a.shape[0], a.shape[1] // 4

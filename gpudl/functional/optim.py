@@ -8,7 +8,8 @@ The NumPy path is the reference; on cupy arrays one kernel of gpudl/kernels/opti
 with every scalar passed by value (no value is read back from the device).
 """
 from .. import kernels
-from ..backend import get_array_module, is_cupy_array
+from ..backend import get_array_module
+from .dispatch import on_kernel_path
 
 
 def _decayed(w, grad, weight_decay):
@@ -17,7 +18,7 @@ def _decayed(w, grad, weight_decay):
 
 def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0):
     """Update w in place; returns the velocity buffer (None without momentum; created on the first step)."""
-    if is_cupy_array(w):
+    if on_kernel_path(w):
         if momentum and velocity is None:
             velocity = get_array_module(w).zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
         kernels.sgd_step(w, grad, velocity if momentum else None, lr, momentum, weight_decay)
@@ -39,7 +40,7 @@ def adam_step(w, grad, m, v, lr, betas, eps, step, weight_decay=0.0):
     b1, b2 = betas
     correction1 = 1 - b1 ** step
     correction2 = 1 - b2 ** step
-    if is_cupy_array(w):
+    if on_kernel_path(w):
         kernels.adam_step(w, grad, m, v, lr / correction1, betas, correction2, eps, weight_decay)
         return
     xp = get_array_module(w)

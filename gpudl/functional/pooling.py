@@ -4,13 +4,9 @@ Max pooling keeps, per window, the index of its first maximum (row-major within 
 same way on every device. Average pooling divides by the number of real (unpadded) cells in each window.
 """
 from .. import kernels
-from ..backend import get_array_module, is_cupy_array
-from .conv import blank_padded, padded, unpadded, window_views
-
-
-def _output_size(x_shape, kh, kw, sh, sw, pads):
-    top, bottom, left, right = pads
-    return (x_shape[2] + top + bottom - kh) // sh + 1, (x_shape[3] + left + right - kw) // sw + 1
+from ..backend import get_array_module
+from ..geometry import blank_padded, output_hw, padded, unpadded, window_views
+from .dispatch import on_kernel_path
 
 
 def max_pool2d(x, kh, kw, sh, sw, pads):
@@ -18,10 +14,10 @@ def max_pool2d(x, kh, kw, sh, sw, pads):
 
     A running maximum over the KH*KW window offsets; a later cell wins only when strictly greater (or the first NaN).
     """
-    if is_cupy_array(x):
+    if on_kernel_path(x):
         return kernels.max_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
-    oh, ow = _output_size(x.shape, kh, kw, sh, sw, pads)
+    oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, sh, sw, pads)
     views = window_views(padded(x, pads, -xp.inf), kh, kw, sh, sw, oh, ow)
     _, first = next(views)
     y = first.copy()
@@ -38,7 +34,7 @@ def max_pool2d(x, kh, kw, sh, sw, pads):
 
 def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
     """Route each window's gradient to the cell that won it; cells in several windows sum them."""
-    if is_cupy_array(dy):
+    if on_kernel_path(dy):
         return kernels.max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
     img = blank_padded(x_shape, pads, xp, dy.dtype)
@@ -53,7 +49,7 @@ def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
 
 def pool_counts(h, w, kh, kw, sh, sw, pads, xp, dtype):
     """Number of real input cells in each window, shape (OH, OW): real rows times real columns."""
-    oh, ow = _output_size((1, 1, h, w), kh, kw, sh, sw, pads)
+    oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
 
     def real(size, k, s, before, out):
         start = xp.arange(out) * s - before
@@ -64,10 +60,10 @@ def pool_counts(h, w, kh, kw, sh, sw, pads, xp, dtype):
 
 def avg_pool2d(x, kh, kw, sh, sw, pads):
     """Forward: y (N, C, OH, OW), the mean of each window's real cells."""
-    if is_cupy_array(x):
+    if on_kernel_path(x):
         return kernels.avg_pool2d(x, kh, kw, sh, sw, pads)
     xp = get_array_module(x)
-    oh, ow = _output_size(x.shape, kh, kw, sh, sw, pads)
+    oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, sh, sw, pads)
     views = window_views(padded(x, pads, 0), kh, kw, sh, sw, oh, ow)
     _, first = next(views)
     total = first.copy()
@@ -78,7 +74,7 @@ def avg_pool2d(x, kh, kw, sh, sw, pads):
 
 def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
     """Each real cell of a window receives dy / count; padded cells are dropped with the padding."""
-    if is_cupy_array(dy):
+    if on_kernel_path(dy):
         return kernels.avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads)
     xp = get_array_module(dy)
     share = dy / pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, xp, dy.dtype)

@@ -5,37 +5,9 @@ y[n, f, oh, ow] = b[f] + sum_{c, i, j} W[f, c, i, j] * x_padded[n, c, oh*sh + i,
 import numpy
 
 from .. import functional as F
+from ..geometry import check_window_args, window_pads
 from . import init
 from .module import Module, Parameter, check_input
-
-
-def window_geometry(layer, x_shape, kernel, strides, padding):
-    """Padding (top, bottom, left, right) and output size (OH, OW) for a window layer, or a clear error."""
-    (kh, kw), (sh, sw) = kernel, strides
-    h, w = x_shape[2], x_shape[3]
-    top, bottom = F.pad_amounts(h, kh, sh, padding)
-    left, right = F.pad_amounts(w, kw, sw, padding)
-    if h + top + bottom < kh or w + left + right < kw:
-        raise ValueError(f"{layer!r}: kernel {kh}x{kw} is larger than the padded input "
-                         f"{h + top + bottom}x{w + left + right} (input shape {tuple(x_shape)})")
-    oh = F.output_size(h, kh, sh, top, bottom)
-    ow = F.output_size(w, kw, sw, left, right)
-    return (top, bottom, left, right), (oh, ow)
-
-
-def check_window_args(name, kernel, strides, padding):
-    """Validate kernel size, strides and padding of a window layer; return them normalized."""
-    kernel = F.pair(kernel, f"{name}: kernel size")
-    strides = F.pair(strides, f"{name}: strides")
-    if min(kernel) < 1:
-        raise ValueError(f"{name}: kernel size must be positive, got {kernel}")
-    if min(strides) < 1:
-        raise ValueError(f"{name}: strides must be positive, got {strides}")
-    try:
-        padding = F.check_padding(padding)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-    return kernel, strides, padding
 
 
 class Conv2D(Module):
@@ -55,7 +27,7 @@ class Conv2D(Module):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{self!r}: expected {self.in_channels} input channel(s), got input of shape "
                              f"{tuple(x.shape)}")
-        self._pads, _ = window_geometry(self, x.shape, self.kernel_size, self.strides, self.padding)
+        self._pads = window_pads(self, x.shape, self.kernel_size, self.strides, self.padding)
         self._x_shape = x.shape
         y, self._col = F.conv2d(x, self.W.data, self.b.data, self.strides, self._pads)
         return y
@@ -66,11 +38,6 @@ class Conv2D(Module):
         self.W.grad += dW
         self.b.grad += db
         return dx
-
-    def output_shape(self, input_shape):
-        """(N, F, OH, OW) for an input of shape (N, C, H, W)."""
-        _, (oh, ow) = window_geometry(self, input_shape, self.kernel_size, self.strides, self.padding)
-        return (input_shape[0], self.filters, oh, ow)
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.filters}, kernel_size={self.kernel_size}, "

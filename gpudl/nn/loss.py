@@ -83,3 +83,22 @@ class SoftmaxCrossEntropy(Loss):
             self._check_finite(pred, target)
         loss, self._dpred = F.softmax_cross_entropy(pred, target.astype(pred.dtype, copy=False))
         return get_array_module(pred).asarray(loss)
+
+
+class SequenceCrossEntropy(Loss):
+    """Mean cross-entropy per step: logits (N, T, V) against integer targets (N, T), taken as N*T rows of
+    SoftmaxCrossEntropy: L = -1/(N T) sum_{n,t} log softmax(z_nt)[y_nt]."""
+
+    def __init__(self, check=True):
+        super().__init__(check)
+        self.rows = SoftmaxCrossEntropy(check=check)
+
+    def forward(self, pred, target):
+        _check_pred(self, pred, target)
+        if pred.ndim != 3 or tuple(target.shape) != tuple(pred.shape[:2]):
+            raise ValueError(f"SequenceCrossEntropy: expected logits (N, T, V) and integer targets (N, T), got "
+                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        n, t, v = pred.shape
+        loss = self.rows.forward(pred.reshape(n * t, v), target.reshape(n * t))
+        self._dpred = self.rows.backward().reshape(pred.shape)
+        return loss

@@ -1,6 +1,6 @@
 """Max and average pooling layers over NCHW images; strides default to the pool size."""
 from .. import functional as F
-from .conv import check_window_args, window_geometry
+from ..geometry import check_window_args, pool_output, window_pads
 from .module import Module, check_input
 
 
@@ -12,15 +12,9 @@ class _Pool2D(Module):
 
     def _geometry(self, x):
         check_input(self, x, 4, "(N, C, H, W)")
-        pads, _ = window_geometry(self, x.shape, self.pool_size, self.strides, self.padding)
-        if max(pads[:2]) >= self.pool_size[0] or max(pads[2:]) >= self.pool_size[1]:
-            raise ValueError(f"{self!r}: padding {self.padding} must be smaller than the pool size {self.pool_size}")
-        self._pads, self._x_shape = pads, x.shape
-        return (*self.pool_size, *self.strides, pads)
-
-    def output_shape(self, input_shape):
-        _, (oh, ow) = window_geometry(self, input_shape, self.pool_size, self.strides, self.padding)
-        return (input_shape[0], input_shape[1], oh, ow)
+        self._pads = window_pads(self, x.shape, self.pool_size, self.strides, self.padding, check=pool_output)
+        self._x_shape = x.shape
+        return (*self.pool_size, *self.strides, self._pads)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.pool_size}, strides={self.strides}, padding={self.padding!r})"

@@ -157,7 +157,7 @@ class RNN(_Recurrent):
         h_prev, W_h = hs[0], self.W_h.data
         for a_t, h_t in zip(a, hs[1:]):
             F.matmul_add(h_prev, W_h, a_t)
-            xp.tanh(a_t, out=h_t)                       # functional.rnn_step, written into the buffer
+            xp.tanh(a_t, out=h_t)                       # h_t = tanh(a_t), written into the buffer
             h_prev = h_t
         self._x, self._hs = x, hs
         self.state = hs[t].copy()

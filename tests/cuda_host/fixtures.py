@@ -1,6 +1,7 @@
-"""The `kernel_path` fixture: one test body runs through gpudl.kernels on two targets.
+"""The `kernel_path` fixture: one test body runs through gpudl.kernels on two targets. tests/conftest.py registers
+this module as a plugin, so every test module can ask for its fixtures by name.
 
-"host": numpy arrays, the kernel path forced in gpudl.functional, every launch run by the host build of the .cu
+"host": numpy arrays, the kernel path forced in gpudl.functional (its one seam, dispatch.takes_kernel_path), every launch run by the host build of the .cu
 file (cuda_host.h + g++ + ctypes) on small grids. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without
 one). Tests compute their NumPy references inside `with path.reference():`, where the host target lets numpy
 arrays take the NumPy path again.
@@ -10,8 +11,8 @@ import contextlib
 import numpy
 import pytest
 
-from gpudl import kernels
-from gpudl.functional import conv, lstm, pooling
+from gpudl.functional import dispatch, linear
+from gpudl.kernels import loader
 
 from .host import HostKernels, compiler
 
@@ -44,6 +45,16 @@ class HostPath:
         return layer.to("cpu")
 
 
+class HostCublas:
+    """Stands in for cupy.cublas on the host target: the one GEMM the kernel path asks of it, in NumPy."""
+
+    @staticmethod
+    def gemm(transa, transb, a, b, out, alpha, beta):
+        assert (transa, transb) == ("N", "N"), "only untransposed operands are emulated"
+        out[...] = alpha * (a @ b) + beta * out
+        return out
+
+
 class CupyPath:
     name = "cupy"
     counter = None
@@ -66,14 +77,14 @@ class CupyPath:
 def host_kernels(tmp_path_factory):
     if compiler() is None:
         pytest.skip("no host C++ compiler (g++) to build the kernels for the CPU")
-    return HostKernels(kernels.KERNEL_DIR, str(tmp_path_factory.mktemp("cuda_host")))
+    return HostKernels(loader.KERNEL_DIR, str(tmp_path_factory.mktemp("cuda_host")))
 
 
 @pytest.fixture
 def small_launches(monkeypatch):
     """Launch SMALL_GRID blocks of SMALL_BLOCK threads at most, so the grid-stride loops go round."""
-    monkeypatch.setattr(kernels, "BLOCK", SMALL_BLOCK)
-    monkeypatch.setattr(kernels, "max_blocks", lambda xp: SMALL_GRID)
+    monkeypatch.setattr(loader, "BLOCK", SMALL_BLOCK)
+    monkeypatch.setattr(loader, "max_blocks", lambda xp: SMALL_GRID)
 
 
 @pytest.fixture(params=["host", pytest.param("cupy", marks=pytest.mark.gpu)])
@@ -83,10 +94,7 @@ def kernel_path(request, monkeypatch):
     host_kernels = request.getfixturevalue("host_kernels")
     request.getfixturevalue("small_launches")
     path = HostPath(host_kernels)
-    monkeypatch.setattr(kernels, "get_kernel", host_kernels.get_kernel)
-    for module in (conv, pooling, lstm):
-        monkeypatch.setattr(module, "is_cupy_array", path.is_device_array)
+    monkeypatch.setattr(loader, "get_kernel", host_kernels.get_kernel)
+    monkeypatch.setattr(linear, "_cublas", lambda xp: HostCublas)
+    monkeypatch.setattr(dispatch, "takes_kernel_path", path.is_device_array)
     return path
-
-
-__all__ = ["CupyPath", "HostPath", "SMALL_BLOCK", "SMALL_GRID", "host_kernels", "kernel_path", "small_launches"]

@@ -16,8 +16,7 @@ extern "C" __global__ void softmax_cross_entropy(const real_t* __restrict__ z, c
                                                  real_t* __restrict__ loss_rows, real_t* __restrict__ dz,
                                                  long long N, long long K, real_t m)
 {
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long n = (long long)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += step) {
+    for_each_index(n, N) {
         const real_t* row = z + n * K;
         real_t* drow = dz + n * K;
         const long long y = labels[n];

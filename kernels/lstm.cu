@@ -25,9 +25,7 @@ extern "C" __global__ void lstm_step_forward(const real_t* __restrict__ a, const
                                              real_t* __restrict__ h_out, real_t* c_out,
                                              long long N, long long H)
 {
-    const long long total = N * H;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for_each_index(idx, N * H) {
         const long long n = idx / H, h = idx % H;
         const real_t* row = a + n * 4 * H + h;
         const real_t i = sigmoid_(row[0]);
@@ -44,9 +42,7 @@ extern "C" __global__ void lstm_step_backward(const real_t* __restrict__ dh, con
                                               const real_t* __restrict__ c_prev, const real_t* __restrict__ c,
                                               real_t* da, real_t* dc_prev, long long N, long long H)
 {
-    const long long total = N * H;
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += step) {
+    for_each_index(idx, N * H) {
         const long long n = idx / H, h = idx % H;
         const real_t* row = a + n * 4 * H + h;
         real_t* drow = da + n * 4 * H + h;

@@ -19,8 +19,7 @@ __device__ __forceinline__ real_t decayed(real_t grad, real_t w, real_t weight_d
 extern "C" __global__ void sgd_step(real_t* __restrict__ w, const real_t* __restrict__ grad, long long n,
                                     real_t lr, real_t weight_decay)
 {
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+    for_each_index(i, n) {
         const real_t g = decayed(grad[i], w[i], weight_decay);
         w[i] = w[i] - lr * g;
     }
@@ -30,8 +29,7 @@ extern "C" __global__ void sgd_momentum_step(real_t* __restrict__ w, const real_
                                              real_t* __restrict__ velocity, long long n, real_t lr,
                                              real_t momentum, real_t weight_decay)
 {
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+    for_each_index(i, n) {
         const real_t g = decayed(grad[i], w[i], weight_decay);
         const real_t v = velocity[i] * momentum + g;
         velocity[i] = v;
@@ -44,8 +42,7 @@ extern "C" __global__ void adam_step(real_t* __restrict__ w, const real_t* __res
                                      real_t step_size, real_t beta1, real_t one_minus_beta1, real_t beta2,
                                      real_t one_minus_beta2, real_t correction2, real_t eps, real_t weight_decay)
 {
-    const long long step = (long long)blockDim.x * gridDim.x;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+    for_each_index(i, n) {
         const real_t g = decayed(grad[i], w[i], weight_decay);
         const real_t mi = m[i] * beta1 + one_minus_beta1 * g;
         const real_t vi = v[i] * beta2 + one_minus_beta2 * (g * g);

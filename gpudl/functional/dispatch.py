@@ -1,0 +1,14 @@
+"""The one seam of dispatch: does an op take its kernel path (our CUDA kernels, cuBLAS) or its NumPy path?
+
+Every op in gpudl.functional that has a kernel path asks `on_kernel_path(array)` and nothing else. The answer comes
+from `takes_kernel_path`, which is cupy's array type; tests that run the kernels on the host (tests/cuda_host) set
+this one attribute to route numpy arrays through the kernel path of every op at once.
+"""
+from ..backend import is_cupy_array
+
+takes_kernel_path = is_cupy_array
+
+
+def on_kernel_path(array):
+    """True when `array` takes the kernel path: a cupy array (or whatever the test harness says)."""
+    return takes_kernel_path(array)

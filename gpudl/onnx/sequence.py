@@ -1,0 +1,23 @@
+"""SequenceDense: a Dense layer applied at every step of a batch-first sequence.
+
+ONNX's MatMul + Add on a rank-3 tensor (N, T, F) compute y_t = x_t W + b at each step; gpudl's Dense takes (N, F).
+The char-LSTM's head is that layer, and the import builds one wherever a graph applies a dense layer to a sequence.
+"""
+from .. import nn
+from ..nn.module import check_input
+
+
+class SequenceDense(nn.Dense):
+    """(N, T, in) -> (N, T, out): y[n, t] = x[n, t] W + b, the weights shared across steps (W (in, out), b (out,))."""
+
+    def forward(self, x):
+        check_input(self, x, 3, f"(N, T, {self.in_features})")
+        n, t, f = x.shape
+        return super().forward(x.reshape(n * t, f)).reshape(n, t, self.out_features)
+
+    def backward(self, dy):
+        n, t, _ = dy.shape
+        return super().backward(dy.reshape(n * t, self.out_features)).reshape(n, t, self.in_features)
+
+    def __repr__(self):
+        return f"SequenceDense({self.in_features}, {self.out_features})"

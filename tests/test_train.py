@@ -1,4 +1,5 @@
 """The training loop: reports, checkpoints (atomic, resumable bit for bit), stopping on a NaN loss."""
+import io
 import json
 import os
 import sys
@@ -62,13 +63,30 @@ def test_plain_progress_lines_without_tqdm(monkeypatch, capsys):
     assert "test acc" in lines[1] and "samples/s" in lines[1]
 
 
-def test_tqdm_progress_shows_loss_accuracy_and_rate(capsys):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_tqdm_progress_shows_loss_accuracy_and_rate():
     pytest.importorskip("tqdm")
     model, loss, opt, train, test = _setup()
-    fit(model, loss, opt, train, test, epochs=1)
-    err = capsys.readouterr().err
+    terminal = _Terminal()
+    fit(model, loss, opt, train, test, epochs=1, stream=terminal)
+    err = terminal.getvalue()
     assert "epoch 1/1" in err and "4/4" in err and "it/s" in err  # a tqdm bar over the 4 batches
     assert "loss 0." in err and "test acc" in err and "samples/s" in err
+
+
+def test_progress_into_a_log_file_is_one_line_per_epoch_without_carriage_returns():
+    pytest.importorskip("tqdm")
+    model, loss, opt, train, test = _setup()
+    log = io.StringIO()                 # not a terminal, like stderr redirected into a file
+    fit(model, loss, opt, train, test, epochs=2, stream=log)
+    text = log.getvalue()
+    assert "\r" not in text and "it/s" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2: loss ") and lines[1].startswith("epoch 2/2: loss ")
 
 
 def _params(model):

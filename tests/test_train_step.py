@@ -302,3 +302,13 @@ def test_fit_replays_the_recorded_step_and_says_so(kernel_path, tmp_path, case):
     assert resumed["history"][-1]["train_loss"] == pytest.approx(recorded["history"][-1]["train_loss"], rel=1e-12)
     for got, want in zip(r_resumed.parameters(), r_recorded.parameters()):
         numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_an_optimizer_that_is_not_gpudls_runs_eagerly(kernel_path, capsys):
+    """A DistributedOptimizer's collectives are not recorded: "auto" runs eagerly and says why once."""
+    from gpudl import distributed
+    run = Run(kernel_path, "xor-mlp", numpy.float64, "auto")
+    run.optimizer = distributed.DistributedOptimizer(run.optimizer, distributed.init("local"))
+    run.step = TrainStep(run.model, run.loss, run.optimizer, graph="auto")
+    drive(run, [(4, 0), (4, 1), (4, 2)])
+    assert run.step.replays == 0 and "DistributedOptimizer" in capsys.readouterr().err

@@ -1,23 +1,27 @@
 """The `gpudl` command (also `python -m gpudl`).
 
     gpudl train {perceptron,xor,lenet5,charlm} [--device auto|cpu|cuda] [--epochs N] [--batch-size N] [--lr X]
-                [--seed S] [--data-dir DIR] [--out DIR] [--resume]
+                [--seed S] [--data-dir DIR] [--out DIR] [--resume [--override]] [--force]
                 perceptron: [--data separable|xor]   xor: [--hidden H]
                 charlm: [--text FILE] [--max-chars N] [--seq-len T] [--hidden H] [--temperature X] [--sample-length N]
     gpudl predict RUN_DIR [--input FILE.npy]              charlm runs: [--start TEXT] [--temperature X] [--length N]
+    gpudl predict MODEL.onnx --input FILE.npy
+    gpudl export RUN_DIR [OUT.onnx]
     gpudl experiment {gradients,long-term} ...           (the experiment's own options follow)
     gpudl info
     gpudl bench ...
 
 Bad input ends with one line on stderr ("gpudl: error: ...") and a non-zero exit status, never a traceback
-(set GPUDL_DEBUG=1 to see one). Each model is one ModelEntry (cli/entry.py) listed in cli/registry.py: how to train
+(set GPUDL_DEBUG=1 to see one). GPUDL_DEVICE sets the device of every command that takes --device (train and
+predict, and bench and experiment when their own --device is not given); a bad value is refused naming it.
+A training run owns its --out folder while it runs (train.claim_run_folder). Each model is one ModelEntry (cli/entry.py) listed in cli/registry.py: how to train
 it, rebuild it from a run, predict with it, and the options only it takes.
 
     common.py       CLIError, argument types, the run's folder, seed streams and config
     entry.py        ModelEntry, Option
     registry.py     MODELS; perceptron.py, xor.py, lenet5.py, charlm.py: one entry each
     predictions.py  --input files and printing the predictions of the array models
-    commands.py     train, predict, experiment, bench
+    commands.py     train, predict, export, experiment, bench
     info.py         gpudl info (versions, devices, kernel compile report)
 """
 import argparse
@@ -26,7 +30,7 @@ import sys
 
 from ..backend import DeviceError
 from ..train import TrainingDiverged
-from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_predict, cmd_train
+from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_export, cmd_predict, cmd_train
 from .common import CLIError, __version__, positive_float, positive_int, seed
 from .info import cmd_info, kernel_report
 from .registry import MODELS, model_options
@@ -49,20 +53,26 @@ def _add_model_options(parser, which):
 def make_parser():
     parser = _Parser(prog="gpudl", description="Train and run the classic neural networks on the CPU or a GPU.")
     parser.add_argument("--version", action="version", version=f"gpudl {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,predict,experiment,info,bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,predict,export,experiment,info,bench}",
+                                parser_class=_Parser)
     sub.required = True
 
     train = sub.add_parser("train", help="train a model from the command line")
     train.add_argument("model", choices=sorted(MODELS), help="which model to train: "
                        + "; ".join(f"{name}: {entry.help}" for name, entry in MODELS.items()))
-    train.add_argument("--device", default="auto", help="auto (GPU when usable), cpu, cuda or cuda:N")
+    train.add_argument("--device", help="auto (GPU when usable), cpu, cuda or cuda:N (default: GPUDL_DEVICE, else "
+                       "auto)")
     train.add_argument("--epochs", type=positive_int, help="epochs (perceptron: epoch limit); default per model")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size; default per model")
     train.add_argument("--lr", type=positive_float, help="learning rate; default per model")
     train.add_argument("--seed", type=seed, default=0, help="seed of weights, shuffling and data split (0)")
     train.add_argument("--data-dir", help="lenet5: a folder of MNIST IDX files (default: scikit-learn's digits)")
     train.add_argument("--out", help="output folder (default runs/MODEL)")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder (with "
+                       "the same settings)")
+    train.add_argument("--override", action="store_true", help="with --resume: continue although settings that "
+                       "change the result differ from the checkpoint's (the report records old and new values)")
+    train.add_argument("--force", action="store_true", help="replace the run the output folder holds")
     train.add_argument("--graph", choices=("auto", "on", "off"), default="auto",
                        help="record each training step once and replay it as one CUDA graph: auto (on a GPU), on "
                        "(an error where it cannot), off (eager steps)")
@@ -71,12 +81,18 @@ def make_parser():
     train.set_defaults(func=cmd_train)
 
     predict = sub.add_parser("predict", help="predict with a model saved by gpudl train")
-    predict.add_argument("run", help="the output folder of a training run (holds model.npz and report.json)")
+    predict.add_argument("run", help="the output folder of a training run (holds model.npz and report.json), or an "
+                         ".onnx model (then --input is required)")
     predict.add_argument("--input", help=".npy file of inputs (default: the run's held-out data)")
-    predict.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    predict.add_argument("--device", help="cpu, auto, cuda or cuda:N (default: GPUDL_DEVICE, else cpu)")
     predict.add_argument("--show", type=int, default=10, help="how many predictions to print (10)")
     _add_model_options(predict, "predict_options")
     predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a finished run's model to ONNX (needs gpudl[onnx])")
+    export.add_argument("run", help="the output folder of a finished training run")
+    export.add_argument("output", nargs="?", help="the .onnx file to write (default RUN_DIR/model.onnx)")
+    export.set_defaults(func=cmd_export)
 
     experiment = sub.add_parser("experiment", help="the recurrent experiments: gradients, long-term "
                                 "(their own options follow the name; NAME --help lists them)")

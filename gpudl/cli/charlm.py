@@ -13,7 +13,7 @@ import numpy
 from .. import nn, optim
 from ..data import TextBatches, Vocabulary, default_corpus, load_text
 from ..models import CharLSTM, load_charlm, report_perplexity, sample, save_charlm
-from ..train import MODEL, REPORT, fit
+from ..train import FREE_ON_RESUME, MODEL, REPORT, fit
 from .common import CLIError, out_dir, positive_float, positive_int, run_config, seed, settle
 from .entry import ModelEntry, Option
 
@@ -66,7 +66,8 @@ def train(args):
                   characters=len(text), held_out_characters=held_chars, temperature=args.temperature)
     report = fit(model, nn.SequenceCrossEntropy(check=False), optim.Adam(model.parameters(), lr=args.lr),
                  train_batches, held_out, epochs=args.epochs, out=out, resume=args.resume, progress=not args.quiet,
-                 config=config, clip_norm=CLIP, on_epoch_end=report_perplexity, graph=args.graph)
+                 config=config, clip_norm=CLIP, on_epoch_end=report_perplexity, override=args.override,
+                 free_on_resume=FREE_ON_RESUME + ("temperature",), graph=args.graph)   # temperature: not training
     save_charlm(model, vocab, os.path.join(out, MODEL))  # fit's model.npz plus the vocabulary
     first, last = report["history"][0], report["history"][-1]
     print(f"charlm: perplexity {first['perplexity']:.2f} after epoch {first['epoch']}, "
@@ -80,6 +81,10 @@ def train(args):
 
 def build(model_args):
     return CharLSTM(len(model_args["vocabulary"]), model_args["hidden_size"])
+
+
+def export_shape(model_args):
+    return (None, len(model_args["vocabulary"]))     # sequences of any length, one-hot characters
 
 
 def load(model_path, config, device):
@@ -101,6 +106,7 @@ def predict(args, model, config, device):
 
 ENTRY = ModelEntry(
     name="charlm", help="a character-level LSTM language model", train=train, build=build, predict=predict, load=load,
+    export=export_shape,
     train_options=(
         Option("--hidden", "LSTM units (128)", dict(type=int)),
         Option("--text", "UTF-8 text to train on (default: stdlib docstrings)", dict(metavar="FILE")),

@@ -3,10 +3,11 @@ and config."""
 import argparse
 import os
 import sys
+from importlib.metadata import version
 
 import numpy
 
-from .. import __version__
+__version__ = version("gpudl")
 
 
 class CLIError(Exception):

@@ -29,7 +29,8 @@ class ModelEntry:
     train_options / predict_options: the options only this model takes (the parser joins shared flags' helps).
     load(model_path, config, device) -> model: the trained model of a run; default: build, then gpudl.load.
     resumable: whether --resume applies (a checkpoint in the run folder).
-    export: (slot for `gpudl export`; None while no model has one).
+    export(model_args) -> one sample's input shape for gpudl.onnx.export (`gpudl export`), e.g. (1, 28, 28); None
+        where a model cannot be exported.
     """
     name: str
     help: str

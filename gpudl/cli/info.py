@@ -48,7 +48,7 @@ def _compile(name, code, usable, nvcc):
                              capture_output=True, text=True)
     if run.returncode == 0:
         return None
-    lines = (run.stderr or run.stdout).strip().splitlines() or ["unknown error"]
+    lines = (run.stderr or run.stdout).replace(src, name).strip().splitlines() or ["unknown error"]
     return next((line for line in lines if "error" in line), lines[0])[:200]
 
 

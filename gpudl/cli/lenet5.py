@@ -46,7 +46,8 @@ def train(args):
     out = out_dir(args)
     report = fit(model, nn.SoftmaxCrossEntropy(check=False), optimizer, train_loader, test_loader,
                  epochs=args.epochs, out=out, resume=args.resume, schedule=cosine_schedule(args.lr, args.epochs),
-                 progress=not args.quiet, config=run_config(args, in_channels=1, num_classes=10), graph=args.graph)
+                 progress=not args.quiet, config=run_config(args, in_channels=1, num_classes=10),
+                 override=args.override, graph=args.graph)
     final = report["final"]
     print(f"lenet5: test accuracy {final['test_accuracy']:.4f} after {args.epochs} epochs "
           f"({report['seconds']:.1f} s of training); model, checkpoint and report in {out}")
@@ -55,6 +56,10 @@ def train(args):
 
 def build(model_args):
     return LeNet5(**model_args)
+
+
+def export_shape(model_args):
+    return (model_args.get("in_channels", 1), 28, 28)
 
 
 def load_images(path):
@@ -82,4 +87,5 @@ def predict(args, model, config, device):
     return print_predictions(predicted, scores, y, args.show)
 
 
-ENTRY = ModelEntry(name="lenet5", help="LeNet-5 on handwritten digits", train=train, build=build, predict=predict)
+ENTRY = ModelEntry(name="lenet5", help="LeNet-5 on handwritten digits", train=train, build=build, predict=predict,
+                   export=export_shape)

@@ -52,6 +52,10 @@ def build(model_args):
     return model
 
 
+def export_shape(model_args):
+    return (model_args["n_features"],)
+
+
 def predict(args, model, config, device):
     X, y = (load_points(args.input), None) if args.input else points(config.get("data"), config["seed"], numpy.float32)
     predicted = to_numpy(model.predict(X.astype(numpy.float64))).astype(int)
@@ -61,4 +65,4 @@ def predict(args, model, config, device):
 ENTRY = ModelEntry(
     name="perceptron", help="Rosenblatt's perceptron on generated points", train=train, build=build, predict=predict,
     train_options=(Option("--data", "which points (separable)", dict(choices=["separable", "xor"])),),
-    resumable=False)
+    resumable=False, export=export_shape)

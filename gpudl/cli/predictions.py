@@ -1,22 +1,22 @@
 """`gpudl predict` for models that map input arrays to classes: reading --input, running the model, printing."""
-import os
-
 import numpy
 
 from ..backend import to_device, to_numpy
+from ..readers import FileFormatError, read_npy
 from .common import CLIError
 
 CHUNK = 500     # samples per forward pass
 
 
 def load_input(path):
-    """The --input .npy file as float32 (uint8 images scaled to [0, 1])."""
-    if not os.path.isfile(path):
-        raise CLIError(f"--input {path}: no such file")
+    """The --input .npy file as float32 (uint8 images scaled to [0, 1]); readers.read_npy refuses anything else
+    (an .npz, text, strings, pickled objects, an empty array, NaN) in one line."""
     try:
-        X = numpy.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise CLIError(f"--input {path}: not a readable .npy array of numbers ({exc})") from None
+        X = read_npy(path)
+    except FileNotFoundError:
+        raise CLIError(f"--input {path}: no such file") from None
+    except FileFormatError as exc:
+        raise CLIError(f"--input {exc}") from None
     if X.dtype == numpy.uint8:
         X = X / 255.0
     return X.astype(numpy.float32)
@@ -34,6 +34,9 @@ def network_predictions(model, X, device):
     """(predicted classes, their scores): one output thresholded at 0.5, or the arg-max of softmax(logits)."""
     out = numpy.concatenate([to_numpy(model.forward(to_device(X[start:start + CHUNK], device)))
                              for start in range(0, len(X), CHUNK)])
+    if out.ndim != 2:
+        raise CLIError(f"the model returns outputs of shape {out.shape[1:]} per sample; gpudl predict prints "
+                       f"classes of models with one output vector per sample")
     if out.shape[1] == 1:
         return (out[:, 0] >= 0.5).astype(int), out[:, 0]
     shifted = numpy.exp(out - out.max(axis=1, keepdims=True))

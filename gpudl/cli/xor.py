@@ -26,7 +26,8 @@ def train(args):
     every_tenth = max(1, args.epochs // 10)
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
                  epochs=args.epochs, out=out_dir(args), resume=args.resume, checkpoint_every=every_tenth,
-                 log_every=every_tenth, progress=not args.quiet, config=run_config(args, sizes=sizes), graph=args.graph)
+                 log_every=every_tenth, progress=not args.quiet, config=run_config(args, sizes=sizes),
+                 override=args.override, graph=args.graph)
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):
@@ -46,6 +47,10 @@ def build(model_args):
     return MLP(model_args["sizes"])
 
 
+def export_shape(model_args):
+    return (model_args["sizes"][0],)
+
+
 def predict(args, model, config, device):
     X, y = (load_points(args.input), None) if args.input else xor()
     predicted, scores = network_predictions(model, X, device)
@@ -53,5 +58,5 @@ def predict(args, model, config, device):
 
 
 ENTRY = ModelEntry(
-    name="xor", help="an MLP on the XOR points", train=train, build=build, predict=predict,
+    name="xor", help="an MLP on the XOR points", train=train, build=build, predict=predict, export=export_shape,
     train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", dict(type=int)),))

@@ -60,11 +60,11 @@ class CharLSTM(nn.Module):
             x = self.one_hot(x)
         hs = self.lstm.forward(x)
         n, t, h = hs.shape
-        return self.head.forward(hs.reshape(n * t, h)).reshape(n, t, self.vocab_size)
+        return self._forward_output(self.head.forward(hs.reshape(n * t, h)).reshape(n, t, self.vocab_size))
 
     def backward(self, dlogits):
         """dL/d(one-hot input) (N, T, V) from dL/dlogits (N, T, V); parameter gradients accumulate."""
-        n, t, v = dlogits.shape
+        n, t, v = self._backward_input(dlogits).shape
         dh = self.head.backward(dlogits.reshape(n * t, v))
         return self.lstm.backward(dh.reshape(n, t, self.hidden_size))
 

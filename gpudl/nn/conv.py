@@ -30,11 +30,11 @@ class Conv2D(Module):
         self._pads = window_pads(self, x.shape, self.kernel_size, self.strides, self.padding)
         self._x_shape = x.shape
         y, self._col = F.conv2d(x, self.W.data, self.b.data, self.strides, self._pads)
-        return y
+        return self._forward_output(y)
 
     def backward(self, dy):
-        dx, _, _ = F.conv2d_backward(dy, self._col, self.W.data, self._x_shape, self.strides, self._pads,
-                                     into=(self.W.grad, self.b.grad))
+        dx, _, _ = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
+                                     self._pads, into=(self.W.grad, self.b.grad))
         self._col = None
         return dx
 

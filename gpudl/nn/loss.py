@@ -38,6 +38,9 @@ def _check_pred(loss, pred, target):
             raise TypeError(f"{type(loss).__name__}: the {name} must be an array, got {type(a).__name__}")
     if not numpy.issubdtype(pred.dtype, numpy.floating):
         raise TypeError(f"{type(loss).__name__}: the prediction must be floating-point, got dtype {pred.dtype}")
+    if pred.ndim and pred.shape[0] == 0:
+        raise ValueError(f"{type(loss).__name__}: empty batch (prediction shape {tuple(pred.shape)}); the mean "
+                         f"loss of no samples is undefined")
     if get_array_module(pred) is not get_array_module(target):
         raise TypeError(f"{type(loss).__name__}: prediction and target are on different devices "
                         f"({get_array_module(pred).__name__} vs {get_array_module(target).__name__})")

@@ -141,11 +141,11 @@ class _Recurrent(Module):
         """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple of
         new arrays (zeros where none is given), which the backward loop may overwrite."""
         if getattr(self, "_hs", None) is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+            raise RuntimeError(f"{self!r}: backward() called before forward(), or twice for one forward()")
         t, n, h = self._hs.shape[0] - 1, self._hs.shape[1], self.hidden_size
-        if dh_seq is not None and tuple(dh_seq.shape) != (n, t, h):
-            raise ValueError(f"{self!r}: gradient of shape {tuple(dh_seq.shape)} does not match the output "
-                             f"({n}, {t}, {h})")
+        if dh_seq is not None and tuple(getattr(dh_seq, "shape", ())) != (n, t, h):
+            raise ValueError(f"{self!r}: backward() got a gradient of shape {tuple(getattr(dh_seq, 'shape', ()))}, "
+                             f"but forward() returned shape {(n, t, h)}")
         if dstate is None:
             return dh_seq, tuple(F.zeros((n, h), self._hs) for _ in range(self.state_parts))
         parts = (dstate,) if self.state_parts == 1 else tuple(dstate)

@@ -24,12 +24,21 @@ The losses and accuracy counts of the steps stay on the device and are read back
 can queue the next steps while the GPU computes). A loss that turns NaN or infinite stops the run (TrainingDiverged)
 at the end of its window; the message names the step where it happened, and the last checkpoint written before it
 stays (the model in memory may have taken the window's remaining steps). A loss's forward must therefore return a
-new value per call (gpudl's losses do), not a buffer it overwrites.
+new value per call (gpudl's losses do), not a buffer it overwrites. A test loss that is not finite stops the run
+too, and so does a NumPy floating-point overflow, division by zero or invalid operation inside an epoch (NumPy's
+errstate is set to raise there, and the error becomes TrainingDiverged in gpudl's words, instead of RuntimeWarnings
+printed on the terminal).
 Checkpoints (every `checkpoint_every` epochs and after the last) go to out/checkpoint.npz through
 serialization.save_arrays, which writes a temporary file and renames it, so a killed run never leaves a half-written
 checkpoint. A checkpoint holds the parameters (model/NAME), the optimizer state (optim/KEY), the epoch, the loader's
-generator state and the history so far; `resume=True` continues from it to the result an uninterrupted run gives.
+generator state, the history so far and the run's `config`; `resume=True` continues from it to the result an
+uninterrupted run gives. A resume is refused (ResumeMismatch) when `config` differs from the checkpoint's in a
+setting other than `free_on_resume` (the number of epochs, the device, gpudl's version), or when `schedule` gives
+other learning rates for the epochs already trained than the history recorded; `override=True` continues anyway
+and records each change, old and new value, in the report's "overrides". A checkpoint that already holds `epochs`
+epochs leaves nothing to train and is refused too.
 """
+import json
 import math
 import os
 import sys
@@ -41,15 +50,20 @@ import numpy
 
 from ..backend import get_array_module, to_numpy
 from ..serialization import save
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import read_checkpoint, save_checkpoint
 from .report import CHECKPOINT, MODEL, write_report
 from .step import EvalStep, TrainStep
 
 SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
+FREE_ON_RESUME = ("epochs", "device", "gpudl")  # config keys a resume may change (see the module's docstring)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (or NumPy met an overflow or invalid operation while training)."""
+
+
+class ResumeMismatch(ValueError):
+    """A resume with settings that change the result, or with nothing left to train."""
 
 
 def accuracy(pred, target):
@@ -141,7 +155,7 @@ class _Progress:
 
     def __init__(self, enabled, total, desc, stream):
         self.bar, self.enabled, self.stream, self.desc = None, enabled, stream, desc
-        if enabled and total > 1:
+        if enabled and total > 1 and _is_terminal(stream):     # no \r updates into a log file
             try:
                 from tqdm.auto import tqdm
                 self.bar = tqdm(total=total, desc=desc, file=stream, leave=True, dynamic_ncols=True)
@@ -160,6 +174,13 @@ class _Progress:
             self.bar.close()
         elif self.enabled:
             print(f"{self.desc}: {line}", file=self.stream, flush=True)
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):   # no isatty, or a closed stream
+        return False
 
 
 def cosine_schedule(lr, epochs, final_fraction=0.0):
@@ -193,9 +214,58 @@ class RunState:
     eval_step: Any = None               # the EvalStep, made at the first evaluation
 
 
+def _normalized(config):
+    """`config` as it reads back from JSON (tuples become lists), for comparing with a checkpoint's."""
+    return json.loads(json.dumps(config or {}))
+
+
+def resume_changes(checkpoint, config, schedule, free_on_resume=FREE_ON_RESUME):
+    """{setting: (checkpoint's value, this run's value)} for every setting that changes a resumed run's result:
+    each config key outside `free_on_resume`, and "schedule" when `schedule(epoch)` differs from the learning rate
+    the history recorded for an epoch already trained."""
+    changes = {}
+    if checkpoint.config is not None:
+        old, new = checkpoint.config, _normalized(config)
+        for key in sorted(set(old) | set(new)):
+            if key not in free_on_resume and old.get(key) != new.get(key):
+                changes[key] = (old.get(key), new.get(key))
+    if schedule is not None:
+        for record in checkpoint.history:
+            recorded, planned = record.get("lr"), schedule(record["epoch"])
+            if isinstance(recorded, (int, float)) and not math.isclose(recorded, planned, rel_tol=1e-9):
+                changes["schedule"] = (f"lr {recorded:.6g} at epoch {record['epoch']}", f"lr {planned:.6g}")
+                break
+    return changes
+
+
+def _resume(run, resume_config, schedule, override, free_on_resume):
+    """Read the checkpoint, refuse what fit must not continue, apply it; returns (start epoch, overrides)."""
+    path = run.checkpoint
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"nothing to resume: no checkpoint at {path or '(no output folder given)'}")
+    checkpoint = read_checkpoint(path, run.model, run.optimizer)
+    if checkpoint.epoch >= run.epochs:
+        raise ResumeMismatch(f"nothing to train: {path} already holds epoch {checkpoint.epoch} and the run asks "
+                             f"for {run.epochs} epochs in all; ask for more epochs (gpudl train: --epochs N with N > "
+                             f"{checkpoint.epoch})")
+    changes = resume_changes(checkpoint, resume_config, schedule, free_on_resume)
+    overrides = list(checkpoint.overrides)
+    if changes and not override:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        raise ResumeMismatch(f"{path} was trained with other settings ({listed}); resuming with them changes the "
+                             f"result: pass --override (fit: override=True) to continue with the new values")
+    if changes:
+        overrides.append({"epoch": checkpoint.epoch,
+                          "changes": {key: {"checkpoint": old, "now": new} for key, (old, new) in changes.items()}})
+    checkpoint.apply(run.train_loader)
+    run.history = checkpoint.history
+    return checkpoint.epoch, overrides
+
+
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
         metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
-        clip_norm=None, on_epoch_end=None, sync_every=None, graph="auto"):
+        clip_norm=None, on_epoch_end=None, sync_every=None, override=False, free_on_resume=FREE_ON_RESUME,
+        graph="auto"):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -207,9 +277,10 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     (optim.clip_grad_norm). `on_epoch_end(record)`, when given, runs after each epoch's training and evaluation: it
     may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
     string it returns is appended to the epoch's progress line. `sync_every` (default SYNC_EVERY) is the number of
-    steps whose losses are read back to the host together. `graph` ("auto", True or False) is TrainStep's (and the
-    evaluation's EvalStep's): each step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the
-    report's "step" says how the steps ran.
+    steps whose losses are read back to the host together. `override` and `free_on_resume`: see the module's
+    docstring (what a resume may change). `graph` ("auto", True or False) is TrainStep's (and the evaluation's
+    EvalStep's): each step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the report's
+    "step" says how the steps ran.
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
@@ -222,15 +293,14 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     run = RunState(model, loss, optimizer, train_loader, eval_loader, metric, epochs, clip_norm, on_epoch_end,
                    sync_every, stream if stream is not None else sys.stderr,
                    os.path.join(out, CHECKPOINT) if out else None, graph=graph)
-    start = 0
+    start, overrides = 0, []
     if resume:
-        if not run.checkpoint or not os.path.exists(run.checkpoint):
-            where = run.checkpoint or "(no output folder given)"
-            raise FileNotFoundError(f"nothing to resume: no checkpoint at {where}")
-        start, run.history = load_checkpoint(run.checkpoint, model, optimizer, train_loader)
+        start, overrides = _resume(run, config, schedule, override, free_on_resume)
         run.last_good = start
     report = {"config": dict(config or {}), "epochs": epochs, "status": "running", "history": run.history,
               "parameters": int(sum(p.data.size for p in model.parameters()))}
+    if overrides:
+        report["overrides"] = overrides
     model.train()
     try:
         for epoch in range(start + 1, epochs + 1):
@@ -238,7 +308,8 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
                 optimizer.lr = schedule(epoch)
             run.history.append(run_epoch(run, epoch, show=progress and (epoch % log_every == 0 or epoch == epochs)))
             if run.checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):
-                save_checkpoint(run.checkpoint, model, optimizer, epoch, train_loader, run.history)
+                save_checkpoint(run.checkpoint, model, optimizer, epoch, train_loader, run.history,
+                                config=_normalized(config), overrides=overrides)
                 run.last_good = epoch
         report["status"] = "completed"
     except BaseException as exc:
@@ -280,10 +351,27 @@ def step_report(run):
             "notice": step.notice if step is not None else None}
 
 
+def _kept(run):
+    return (f"the last good checkpoint ({run.checkpoint}, epoch {run.last_good}) is kept" if run.last_good
+            else "no checkpoint was written yet")
+
+
 def run_epoch(run, epoch, show=False):
-    """One pass over run.train_loader (then an evaluation on run.eval_loader); returns the epoch's record."""
+    """One pass over run.train_loader (then an evaluation on run.eval_loader); returns the epoch's record.
+
+    NumPy's floating-point errors raise inside (numpy.errstate) and end the run as TrainingDiverged."""
+    bar = _Progress(show, len(run.train_loader), f"epoch {epoch}/{run.epochs}", run.stream)
+    try:
+        with numpy.errstate(over="raise", divide="raise", invalid="raise"):
+            return _epoch(run, epoch, bar)
+    except FloatingPointError as exc:
+        bar.close("stopped")
+        raise TrainingDiverged(f"numpy reported '{exc}' at epoch {epoch}: the model diverged; training stopped "
+                               f"({_kept(run)}); try a smaller learning rate") from None
+
+
+def _epoch(run, epoch, bar):
     loader, metric = run.train_loader, run.metric
-    bar = _Progress(show, len(loader), f"epoch {epoch}/{run.epochs}", run.stream)
     _reset_state(run.model)
     t0 = time.perf_counter()
     totals = {"loss": 0.0, "seen": 0, "correct": 0, "counted": 0, "steps": 0}
@@ -294,11 +382,9 @@ def run_epoch(run, epoch, show=False):
         for value, size in losses:
             totals["steps"] += 1
             if not math.isfinite(value):
-                kept = (f"the last good checkpoint ({run.checkpoint}, epoch {run.last_good}) is kept"
-                        if run.last_good else "no checkpoint was written yet")
                 bar.close("stopped")
                 raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {totals['steps']}; training "
-                                       f"stopped ({kept}); try a smaller learning rate")
+                                       f"stopped ({_kept(run)}); try a smaller learning rate")
             totals["loss"] += value * size
             totals["seen"] += size
         totals["correct"] += sum(h for h, _ in hits)
@@ -326,6 +412,10 @@ def run_epoch(run, epoch, show=False):
             run.eval_step = EvalStep(run.model, run.loss, graph=run.graph, stream=run.stream)
         record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric,
                                                                 run.eval_step)
+        if not math.isfinite(record["test_loss"]):
+            bar.close("stopped")
+            raise TrainingDiverged(f"the test loss became {record['test_loss']} at epoch {epoch}; training stopped "
+                                   f"({_kept(run)}); try a smaller learning rate")
     line = f"loss {record['train_loss']:.4f}"
     if record["train_accuracy"] is not None:
         line += f", acc {record['train_accuracy']:.4f}"

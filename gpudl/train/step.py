@@ -30,7 +30,7 @@ from collections import OrderedDict
 from .. import functional as F
 from ..backend import get_array_module
 from ..functional.dispatch import step_recorder
-from ..optim import clip_grad_norm
+from ..optim import Optimizer, clip_grad_norm
 
 RECORDINGS_KEPT = 4     # recorded steps kept, one per batch shape
 
@@ -88,7 +88,9 @@ class RecordedStep:
         if why is not None or key in self._eager_only:
             if why is not None and self.graph is True:
                 raise RuntimeError(f"{type(self).__name__}(graph=True): {why}")
-            return self._eager(x, y)                # "auto" on NumPy: eager, as expected, without a word
+            if why is not None and step_recorder(x) is not None:
+                self._say(why)                      # on NumPy, eager is the expected way: no word about it
+            return self._eager(x, y)
         value = self._eager(x, y)                   # the warm-up: makes every lazily created buffer
         try:
             self._record(key, x, y)
@@ -104,6 +106,9 @@ class RecordedStep:
         if step_recorder(x) is None:
             return (f"the batch is a {get_array_module(x).__name__} array, which runs on the NumPy path (the CPU): "
                     f"there is no CUDA graph to capture; use graph='auto' or False")
+        if self.optimizer is not None and not isinstance(self.optimizer, Optimizer):
+            return (f"the optimizer is a {type(self.optimizer).__name__}, not one of gpudl.optim's, and its work "
+                    f"(e.g. a collective over the host) is not recorded")
         return None
 
     def _say(self, why):

@@ -122,18 +122,20 @@ def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads):
     per_sample = numpy.empty((n, col3.shape[1], f), dtype=dtype)
     strips = tuple(stride) == (1, 1)        # contiguous adds, no col-sized dcol
     dx = numpy.empty(x_shape, dtype=dtype) if strips else None
+    dcol = None if strips else numpy.empty(col3.shape, dtype=dtype)
 
     def backward(start, stop):
         # col3 @ dy3^T, summed over the batch below: no transposed copy of col, and the faster order for BLAS
         numpy.matmul(col3[start:stop], dy3[start:stop].transpose(0, 2, 1), out=per_sample[start:stop])
         if strips:
             _conv2d_dx_strips(dy[start:stop], W, dx[start:stop], pads)
+        else:
+            numpy.matmul(W.reshape(f, -1).T, dy3[start:stop], out=dcol[start:stop])
     parallel_chunks(n, backward, col3[0].size)
     dW = per_sample.sum(axis=0).T.reshape(W.shape)
     db = dy3.sum(axis=(0, 2))
     if not strips:
-        dcol = numpy.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
-        dx = _col2im_xp(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)
+        dx = _col2im_xp(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
     return dx, dW, db
 
 

@@ -35,6 +35,11 @@ def _gates_into(gates, a):
     return gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:3 * h], gates[:, 3 * h:]
 
 
+def _rows(value, start, stop, n):
+    """Rows start:stop of a per-row array; a scalar or a broadcast row (1, H) stays as it is."""
+    return value[start:stop] if getattr(value, "ndim", 0) >= 1 and value.shape[0] == n else value
+
+
 def _step_rows(a, c_prev, h_out, c_out):
     i, f, g, o = _gates_into(numpy.empty_like(a), a)
     numpy.multiply(f, c_prev, out=c_out)        # c_out may be c_prev: each element is read before it is written
@@ -74,8 +79,8 @@ def lstm_step(a, c_prev, out=None):
         return kernels.lstm_step(a, c_prev, out)
     n, h = a.shape[0], a.shape[1] // 4
     h_out, c_out = kernels.output_arrays("lstm_step", out, ((n, h), (n, h)), a)
-    parallel_chunks(n, lambda start, stop: _step_rows(a[start:stop], c_prev[start:stop], h_out[start:stop],
-                                                      c_out[start:stop]), 4 * h)
+    rows = (a, c_prev, h_out, c_out)
+    parallel_chunks(n, lambda start, stop: _step_rows(*(_rows(r, start, stop, n) for r in rows)), 4 * h)
     return h_out, c_out
 
 
@@ -92,5 +97,5 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     n, h = a.shape[0], a.shape[1] // 4
     da, dc_prev = kernels.output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
     rows = (dh, dc, a, c_prev, c, da, dc_prev)
-    parallel_chunks(n, lambda start, stop: _step_backward_rows(*(r[start:stop] for r in rows)), 8 * h)
+    parallel_chunks(n, lambda start, stop: _step_backward_rows(*(_rows(r, start, stop, n) for r in rows)), 8 * h)
     return da, dc_prev

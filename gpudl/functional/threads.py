@@ -8,6 +8,10 @@ same arithmetic as without threads, so results do not depend on the thread count
 
 The number of threads: set_num_threads(n), else the environment variable GPUDL_NUM_THREADS, else the cores this
 process may run on, capped by OMP_NUM_THREADS (or OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) when one is set.
+
+With more than one thread the pool owns the cores: the NumPy path splits its matrix products over the pool too
+(functional.linear.matmul), and while a split runs NumPy's BLAS is held to one thread (through threadpoolctl, when it
+is installed), so BLAS threads neither compete with the pool nor keep spinning after a product while the pool works.
 """
 import operator
 import os
@@ -23,6 +27,7 @@ GRAIN = 1 << 15
 _lock = threading.Lock()
 _num_threads = None     # None: not decided yet (the environment is read on first use)
 _pool = None            # workers for chunks 2..n; the calling thread runs chunk 1
+_blas = None            # threadpoolctl's controllers of NumPy's BLAS, found on first use
 
 
 def _positive_int(value, what):
@@ -79,6 +84,39 @@ def set_num_threads(n):
     return previous
 
 
+def _numpy_blas():
+    """threadpoolctl's controllers of the BLAS that NumPy loaded (not PyTorch's or another library's); () without
+    threadpoolctl."""
+    global _blas
+    if _blas is None:
+        try:
+            import numpy
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas = ()
+            return _blas
+        numpy_dir = os.path.dirname(os.path.dirname(numpy.__file__))
+        _blas = tuple(lib for lib in ThreadpoolController().lib_controllers
+                      if lib.user_api == "blas" and os.path.basename(os.path.dirname(lib.filepath)).startswith("numpy")
+                      and lib.filepath.startswith(numpy_dir))
+    return _blas
+
+
+class _SingleThreadedBlas:
+    """NumPy's BLAS held to one thread inside the block, its setting restored after."""
+
+    def __enter__(self):
+        self.saved = [(lib, lib.get_num_threads()) for lib in _numpy_blas()]
+        for lib, threads in self.saved:
+            if threads != 1:
+                lib.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        for lib, threads in self.saved:
+            if threads != 1:
+                lib.set_num_threads(threads)
+
+
 def _workers():
     global _pool
     with _lock:
@@ -115,16 +153,21 @@ def parallel_chunks(n, work, item_size=1):
     calling thread. The chunks depend only on n, item_size and the thread count. An exception in any chunk is raised
     here once every chunk has finished.
     """
-    chunks = max(1, min(get_num_threads(), n, n * item_size // GRAIN))
-    if chunks == 1:
+    threads = get_num_threads()
+    if threads == 1:
         work(0, n)
         return
-    first, *rest = chunk_bounds(n, chunks)
-    futures = [_workers().submit(work, start, stop) for start, stop in rest]
-    try:
-        work(*first)
-    finally:
+    chunks = max(1, min(threads, n, n * item_size // GRAIN))
+    with _SingleThreadedBlas():
+        if chunks == 1:
+            work(0, n)
+            return
+        first, *rest = chunk_bounds(n, chunks)
+        futures = [_workers().submit(work, start, stop) for start, stop in rest]
+        try:
+            work(*first)
+        finally:
+            for future in futures:
+                future.exception()          # wait for every chunk before anything is raised
         for future in futures:
-            future.exception()          # wait for every chunk before anything is raised
-    for future in futures:
-        future.result()
+            future.result()

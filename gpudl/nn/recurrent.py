@@ -93,7 +93,7 @@ class _Recurrent(Module):
         """
         n, t, f = x.shape
         x_tm = get_array_module(x).ascontiguousarray(x.transpose(1, 0, 2))
-        xw = x_tm.reshape(t * n, f) @ self.W_x.data
+        xw = F.matmul(x_tm.reshape(t * n, f), self.W_x.data)
         xw += self.b.data
         return x_tm, xw.reshape(t, n, -1)
 
@@ -101,10 +101,10 @@ class _Recurrent(Module):
         """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
         t, n, width = da.shape
         da_2d = da.reshape(t * n, width)
-        self.W_x.grad += self._x.reshape(t * n, -1).T @ da_2d
-        self.W_h.grad += self._hs[:-1].reshape(t * n, -1).T @ da_2d
+        self.W_x.grad += F.matmul(self._x.reshape(t * n, -1).T, da_2d)
+        self.W_h.grad += F.matmul(self._hs[:-1].reshape(t * n, -1).T, da_2d)
         self.b.grad += da_2d.sum(axis=0)
-        dx = (da_2d @ self.W_x.data.T).reshape(t, n, self.input_size)
+        dx = F.matmul(da_2d, self.W_x.data.T).reshape(t, n, self.input_size)
         return get_array_module(da).ascontiguousarray(dx.transpose(1, 0, 2))
 
     def _upstream(self, dh_seq, dstate):
@@ -185,7 +185,7 @@ class RNN(_Recurrent):
             xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
             if step:
                 F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = da_at[0] @ W_h_T
+        self.state_grad = F.matmul(da_at[0], W_h_T)
         dx = self._weight_grads(da)
         self._x = self._hs = None
         return dx
@@ -240,7 +240,7 @@ class LSTM(_Recurrent):
             F.lstm_step_backward(dh_at[step], dc, a_at[step], c_at[step], c_at[step + 1], out=(a_at[step], dc))
             if step:
                 F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = (a_at[0] @ W_h_T, dc)
+        self.state_grad = (F.matmul(a_at[0], W_h_T), dc)
         dx = self._weight_grads(a)
         self._x = self._a = self._hs = self._cs = None
         return dx

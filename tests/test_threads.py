@@ -286,6 +286,20 @@ def test_lstm_step_forward_and_backward(split_everything, n):
 
 
 @pytest.mark.parametrize("n", BATCHES)
+def test_softmax_cross_entropy_with_labels(split_everything, n):
+    logits, labels = rand((n, 7)) * 10, np.arange(n) % 9 - 1     # -1, 7 and 8 lie outside [0, 7): no class
+    assert_same_for_every_thread_count(F.softmax_cross_entropy_labels, logits, labels)
+    loss, dz = F.softmax_cross_entropy_labels(logits, labels)
+    inside = (labels >= 0) & (labels < 7)
+    target = np.zeros_like(logits)
+    target[inside, labels[inside]] = 1
+    want_loss, want_dz = F.softmax_cross_entropy(logits, target)        # the one-hot form, rows of zeros outside
+    assert loss.dtype == dz.dtype == np.float32
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    np.testing.assert_allclose(dz, want_dz, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", BATCHES)
 def test_matrix_products(split_everything, n):
     x, W, b, dy = rand((n, 9)), rand((9, 4), 1), rand(4, 2), rand((n, 4), 3)
     assert_same_for_every_thread_count(F.matmul, x, W, exact=False)

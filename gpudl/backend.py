@@ -86,7 +86,7 @@ def device(spec=None):
     if isinstance(spec, Device):
         return spec
     if spec is None:
-        spec = os.environ.get("GPUDL_DEVICE", "auto")
+        return _device_from_environment()
     if not isinstance(spec, str):
         raise TypeError(f"device spec must be a string like 'cpu' or 'cuda:0', got {type(spec).__name__}")
     text = spec.strip().lower()
@@ -113,6 +113,17 @@ def device(spec=None):
             raise DeviceError(f"device {spec!r} is not usable: only {count} CUDA device(s) exist")
         return Device("cuda", index)
     raise ValueError(f"unknown device spec {spec!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _device_from_environment():
+    """The device GPUDL_DEVICE names ("auto" when it is unset or empty); a bad value is an error naming the variable."""
+    spec = os.environ.get("GPUDL_DEVICE", "").strip() or "auto"
+    try:
+        return device(spec)
+    except DeviceError as exc:
+        raise DeviceError(f"GPUDL_DEVICE={spec}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"GPUDL_DEVICE={spec}: {exc}") from None
 
 
 def is_cupy_array(array):

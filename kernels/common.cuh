@@ -1,7 +1,8 @@
 // What every kernel file shares: the element type, the math functions for it, the grid-stride loop, and for the
-// window kernels (im2col.cu, pooling.cu) their 12 sizes, the split of a flat NCHW index, and the two ways to walk a
-// window. The loader splices this file into each source in place of the line that includes it, so CuPy compiles one
-// self-contained source (and its disk cache sees any change to this file); nvcc and the host build include it.
+// window kernels (im2col.cu, pooling.cu) their 12 sizes, their index math in 32 or 64 bits (dividers, the split of a
+// flat index, their two entry points) and the two ways to walk a window. The loader splices this file into each
+// source in place of the line that includes it, so CuPy compiles one self-contained source (and its disk cache sees
+// any change to this file); nvcc and the host build include it.
 #pragma once
 
 #ifndef real_t
@@ -17,46 +18,120 @@ __device__ __forceinline__ double tanh_(double v) { return tanh(v); }
 __device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
 __device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
 
-// Along one axis: does kernel offset i of some window cover input cell y? Window o starts at o*S - pad, so it covers
-// y at offset i when y + pad - i == o*S with 0 <= o < O. Sets *o and returns true when it does.
-__device__ __forceinline__ bool covering_window(long long y, long long pad, long long i, long long S, long long O,
-                                                long long* o)
-{
-    const long long r = y + pad - i;
-    if (r < 0 || r % S != 0 || r / S >= O) return false;
-    *o = r / S;
-    return true;
-}
-
 // The grid-stride loop: thread t of a grid of T threads takes idx = t, t + T, t + 2T, ... below total, in 64 bits.
 #define for_each_index(idx, total)                                                                                  \
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x, idx##_step = (long long)blockDim.x *      \
          gridDim.x; idx < (total); idx += idx##_step)
 
+// ---- Index math of the window kernels (im2col.cu, pooling.cu) ----------------------------------------------------
+//
+// Each window kernel is a template on its index type, index_t, with two entry points: `name` (int) and `name_i64`
+// (long long). The wrapper takes the 32-bit one when every size, the padded image height and width, and the element
+// count of every array the launch touches are below 2^31 (gpudl.kernels.loader.window_variant), so every index and
+// every intermediate below fits in an int; 64-bit division is a long software routine on a GPU, 32-bit arithmetic is
+// native. The grid-stride loop counter itself stays 64-bit (idx + stride may pass 2^31); its value is below 2^31.
+
+// n / d and n % d by a divisor d >= 1 fixed for the whole kernel. long long: the hardware's division.
+template <typename index_t>
+struct divider {
+    index_t d;
+    __device__ explicit divider(index_t d) : d(d) {}
+    __device__ index_t div(index_t n) const { return n / d; }
+};
+
+// int: one multiply-high, one add and one shift per division (Granlund and Montgomery's round-up method), set up once
+// per thread. With s = ceil(log2 d) and m = floor(2^32 (2^s - d) / d) + 1 (below 2^32, since 2^s - d < d),
+// n / d = (floor(n m / 2^32) + n) >> s for every 0 <= n < 2^31; the sum stays below 2^32.
+template <>
+struct divider<int> {
+    int d;
+    unsigned int m, s;
+    __device__ explicit divider(int d) : d(d), s(0)
+    {
+        while ((1u << s) < (unsigned int)d) ++s;
+        m = (unsigned int)((((1ull << s) - (unsigned long long)d) << 32) / (unsigned long long)d + 1);
+    }
+    __device__ int div(int n) const
+    {
+        const unsigned int high = (unsigned int)(((unsigned long long)(unsigned int)n * m) >> 32);
+        return (int)((high + (unsigned int)n) >> s);
+    }
+};
+
+// Splits n >= 0 into the quotient n / d (left in n) and the remainder (returned): one digit of a flat index.
+template <typename index_t>
+__device__ __forceinline__ index_t split(index_t& n, const divider<index_t>& by)
+{
+    const index_t quotient = by.div(n);
+    const index_t remainder = n - quotient * by.d;
+    n = quotient;
+    return remainder;
+}
+
+// Declares row, col and nc (= n * C + c) of the flat index flat (< 2^31 for index_t int) into an NCHW array whose
+// planes are rows x cols, split by the dividers by_rows and by_cols.
+#define nchw_cell(flat, by_rows, by_cols, row, col, nc)                                                             \
+    index_t nc = (index_t)(flat);                                                                                   \
+    const index_t col = split(nc, by_cols);                                                                         \
+    const index_t row = split(nc, by_rows)
+
+// Along one axis of K-wide windows at stride S whose first starts at -pad, O of them: window o covers input cell
+// y >= 0 at offset i = y + pad - o*S when 0 <= i < K. So the windows covering y are o = first..last with
+// last = min((y + pad) / S, O - 1) and first = 0 if y + pad < K, else (y + pad - K) / S + 1 (none when first > last).
+template <typename index_t>
+__device__ __forceinline__ index_t last_covering(index_t y, index_t pad, index_t O, const divider<index_t>& by_S)
+{
+    const index_t o = by_S.div(y + pad);
+    return o < O ? o : O - 1;
+}
+
+template <typename index_t>
+__device__ __forceinline__ index_t first_covering(index_t y, index_t pad, index_t K, const divider<index_t>& by_S)
+{
+    return y + pad < K ? 0 : by_S.div(y + pad - K) + 1;
+}
+
 // The sizes every window kernel takes, in this order: images N x C x H x W, windows KH x KW at OH x OW positions,
-// strides SH x SW, and the top and left pads (bottom and right only show in OH and OW).
-#define WINDOW_PARAMS                                                                                               \
-    long long N, long long C, long long H, long long W, long long KH, long long KW, long long OH, long long OW,     \
-    long long SH, long long SW, long long top, long long left
+// strides SH x SW, and the top and left pads (bottom and right only show in OH and OW). The entry points take them
+// as long long (what the loader passes), the template bodies as index_t.
+#define WINDOW_PARAMS_OF(T)                                                                                         \
+    T N, T C, T H, T W, T KH, T KW, T OH, T OW, T SH, T SW, T top, T left
+#define WINDOW_PARAMS WINDOW_PARAMS_OF(long long)
+#define WINDOW_ARGS N, C, H, W, KH, KW, OH, OW, SH, SW, top, left
 
-// Declares row, col and nc (= n * C + c) of the flat index idx into an NCHW array whose planes are ROWS x COLS.
-#define nchw_cell(idx, ROWS, COLS, row, col, nc)                                                                    \
-    const long long col = (idx) % (COLS);                                                                           \
-    const long long row = ((idx) / (COLS)) % (ROWS);                                                                \
-    const long long nc = (idx) / ((COLS) * (ROWS))
+// The two entry points of window kernel `name`: name PARAMS runs name_body<int> ARGS, name_i64 the long long one.
+#define index_variants(name, PARAMS, ARGS)                                                                          \
+    extern "C" __global__ void name PARAMS { name##_body<int> ARGS; }                                               \
+    extern "C" __global__ void name##_i64 PARAMS { name##_body<long long> ARGS; }
 
-// Inside a kernel with WINDOW_PARAMS: the statement that follows runs for every real (unpadded) cell (y, xx) of
-// window (oh, ow), at kernel offset (i, j), i ascending, then j.
+// Inside a window kernel body: the statement that follows runs for every real (unpadded) cell (y, xx) of window
+// (oh, ow), at kernel offset (i, j), i ascending, then j. The loops start and stop at the image's edges.
 #define for_each_real_cell(oh, ow, i, j, y, xx)                                                                     \
-    for (long long i = 0, y = (oh) * SH - top; i < KH; ++i, ++y)                                                    \
-        if (y >= 0 && y < H)                                                                                        \
-            for (long long j = 0, xx = (ow) * SW - left; j < KW; ++j, ++xx)                                         \
-                if (xx >= 0 && xx < W)
+    for (index_t y##_0 = (oh) * SH - top, i = y##_0 < 0 ? -y##_0 : 0, y = y##_0 + i; i < KH && y < H; ++i, ++y)   \
+        for (index_t xx##_0 = (ow) * SW - left, j = xx##_0 < 0 ? -xx##_0 : 0, xx = xx##_0 + j; j < KW && xx < W;  \
+             ++j, ++xx)
 
-// Inside a kernel with WINDOW_PARAMS, the gather of an adjoint: the statement that follows runs for every window
-// (oh, ow) that covers input cell (y, xx), at kernel offset (i, j), i ascending, then j.
+// Inside a window kernel body with dividers by_SH and by_SW, the gather of an adjoint: the statement that follows
+// runs for every window (oh, ow) that covers input cell (y, xx), at kernel offset (i, j), i ascending, then j (oh and
+// ow descending): two divisions per axis, whatever the window size.
 #define for_each_covering_window(y, xx, i, j, oh, ow)                                                               \
-    for (long long i = 0, oh = 0; i < KH; ++i)                                                                      \
-        if (covering_window(y, top, i, SH, OH, &oh))                                                                \
-            for (long long j = 0, ow = 0; j < KW; ++j)                                                              \
-                if (covering_window(xx, left, j, SW, OW, &ow))
+    for (index_t ow##_last = last_covering(xx, left, OW, by_SW), ow##_first = first_covering(xx, left, KW, by_SW),  \
+         oh = last_covering(y, top, OH, by_SH), oh##_first = first_covering(y, top, KH, by_SH),                     \
+         i = y + top - oh * SH; oh >= oh##_first; --oh, i += SH)                                                    \
+        for (index_t ow = ow##_last, j = xx + left - ow * SW; ow >= ow##_first; --ow, j += SW)
+
+// The gather of an adjoint, for window kernel bodies: out[n, c, y, xx] = the sum, over the windows (oh, ow) that
+// cover input cell (y, xx) (i ascending, then j), of term(window, nc, i, j, oh, ow), where window = (nc*OH + oh)*OW + ow
+// is the flat index of window (oh, ow) of plane nc = n*C + c. One thread per input cell, so no atomics.
+template <typename index_t, typename Term>
+__device__ __forceinline__ void gather(real_t* __restrict__ out, WINDOW_PARAMS_OF(index_t), Term term)
+{
+    const divider<index_t> by_W(W), by_H(H), by_SW(SW), by_SH(SH);
+    for_each_index(flat, N * C * H * W) {
+        nchw_cell(flat, by_H, by_W, y, xx, nc);
+        real_t sum = 0;
+        for_each_covering_window(y, xx, i, j, oh, ow)
+            sum += term((nc * OH + oh) * OW + ow, nc, i, j, oh, ow);
+        out[flat] = sum;
+    }
+}

@@ -1,37 +1,50 @@
 // im2col and col2im for 2-D windows over NCHW images (convolution through one matrix product).
 //
-// Compiled once per dtype with -Dreal_t=float or -Dreal_t=double. One thread per output element, grid-stride loop,
-// 64-bit indices. pads: top and left are passed; bottom and right only show in OH and OW.
+// Compiled once per dtype with -Dreal_t=float or -Dreal_t=double. pads: top and left are passed; bottom and right only
+// show in OH and OW. Each kernel has a 32-bit entry point and a 64-bit one (`_i64`, for arrays or sizes past 2^31;
+// index_variants in the shared header); the wrapper picks.
 //
 // im2col:  col[n, c, i, j, oh, ow] = x[n, c, oh*SH + i - top, ow*SW + j - left], or `fill` outside the image.
 // col2im:  img[n, c, y, x] = sum over (i, j) of col[n, c, i, j, oh, ow] where oh*SH + i - top = y and
 //          ow*SW + j - left = x; a gather (each image cell sums the columns that read it), so no atomics and a
 //          fixed summation order (i, then j), the same as the NumPy path.
+//
+// Index math. One thread per output element, grid-stride loop: consecutive threads take consecutive elements, so the
+// writes (and, at stride 1, the reads) of a warp are contiguous. One thread per output row would write OW apart from
+// its neighbour and lose that. The cost per element is the split of the flat index into its digits: four divisions
+// (by OW, OH, KW, KH) for im2col, two (by W, H) for col2im, each a multiply-high, an add and a shift in the 32-bit
+// variant (the shared header's divider, set up once per thread). col2im then visits only the windows that cover its
+// cell, found with two divisions by the stride per axis (for_each_covering_window), not a test of every offset.
 #include "common.cuh"
 
-extern "C" __global__ void im2col(const real_t* __restrict__ x, real_t* __restrict__ col, WINDOW_PARAMS, real_t fill)
+template <typename index_t>
+__device__ __forceinline__ void im2col_body(const real_t* __restrict__ x, real_t* __restrict__ col,
+                                            WINDOW_PARAMS_OF(index_t), real_t fill)
 {
-    for_each_index(idx, N * C * KH * KW * OH * OW) {
-        long long rest = idx;
-        const long long ow = rest % OW; rest /= OW;
-        const long long oh = rest % OH; rest /= OH;
-        const long long j = rest % KW;  rest /= KW;
-        const long long i = rest % KH;  rest /= KH;
-        const long long nc = rest;                       // n * C + c
-        const long long y = oh * SH + i - top;
-        const long long xx = ow * SW + j - left;
+    const divider<index_t> by_OW(OW), by_OH(OH), by_KW(KW), by_KH(KH);
+    for_each_index(flat, N * C * KH * KW * OH * OW) {
+        index_t nc = (index_t)flat;                      // becomes n * C + c once the digits below are split off
+        const index_t ow = split(nc, by_OW);
+        const index_t oh = split(nc, by_OH);
+        const index_t j = split(nc, by_KW);
+        const index_t i = split(nc, by_KH);
+        const index_t y = oh * SH + i - top;
+        const index_t xx = ow * SW + j - left;
         const bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
-        col[idx] = inside ? x[(nc * H + y) * W + xx] : fill;
+        col[flat] = inside ? x[(nc * H + y) * W + xx] : fill;
     }
 }
 
-extern "C" __global__ void col2im(const real_t* __restrict__ col, real_t* __restrict__ img, WINDOW_PARAMS)
+template <typename index_t>
+__device__ __forceinline__ void col2im_body(const real_t* __restrict__ col, real_t* __restrict__ img,
+                                            WINDOW_PARAMS_OF(index_t))
 {
-    for_each_index(idx, N * C * H * W) {
-        nchw_cell(idx, H, W, y, xx, nc);
-        real_t sum = 0;
-        for_each_covering_window(y, xx, i, j, oh, ow)
-            sum += col[(((nc * KH + i) * KW + j) * OH + oh) * OW + ow];
-        img[idx] = sum;
-    }
+    gather(img, WINDOW_ARGS, [=](index_t, index_t nc, index_t i, index_t j, index_t oh, index_t ow) {
+        return col[(((nc * KH + i) * KW + j) * OH + oh) * OW + ow];
+    });
 }
+
+index_variants(im2col, (const real_t* __restrict__ x, real_t* __restrict__ col, WINDOW_PARAMS, real_t fill),
+               (x, col, WINDOW_ARGS, fill))
+index_variants(col2im, (const real_t* __restrict__ col, real_t* __restrict__ img, WINDOW_PARAMS),
+               (col, img, WINDOW_ARGS))

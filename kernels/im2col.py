@@ -1,7 +1,7 @@
 """The ops of im2col.cu: im2col and its adjoint col2im, on NCHW images."""
 from ..backend import get_array_module
 from ..geometry import window_output
-from .loader import launch, real_input, window_ints
+from .loader import launch, real_input, window_ints, window_variant
 
 
 def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
@@ -10,8 +10,9 @@ def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
     n, c = x.shape[:2]
     oh, ow = window_output("im2col", x.shape, kh, kw, sh, sw, pads)
     col = get_array_module(x).empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    launch("im2col.cu", "im2col", col.size,
-           (x, col) + window_ints(x.shape, kh, kw, oh, ow, sh, sw, pads) + (x.dtype.type(fill),))
+    window = (kh, kw, oh, ow, sh, sw, pads)
+    launch("im2col.cu", window_variant("im2col", x.shape, *window, (x.size, col.size)), col.size,
+           (x, col) + window_ints(x.shape, *window) + (x.dtype.type(fill),))
     return col
 
 
@@ -23,5 +24,7 @@ def col2im(col, h, w, sh, sw, pads):
         raise ValueError(f"col2im: col of shape {tuple(col.shape)} does not fit an image {h}x{w} with strides "
                          f"{sh}x{sw} and pads {tuple(pads)}")
     img = get_array_module(col).empty((n, c, h, w), dtype=col.dtype)
-    launch("im2col.cu", "col2im", img.size, (col, img) + window_ints(img.shape, kh, kw, oh, ow, sh, sw, pads))
+    window = (kh, kw, oh, ow, sh, sw, pads)
+    launch("im2col.cu", window_variant("col2im", img.shape, *window, (col.size, img.size)), img.size,
+           (col, img) + window_ints(img.shape, *window))
     return img

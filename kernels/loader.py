@@ -166,3 +166,15 @@ def window_ints(x_shape, kh, kw, oh, ow, sh, sw, pads):
     """
     n, c, h, w = x_shape
     return ints(n, c, h, w, kh, kw, oh, ow, sh, sw, pads[0], pads[2])
+
+
+INT32_LIMIT = 2 ** 31   # a window kernel takes its 32-bit entry point when every size it sees is below this
+
+
+def window_variant(name, x_shape, kh, kw, oh, ow, sh, sw, pads, element_counts):
+    """The entry point of window kernel `name` for one launch: `name` (32-bit index math) when every one of its 12
+    sizes, the padded image height and width, and every array's element count (`element_counts`) are below 2^31,
+    else `name_i64` (64-bit). Every index and intermediate the kernel forms is bounded by one of these."""
+    n, c, h, w = x_shape
+    sizes = (n, c, h, w, kh, kw, oh, ow, sh, sw, pads[0], pads[2], h + pads[0] + pads[1], w + pads[2] + pads[3])
+    return name if max(*sizes, *element_counts) < INT32_LIMIT else f"{name}_i64"

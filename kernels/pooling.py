@@ -6,7 +6,7 @@ writes dx (N, C, H, W).
 """
 from ..backend import get_array_module
 from ..geometry import pool_output
-from .loader import INDEX_TYPE, launch, real_input, window_ints
+from .loader import INDEX_TYPE, launch, real_input, window_ints, window_variant
 
 
 def _forward(op, kernel, x, window, index_outputs):
@@ -18,7 +18,9 @@ def _forward(op, kernel, x, window, index_outputs):
     outputs = (xp.empty(shape, dtype=x.dtype),) + tuple(xp.empty(shape, dtype=INDEX_TYPE)
                                                          for _ in range(index_outputs))
     kh, kw, sh, sw, pads = window
-    launch("pooling.cu", kernel, outputs[0].size, (x,) + outputs + window_ints(x.shape, kh, kw, oh, ow, sh, sw, pads))
+    sizes = (kh, kw, oh, ow, sh, sw, pads)
+    launch("pooling.cu", window_variant(kernel, x.shape, *sizes, (x.size, outputs[0].size)), outputs[0].size,
+           (x,) + outputs + window_ints(x.shape, *sizes))
     return outputs
 
 
@@ -35,8 +37,9 @@ def _backward(op, kernel, dy, saved, x_shape, window):
             raise ValueError(f"{op}: {name} has shape {tuple(array.shape)}, dy {tuple(dy.shape)}")
     dx = get_array_module(dy).empty(tuple(x_shape), dtype=dy.dtype)
     kh, kw, sh, sw, pads = window
-    launch("pooling.cu", kernel, dx.size,
-           (dy,) + tuple(array for _, array in saved) + (dx,) + window_ints(x_shape, kh, kw, oh, ow, sh, sw, pads))
+    sizes = (kh, kw, oh, ow, sh, sw, pads)
+    launch("pooling.cu", window_variant(kernel, x_shape, *sizes, (dy.size, dx.size)), dx.size,
+           (dy,) + tuple(array for _, array in saved) + (dx,) + window_ints(x_shape, *sizes))
     return dx
 
 

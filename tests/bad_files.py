@@ -111,3 +111,29 @@ def sparse_file(path, size):
     with open(path, "wb") as f:
         f.truncate(size)
     return path
+
+
+def cli_refuses(argv, capsys, *patterns, unchanged=None, status=None):
+    """Run gpudl.cli.main(argv): it must fail (exit status != 0, or `status`) with exactly one line on stderr,
+    "gpudl: error: ..." matching every regex in `patterns`, print no traceback, and leave the folder `unchanged`
+    (when given) exactly as it was. Returns the line."""
+    from gpudl.cli import main
+    before = snapshot(unchanged) if unchanged is not None else None
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:       # argparse's usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code not in (0, None) and (status is None or code == status), (code, captured.err)
+    lines = [line for line in captured.err.splitlines() if not line.startswith("gpudl: no usable GPU")]
+    assert len(lines) == 1, captured.err
+    line = lines[0]
+    assert line.startswith("gpudl: error: "), line
+    for pattern in patterns:
+        assert re.search(pattern, line), f"{pattern!r} not in {line!r}"
+    assert "Traceback" not in captured.err + captured.out and "Warning" not in captured.err
+    assert "allow_pickle" not in line
+    if unchanged is not None:
+        assert snapshot(unchanged) == before
+    return line

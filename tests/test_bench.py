@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import time
+import types
 
 import numpy
 import pytest
@@ -11,8 +12,10 @@ from gpudl.bench import Target, main, time_call
 from gpudl.bench.cases import all_cases
 from gpudl.bench.common import Unavailable, fwd_and_bwd, torch_variant
 from gpudl.bench.layer_cases import layer_build
-from gpudl.bench.model_cases import torch_twin
+from gpudl.bench import model_cases
+from gpudl.bench.model_cases import char_lstm_cases, lenet_cases, torch_twin
 from gpudl.bench.report import check_target
+from gpudl.bench.targets import targets
 from gpudl.bench.timing import peak_bytes_cupy
 
 OP_CASES = {"dense fwd", "dense fwd+bwd", "conv2d fwd", "conv2d fwd+bwd", "maxpool2d fwd", "maxpool2d fwd+bwd",
@@ -212,3 +215,147 @@ def test_quick_gpu_run(cupy, tmp_path):
     assert all(r["device"] == "cuda" and r["ms"]["median"] > 0 for r in report["results"])
     models = [r for r in report["results"] if r["kind"] == "model"]
     assert all(r["peak_bytes"] > 0 for r in models)
+
+
+def test_every_target_names_a_case_and_peer_that_run():
+    cases = {(c.name, c.size): c for c in all_cases(quick=False)}
+    for target in targets():
+        case = cases[(target.name, target.size)]
+        assert target.device in case.devices, target.text
+        if target.measure == "ratio":
+            assert target.peer in case.peers, target.text
+        if target.measure == "bandwidth":
+            assert case.bytes, target.text
+
+
+def _fake_result(figures):
+    """A result dict as run() makes it: figures maps (name, size, impl, peer) to a median in ms (or to the
+    copy_fraction for a bandwidth figure)."""
+    results = []
+    for (name, size, impl, peer), value in figures.items():
+        entry = dict(name=name, size=size, device="cuda", impl=impl, peer=peer, ms={"median": value})
+        if peer == "copy":
+            entry.update(peer=None, copy_fraction=value)
+        results.append(entry)
+    return {"machine": {"gpu": {"name": "H200"}}, "results": results}
+
+
+def test_issue_10_targets_say_met_or_missed_and_by_how_much():
+    found = {t.text: t for t in targets()}
+    lenet = ("lenet5 step", "b256")
+    result = _fake_result({lenet + ("gpudl", None): 1.0, lenet + ("torch", "eager"): 2.5,
+                           lenet + ("torch", "CUDA graph"): 0.8,
+                           ("lstm seq fwd+bwd", "b64 T128 in128 H256", "gpudl", None): 10.0,
+                           ("lstm seq fwd+bwd", "b64 T128 in128 H256", "torch", "nn.LSTM"): 5.0,
+                           ("lstm seq fwd+bwd", "b64 T128 in128 H256", "torch", "LSTMCell loop"): 70.0,
+                           ("maxpool2d fwd", "64x64x112x112 2x2", "gpudl", "copy"): 0.45,
+                           ("maxpool2d fwd+bwd", "64x64x112x112 2x2", "gpudl", "copy"): 0.45})
+
+    def check(text):
+        return check_target(found[text], result)
+    eager = check("LeNet-5 step b256 <= 0.5x PyTorch eager")
+    assert eager["status"] == "met" and "2.50x faster than eager (target >= 2x)" in eager["detail"]
+    graph = check("LeNet-5 step b256 no slower than PyTorch's whole-step CUDA graph")
+    assert graph["status"] == "missed" and "CUDA graph" in graph["detail"] and "missed by 1.25x" in graph["detail"]
+    assert check("LeNet-5 step b64 <= 0.5x PyTorch eager")["status"] == "not measured"
+    cudnn = check("LSTM b64 T128 in128 H256 fwd+bwd within 1.5x of cuDNN nn.LSTM")
+    assert cudnn["status"] == "missed" and "missed by 1.33x" in cudnn["detail"]
+    cells = check("LSTM b64 T128 in128 H256 fwd+bwd >= 6x faster than an LSTMCell loop")
+    assert cells["status"] == "met" and "7.00x faster than LSTMCell loop" in cells["detail"]
+    assert check("maxpool2d fwd+bwd >= 40% of copy bandwidth")["status"] == "met"
+    forward = check("maxpool2d fwd >= 60% of copy bandwidth")
+    assert forward["status"] == "missed" and "15 points short" in forward["detail"]
+
+
+@pytest.mark.parametrize("case, peer", [(lenet_cases([2])[0], "CUDA graph"),
+                                        (char_lstm_cases(2, 3, 4, 5)[0], "nn.LSTM CUDA graph")])
+def test_cuda_graph_peer_is_unavailable_off_the_gpu(case, peer):
+    with pytest.raises(Unavailable, match="GPU only, not on cpu"):
+        case.peers[peer]("cpu")
+
+
+def test_quick_cpu_run_says_why_the_graph_peer_did_not_run(quick_run):
+    _, report, _ = quick_run
+    graph = [s for s in report["skipped"] if s["peer"] == "CUDA graph" and s["name"] == "lenet5 step"]
+    assert graph and all("GPU only" in s["skipped"] and not s.get("error") for s in graph)
+
+
+class FakeGraphTorch:
+    """Just enough of torch.cuda to follow _torch_graphed_step: each call lands in `events`."""
+
+    def __init__(self, fail_capture=False):
+        self.events, self.on_side_stream, self.fail_capture = [], False, fail_capture
+        fake = self
+
+        class Stream:
+            def wait_stream(self, other):
+                fake.events.append("side waits" if self is not fake.current else "main waits")
+
+        class StreamContext:
+            def __enter__(self):
+                fake.on_side_stream = True
+
+            def __exit__(self, *exc):
+                fake.on_side_stream = False
+
+        class Capture:
+            def __enter__(self):
+                if fake.fail_capture:
+                    raise RuntimeError("operation not permitted when stream is capturing")
+                fake.events.append("capture begins")
+
+            def __exit__(self, *exc):
+                fake.events.append("capture ends")
+
+        class CUDAGraph:
+            def replay(self):
+                fake.events.append("replay")
+
+        self.current = Stream()
+        self.cuda = types.SimpleNamespace(Stream=Stream, current_stream=lambda: self.current,
+                                          stream=lambda s: StreamContext(), graph=lambda g: Capture(),
+                                          CUDAGraph=CUDAGraph)
+
+    def record(self, what):
+        self.events.append(what + (" (side)" if self.on_side_stream else ""))
+
+
+def _graphed_parts(fake):
+    class Optimizer:
+        def zero_grad(self, set_to_none=False):
+            fake.record(f"zero_grad set_to_none={set_to_none}")
+
+        def step(self):
+            fake.record("update")
+
+    class Loss:
+        def backward(self):
+            fake.record("backward")
+
+    class Static:
+        def copy_(self, batch):
+            fake.record(f"copy {batch}")
+
+    def loss():
+        fake.record("forward")
+        return Loss()
+    return Optimizer(), loss, [(Static(), "x"), (Static(), "y")]
+
+
+def test_graphed_step_warms_up_on_a_side_stream_captures_once_then_copies_and_replays():
+    fake = FakeGraphTorch()
+    step = model_cases._torch_graphed_step(fake, *_graphed_parts(fake))
+    warmup = ["zero_grad set_to_none=True (side)", "forward (side)", "backward (side)", "update (side)"]
+    assert fake.events == (["side waits"] + warmup * model_cases.WARMUP_STEPS +
+                           ["main waits", "zero_grad set_to_none=True", "capture begins", "forward", "backward",
+                            "update", "capture ends"])
+    fake.events.clear()
+    step()
+    step()
+    assert fake.events == ["copy x", "copy y", "replay"] * 2
+
+
+def test_a_step_pytorch_cannot_capture_is_unavailable_not_an_error():
+    fake = FakeGraphTorch(fail_capture=True)
+    with pytest.raises(Unavailable, match="could not capture the step as a CUDA graph: operation not permitted"):
+        model_cases._torch_graphed_step(fake, *_graphed_parts(fake))

@@ -67,9 +67,13 @@ def test_perceptron_learning_rate_above_one(tmp_path, capsys):
     _fails_with_one_line(["train", "perceptron", "--lr", "2", "--out", str(tmp_path)], capsys, "(0, 1]")
 
 
-def test_charlm_says_when_its_module_is_missing(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gpudl.experiments.charlm", None)   # importing it now fails
-    _fails_with_one_line(["train", "charlm"], capsys, "gpudl.experiments.charlm is missing")
+def test_options_of_other_models_are_refused_by_name(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "run"), "--device", "cpu"]
+    _fails_with_one_line(["train", "lenet5", "--hidden", "3"] + out, capsys, "--hidden applies to xor and charlm, "
+                         "not to lenet5")
+    _fails_with_one_line(["train", "xor", "--seq-len", "3"] + out, capsys, "--seq-len applies to charlm only")
+    _fails_with_one_line(["train", "lenet5", "--data", "xor"] + out, capsys, "--data applies to perceptron only")
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_python_dash_m_reports_one_line_without_traceback(tmp_path):
@@ -86,8 +90,12 @@ def test_info_lists_versions_devices_and_kernels(capsys):
     assert out.startswith("gpudl 0.1.0\n")
     assert f"numpy {numpy.__version__}" in out
     assert "devices: cpu" in out
-    assert "kernels:" in out
     assert ("devices: cuda:0" in out) == gpu_available()
+    from gpudl.kernels import KERNEL_DIR
+    kernel_lines = [line for line in out.splitlines() if line.startswith("kernels:")]
+    sources = sorted(name for name in os.listdir(KERNEL_DIR) if name.endswith(".cu"))
+    assert sources and [line.split()[1] for line in kernel_lines] == sources    # one line per CUDA source
+    assert not any("FAILS" in line for line in kernel_lines), kernel_lines
 
 
 def test_train_perceptron_converges_and_predicts(tmp_path, capsys):
@@ -164,22 +172,23 @@ def test_acceptance_lenet5_on_mnist(tmp_path, capsys, mnist_dir):
 
 
 def test_a_killed_run_resumed_from_the_command_line_ends_like_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
-    from gpudl import train
+    from gpudl import optim
     from gpudl.serialization import load_arrays
     common = ["train", "xor", "--epochs", "30", "--device", "cpu", "--quiet", "--seed", "3"]
     assert main(common + ["--out", str(tmp_path / "whole")]) == 0
-    real_epoch = train._train_epoch
+    real_step, steps = optim.SGD.step, []
 
-    def killed_at_epoch_20(*args):
-        if args[5] == 20:
+    def killed_at_epoch_20(self):          # xor takes one step (4 points, batch 4) per epoch
+        steps.append(1)
+        if len(steps) == 20:
             raise KeyboardInterrupt
-        return real_epoch(*args)
+        return real_step(self)
 
-    monkeypatch.setattr(train, "_train_epoch", killed_at_epoch_20)
+    monkeypatch.setattr(optim.SGD, "step", killed_at_epoch_20)
     assert main(common + ["--out", str(tmp_path / "killed")]) == 130
     assert "--resume" in capsys.readouterr().err
     assert int(load_arrays(tmp_path / "killed" / "checkpoint.npz")["epoch"]) == 18  # checkpoints every 3 epochs
-    monkeypatch.setattr(train, "_train_epoch", real_epoch)
+    monkeypatch.setattr(optim.SGD, "step", real_step)
     assert main(common + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
     whole, resumed = load_arrays(tmp_path / "whole" / "model.npz"), load_arrays(tmp_path / "killed" / "model.npz")
     assert whole.keys() == resumed.keys()
@@ -196,19 +205,17 @@ def test_lenet5_trains_on_the_gpu(tmp_path, capsys, cupy):
     assert main(["train", "lenet5", "--epochs", "3", "--device", "cuda", "--quiet", "--out", run, "--resume"]) == 0
 
 
-def test_kernel_report_tells_a_good_source_from_a_broken_one(tmp_path, monkeypatch):
+def test_kernel_report_tells_a_good_source_from_a_broken_one():
     import shutil
 
     from gpudl import cli
     if not gpu_available() and shutil.which("nvcc") is None:
         pytest.skip("neither a GPU nor nvcc to compile with")
-    (tmp_path / "good.cu").write_text('extern "C" __global__ void twice(float* x, long long n) {\n'
-                                      '    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n'
-                                      '    if (i < n) x[i] *= 2.0f;\n}\n')
-    (tmp_path / "broken.cu").write_text('extern "C" __global__ void k(float* x) { x[0] = not_declared; }\n')
-    monkeypatch.setattr(cli, "_kernel_sources", lambda: (str(tmp_path), [str(tmp_path / "broken.cu"),
-                                                                         str(tmp_path / "good.cu")]))
-    broken, good = cli.kernel_report(gpu_available())
+    good = ('extern "C" __global__ void twice(float* x, long long n) {\n'
+            '    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n'
+            '    if (i < n) x[i] *= 2.0f;\n}\n')
+    broken = 'extern "C" __global__ void k(float* x) { x[0] = not_declared; }\n'
+    broken, good = cli.kernel_report(gpu_available(), {"broken.cu": broken, "good.cu": good})
     assert broken.startswith("kernels: broken.cu FAILS to compile") and "not_declared" in broken
     assert good.startswith("kernels: good.cu compiles")
 
@@ -242,19 +249,21 @@ def test_the_cli_runs_without_the_optional_packages(tmp_path):
     assert info.returncode == 0 and "scikit-learn missing" in info.stdout and "gpudl[examples]" in info.stdout
 
 
-def test_bench_and_charlm_delegate_to_their_modules_when_present(monkeypatch):
+def test_bench_delegates_to_its_module(monkeypatch):
     import types
     seen = {}
     bench = types.ModuleType("gpudl.bench")
     bench.main = lambda argv: seen.setdefault("bench", argv) and 0
-    charlm = types.ModuleType("gpudl.experiments.charlm")
-    charlm.run_cli = lambda args: seen.setdefault("charlm", (args.model, args.epochs, args.device)) and 0
     monkeypatch.setitem(sys.modules, "gpudl.bench", bench)
-    monkeypatch.setitem(sys.modules, "gpudl.experiments.charlm", charlm)
     assert main(["bench", "--quick", "-k", "conv"]) == 0
     assert seen["bench"] == ["--quick", "-k", "conv"]
-    assert main(["train", "charlm", "--epochs", "3", "--device", "cpu"]) == 0
-    assert seen["charlm"] == ("charlm", 3, "cpu")
+
+
+def test_every_model_has_one_complete_registry_entry():
+    from gpudl.cli import MODELS
+    assert list(MODELS) == ["perceptron", "xor", "lenet5", "charlm"]
+    for name, entry in MODELS.items():
+        assert entry.name == name and callable(entry.train) and callable(entry.build) and callable(entry.predict)
 
 
 # --- the character-level LSTM language model and the recurrent experiments ----------------------------------------
@@ -322,6 +331,84 @@ def test_train_charlm_bad_text_files(tmp_path, capsys):
     assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
 
 
+def _charlm_run(tmp_path, name, *options):
+    """`gpudl train charlm` on SENTENCE; returns (run folder, its report.json)."""
+    text = tmp_path / "sentence.txt"
+    text.write_text(SENTENCE, encoding="utf-8")
+    run = str(tmp_path / name)
+    assert main(["train", "charlm", "--text", str(text), "--device", "cpu", "--out", run, *options]) == 0
+    return run, json.loads(open(os.path.join(run, "report.json")).read())
+
+
+def test_train_charlm_learns_samples_saves_and_reloads(tmp_path, capsys):
+    from gpudl.data import Vocabulary
+    from gpudl.models import load_charlm, sample
+    from gpudl.serialization import load_arrays
+    run, report = _charlm_run(tmp_path, "run", "--epochs", "6", "--seq-len", "12", "--batch-size", "8", "--hidden",
+                              "32", "--lr", "0.02", "--seed", "0", "--sample-length", "40", "--temperature", "0.5")
+    captured = capsys.readouterr()
+    history = report["history"]
+    assert [row["epoch"] for row in history] == list(range(1, 7))
+    assert captured.err.count("perplexity") >= 6 and "epoch 6/6" in captured.err
+    for row in history:
+        assert row["perplexity"] == pytest.approx(numpy.exp(row["train_loss"]))
+        assert row["test_perplexity"] == pytest.approx(numpy.exp(row["test_loss"]))
+    # 11 distinct characters: chance perplexity 11; a repeated sentence is nearly predictable.
+    assert history[0]["perplexity"] > 5 and history[-1]["perplexity"] < 2.0
+    assert history[-1]["test_perplexity"] < 2.0 and history[-1]["train_accuracy"] > 0.8
+    trained_sample = captured.out.splitlines()[2]
+    assert len(trained_sample) == 40 and set(trained_sample) <= set(SENTENCE)
+    assert report["config"]["model_args"]["vocabulary"] == Vocabulary.from_text(SENTENCE).chars
+
+    last = load_arrays(os.path.join(run, "checkpoint.npz"))        # the weights training ended with
+    for saved in (run, os.path.join(run, "model.npz")):             # the run folder or its model file
+        model, vocab = load_charlm(saved)
+        assert vocab.chars == report["config"]["model_args"]["vocabulary"]
+        for name, p in model.named_parameters():
+            numpy.testing.assert_array_equal(p.data, last[f"model/{name}"])
+    # At a low temperature the reloaded model continues the sentence it learned.
+    text = sample(model, vocab, "the cat ", 20, temperature=0.1, rng=numpy.random.default_rng(1))
+    assert text.startswith("the cat sat on the mat")
+
+
+def test_resumed_charlm_ends_like_an_uninterrupted_run_and_needs_the_same_text(tmp_path, capsys):
+    """The carried LSTM state is reset at every epoch, so the checkpoint (weights, Adam) is all a resume needs."""
+    small = ["--seq-len", "10", "--batch-size", "4", "--hidden", "8", "--lr", "0.02", "--seed", "3",
+             "--sample-length", "30", "--quiet"]
+    _, whole = _charlm_run(tmp_path, "whole", "--epochs", "3", *small)
+    whole_sample = capsys.readouterr().out.splitlines()[2]
+    _charlm_run(tmp_path, "cut", "--epochs", "1", *small)
+    _, resumed = _charlm_run(tmp_path, "cut", "--epochs", "3", "--resume", *small)
+    assert capsys.readouterr().out.splitlines()[-1] == whole_sample
+    assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
+    other = tmp_path / "other.txt"
+    other.write_text(SENTENCE + "#", encoding="utf-8")
+    _fails_with_one_line(["train", "charlm", "--text", str(other), "--epochs", "4", "--resume", "--device", "cpu",
+                          "--out", str(tmp_path / "cut")] + small, capsys, "other characters")
+
+
+def test_charlm_defaults_to_the_standard_library_corpus(tmp_path, capsys):
+    run = str(tmp_path / "stdlib")
+    assert main(["train", "charlm", "--epochs", "1", "--seq-len", "10", "--batch-size", "4", "--hidden", "8",
+                 "--max-chars", "3000", "--device", "cpu", "--sample-length", "5", "--quiet", "--out", run]) == 0
+    assert "text: standard-library docstrings" in capsys.readouterr().err
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert len(report["config"]["model_args"]["vocabulary"]) > 30    # letters, digits, punctuation of real prose
+    first = report["history"][0]
+    assert numpy.isfinite(first["train_loss"]) and first["perplexity"] == pytest.approx(numpy.exp(first["train_loss"]))
+
+
+def test_predict_refuses_the_options_of_other_runs(tmp_path, capsys):
+    run = str(tmp_path / "xor")
+    assert main(["train", "xor", "--device", "cpu", "--quiet", "--epochs", "2", "--out", run]) == 0
+    _fails_with_one_line(["predict", run, "--start", "a"], capsys, f"--start applies to charlm runs only; {run} "
+                         "holds a xor model")
+    charlm_run, _ = _charlm_run(tmp_path, "lm", "--epochs", "1", "--quiet", *CHARLM_SMALL[:-4])
+    capsys.readouterr()
+    numpy.save(tmp_path / "x.npy", numpy.zeros((1, 2), numpy.float32))
+    _fails_with_one_line(["predict", charlm_run, "--input", str(tmp_path / "x.npy")], capsys, "use --start TEXT")
+
+
 def test_experiment_gradients_prints_its_table(capsys):
     assert main(["experiment", "gradients", "--steps", "5", "--scales", "0.5", "2", "--hidden-size", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -355,3 +442,9 @@ def test_train_charlm_on_the_gpu_resumes_and_predicts(tmp_path, capsys, cupy):
     capsys.readouterr()
     assert main(["predict", run, "--device", "cuda", "--start", "the ", "--length", "10", "--seed", "0"]) == 0
     assert capsys.readouterr().out.startswith("the ")
+    from gpudl.models import load_charlm
+    on_gpu, vocab = load_charlm(run, device="cuda")
+    on_cpu, _ = load_charlm(run, device="cpu")
+    assert isinstance(on_gpu.head.W.data, cupy.ndarray)
+    idx = vocab.encode("the cat")[None, :]
+    numpy.testing.assert_allclose(on_cpu.forward(idx), cupy.asnumpy(on_gpu.forward(idx)), rtol=1e-4, atol=1e-5)

@@ -13,14 +13,9 @@ import pkgutil
 import pytest
 
 # Lowest first; a module imports only from its own unit or a lower one. Units not written yet are allowed here.
-LAYERS = ["backend", "geometry", "kernels", "functional", "gradient_check", "readers", "serialization", "data", "nn", "optim",
-          "distributed", "models", "train", "onnx", "experiments", "bench", "cli"]
+LAYERS = ["backend", "geometry", "kernels", "functional", "gradient_check", "readers", "serialization", "data", "nn",
+          "optim", "distributed", "models", "train", "onnx", "experiments", "bench", "cli"]
 TOP = {"gpudl", "gpudl.__main__"}
-# Upward arrows that other work is removing (cli.py and bench become packages, charlm moves to models): the version
-# comes from the top package today. Each entry must still exist (test_known_arrows_still_exist), so the list only
-# shrinks; an arrow not listed fails.
-KNOWN_ARROWS = {("gpudl.bench.report", "gpudl.__version__"), ("gpudl.cli", "gpudl.__version__"),
-                ("gpudl.experiments.charlm", "gpudl.__version__")}
 # gpudl.kernels lives in the top-level folder kernels/ (mapped by setuptools), so walking gpudl/ does not reach it.
 ROOTS = ["gpudl", "gpudl.kernels"]
 
@@ -132,13 +127,8 @@ def upward_arrows():
 
 def test_imports_follow_the_layer_order():
     upward = [f"{module} imports {target} ({importer} is below {imported})"
-              for module, target, importer, imported in upward_arrows() if (module, target) not in KNOWN_ARROWS]
+              for module, target, importer, imported in upward_arrows()]
     assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
-
-
-def test_known_arrows_still_exist():
-    gone = KNOWN_ARROWS - {(module, target) for module, target, _, _ in upward_arrows()}
-    assert not gone, f"fixed, so drop them from KNOWN_ARROWS: {sorted(gone)}"
 
 
 def test_the_checks_catch_an_upward_import(tmp_path):

@@ -66,3 +66,21 @@ def test_loss_stays_on_the_device_as_a_0d_array(xp):
     value = nn.SoftmaxCrossEntropy()(xp.zeros((3, 2), dtype=xp.float32), xp.asarray([0, 1, 1]))
     assert isinstance(value, xp.ndarray) and value.shape == ()
     assert float(value) == pytest.approx(np.log(2))
+
+
+def test_sequence_cross_entropy_is_the_row_loss_per_step_and_its_gradient():
+    """(N, T, V) logits against (N, T) labels: the mean over all N*T steps; backward checked by central differences."""
+    from gpudl.gradient_check import directional_derivatives
+    rng = np.random.default_rng(2)
+    logits, labels = rng.normal(size=(2, 3, 4)), rng.integers(0, 4, (2, 3))
+    loss = nn.SequenceCrossEntropy()
+    rows = nn.SoftmaxCrossEntropy()
+    assert float(loss(logits, labels)) == pytest.approx(float(rows(logits.reshape(6, 4), labels.reshape(6))))
+    np.testing.assert_array_equal(loss.backward(), rows.backward().reshape(2, 3, 4))
+    analytic, numeric = directional_derivatives(lambda z: loss.forward(z, labels), lambda r: (loss.backward() * r,),
+                                                [logits], [])
+    assert analytic == pytest.approx(numeric, rel=1e-6)
+    with pytest.raises(ValueError, match=r"logits \(N, T, V\) and integer targets \(N, T\)"):
+        loss(logits, labels[:, :2])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        loss(logits, labels + 4)

@@ -1,12 +1,11 @@
-"""Models: the perceptron rule, the MLP table on XOR, LeNet-5's shapes and parameter count."""
+"""Models: the perceptron rule, the MLP table on XOR, LeNet-5's shapes and parameter count, the character LSTM."""
 import numpy
 import pytest
 
 from gpudl import nn, optim
-from gpudl.data import separable_points, xor
-from gpudl.models import MLP, LeNet5, Perceptron
+from gpudl.data import DataLoader, Vocabulary, separable_points, xor
+from gpudl.models import MLP, CharLSTM, LeNet5, Perceptron, load_charlm, sample
 from gpudl.train import fit
-from gpudl.data import DataLoader
 
 
 def test_perceptron_rule_one_update_by_hand():
@@ -122,3 +121,61 @@ def test_perceptron_has_no_backward_and_uses_the_threshold_layers():
     numpy.testing.assert_array_equal(p.predict([[2.0, 5.0], [-3.0, 1.0]]), [1, -1])
     with pytest.raises(TypeError, match="its own rule"):
         p.backward(numpy.ones((1, 1)))
+
+
+# --- the character LSTM (models.charlm) ---------------------------------------------------------------------------
+
+def test_charlstm_backward_matches_central_differences():
+    rng = numpy.random.default_rng(4)
+    model = CharLSTM(5, 6, dtype=numpy.float64, rng=rng)
+    idx = rng.integers(0, 5, (2, 7))
+    w = rng.normal(size=(2, 7, 5))
+    params = model.parameters()
+
+    def loss():
+        model.reset_state()
+        return float((w * model.forward(idx)).sum())
+
+    loss()
+    model.zero_grad()
+    dx = model.backward(w)
+    assert dx.shape == (2, 7, 5)
+    direction = [rng.normal(size=p.shape) for p in params]
+    analytic = sum(float((p.grad * d).sum()) for p, d in zip(params, direction))
+    for p, d in zip(params, direction):
+        p.data += 1e-6 * d
+    up = loss()
+    for p, d in zip(params, direction):
+        p.data -= 2e-6 * d
+    down = loss()
+    assert analytic == pytest.approx((up - down) / 2e-6, rel=1e-6)
+
+
+def test_charlstm_takes_indices_or_one_hot_and_checks_them():
+    model = CharLSTM(4, 3, dtype=numpy.float64, rng=numpy.random.default_rng(0))
+    idx = numpy.array([[0, 3, 1], [2, 2, 0]])
+    by_index = model.forward(idx)
+    model.reset_state()
+    by_one_hot = model.forward(numpy.eye(4)[idx])
+    assert by_index.shape == (2, 3, 4)
+    numpy.testing.assert_array_equal(by_index, by_one_hot)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        model.forward(numpy.array([[0, 4]]))
+
+
+def test_sample_checks_temperature_and_start():
+    vocab = Vocabulary("abc")
+    model = CharLSTM(3, 4, rng=numpy.random.default_rng(0))
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, vocab, "a", 5, temperature=0)
+    with pytest.raises(ValueError, match="'z'"):
+        sample(model, vocab, "az", 5)
+    assert len(sample(model, vocab, "ab", 7, rng=numpy.random.default_rng(0))) == 9
+
+
+def test_load_charlm_refuses_other_checkpoints(tmp_path):
+    import gpudl
+    path = tmp_path / "dense.npz"
+    gpudl.save(nn.Dense(2, 3), path)
+    with pytest.raises(ValueError, match="not a character-model checkpoint"):
+        load_charlm(path)

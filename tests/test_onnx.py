@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def charlstm(vocab, hidden):
-    from gpudl.experiments.charlm import CharLSTM  # moves to gpudl.models.CharLSTM
+    from gpudl.models import CharLSTM
     return CharLSTM(vocab, hidden)
 
 

@@ -75,3 +75,14 @@ def test_sequence_batches_refuse_too_little_text():
         SequenceBatches(numpy.arange(20), batch_size=4, seq_len=5)
     with pytest.raises(ValueError, match="positive"):
         SequenceBatches(numpy.arange(20), batch_size=0, seq_len=5)
+
+
+def test_text_batches_are_the_sequence_batches_on_a_device():
+    from gpudl.data import TextBatches
+    data = numpy.arange(41)
+    loader = TextBatches(data, batch_size=4, seq_len=5, device="cpu")
+    plain = list(SequenceBatches(data, batch_size=4, seq_len=5))
+    assert len(loader) == len(plain) == 2
+    for (x, y), (px, py) in zip(loader, plain):
+        numpy.testing.assert_array_equal(x, px)
+        numpy.testing.assert_array_equal(y, py)

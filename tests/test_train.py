@@ -1,4 +1,5 @@
 """The training loop: reports, checkpoints (atomic, resumable bit for bit), stopping on a NaN loss."""
+import io
 import json
 import os
 import sys
@@ -8,7 +9,8 @@ import pytest
 
 from gpudl import nn, optim, serialization
 from gpudl.data import DataLoader, random_shift
-from gpudl.train import (TrainingDiverged, accuracy, cosine_schedule, evaluate, fit, load_arrays, plot_curves)
+from gpudl.serialization import load_arrays
+from gpudl.train import TrainingDiverged, accuracy, cosine_schedule, evaluate, fit, plot_curves
 
 
 def _data(n=96, seed=0):
@@ -61,13 +63,30 @@ def test_plain_progress_lines_without_tqdm(monkeypatch, capsys):
     assert "test acc" in lines[1] and "samples/s" in lines[1]
 
 
-def test_tqdm_progress_shows_loss_accuracy_and_rate(capsys):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_tqdm_progress_shows_loss_accuracy_and_rate():
     pytest.importorskip("tqdm")
     model, loss, opt, train, test = _setup()
-    fit(model, loss, opt, train, test, epochs=1)
-    err = capsys.readouterr().err
+    terminal = _Terminal()
+    fit(model, loss, opt, train, test, epochs=1, stream=terminal)
+    err = terminal.getvalue()
     assert "epoch 1/1" in err and "4/4" in err and "it/s" in err  # a tqdm bar over the 4 batches
     assert "loss 0." in err and "test acc" in err and "samples/s" in err
+
+
+def test_progress_into_a_log_file_is_one_line_per_epoch_without_carriage_returns():
+    pytest.importorskip("tqdm")
+    model, loss, opt, train, test = _setup()
+    log = io.StringIO()                 # not a terminal, like stderr redirected into a file
+    fit(model, loss, opt, train, test, epochs=2, stream=log)
+    text = log.getvalue()
+    assert "\r" not in text and "it/s" not in text
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2: loss ") and lines[1].startswith("epoch 2/2: loss ")
 
 
 def _params(model):
@@ -219,8 +238,8 @@ def test_on_epoch_end_adds_to_the_record_the_report_and_the_progress_line(tmp_pa
 
 
 def test_clip_norm_bounds_every_step(monkeypatch):
-    from gpudl import train as train_module
-    norms, real = [], train_module.clip_grad_norm
+    from gpudl.train import loop
+    norms, real = [], loop.clip_grad_norm
 
     def spy(params, max_norm):
         total = real(params, max_norm)
@@ -228,7 +247,7 @@ def test_clip_norm_bounds_every_step(monkeypatch):
         norms.append((float(total), after, max_norm))
         return total
 
-    monkeypatch.setattr(train_module, "clip_grad_norm", spy)
+    monkeypatch.setattr(loop, "clip_grad_norm", spy)
     model, loss, opt, train, _ = _setup(lr=0.05)
     fit(model, loss, opt, train, epochs=2, progress=False, clip_norm=0.01)
     assert len(norms) == 8                                  # 4 steps per epoch, clipped before each
@@ -270,39 +289,57 @@ def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():
 
 
 def test_losses_are_read_back_once_per_window(monkeypatch):
-    """SYNC_EVERY steps share one copy to the host (plus one for their hit counts); the epoch's end reads the rest."""
-    from gpudl import train as train_module
-    copies, real = [], train_module.to_numpy
+    """sync_every steps share one copy to the host (plus one for their hit counts); the epoch's end reads the rest."""
+    from gpudl.train import loop
+    copies, real = [], loop.to_numpy
 
     def spy(array):
         copies.append(numpy.shape(array))
         return real(array)
 
-    monkeypatch.setattr(train_module, "to_numpy", spy)
-    monkeypatch.setattr(train_module, "SYNC_EVERY", 3)
+    monkeypatch.setattr(loop, "to_numpy", spy)
     model, loss, opt, train, _ = _setup()
-    fit(model, loss, opt, train, epochs=1, progress=False, metric=None)       # 4 steps: windows of 3 and 1
+    fit(model, loss, opt, train, epochs=1, progress=False, metric=None, sync_every=3)  # 4 steps: windows of 3 and 1
     assert copies == [(3,), (1,)]
     copies.clear()
-    fit(*_setup(), epochs=1, progress=False)           # with the accuracy (its counts too) and one eval batch
+    fit(*_setup(), epochs=1, progress=False, sync_every=3)  # with the accuracy (its counts too) and one eval batch
     assert copies == [(3,), (3,), (1,), (1,), (1,), (1,)]
 
 
-def test_reading_back_per_window_gives_the_per_step_history(monkeypatch):
-    from gpudl import train as train_module
+def test_reading_back_per_window_gives_the_per_step_history():
     histories = []
     for every in (1, 3, 100):
-        monkeypatch.setattr(train_module, "SYNC_EVERY", every)
         histories.append([(r["train_loss"], r["train_accuracy"], r["test_loss"], r["test_accuracy"])
-                          for r in fit(*_setup(), epochs=2, progress=False)["history"]])
+                          for r in fit(*_setup(), epochs=2, progress=False, sync_every=every)["history"]])
     assert histories[0] == histories[1] == histories[2]
 
 
-def test_nan_inside_a_window_names_its_step_and_stops_at_the_window_end(monkeypatch, tmp_path):
-    from gpudl import train as train_module
-    monkeypatch.setattr(train_module, "SYNC_EVERY", 3)
+def test_nan_inside_a_window_names_its_step_and_stops_at_the_window_end(tmp_path):
     model, _, opt, train, test = _setup()
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 2;"):
-        fit(model, _NaNAfter(1), opt, train, test, epochs=2, out=str(tmp_path), progress=False)
-    assert opt.steps == 3               # the rest of the window ran: at most SYNC_EVERY steps in all
+        fit(model, _NaNAfter(1), opt, train, test, epochs=2, out=str(tmp_path), progress=False, sync_every=3)
+    assert opt.steps == 3               # the rest of the window ran: at most sync_every steps in all
     assert json.loads((tmp_path / "report.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize("every", [0, -2, 1.5])
+def test_sync_every_must_be_a_positive_int(every):
+    with pytest.raises(ValueError, match="sync_every"):
+        fit(*_setup(), epochs=1, progress=False, sync_every=every)
+
+
+def test_train_step_takes_one_step_of_the_optimizer_on_one_batch():
+    """zero_grad, forward, loss, backward, update: for MSE and SGD, w <- w - lr x^T (xW + b - y) / N."""
+    from gpudl.train import RunState, train_step
+    rng = numpy.random.default_rng(0)
+    model = nn.Dense(3, 2, dtype=numpy.float64, rng=rng)
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    W0, b0 = model.W.data.copy(), model.b.data.copy()
+    model.W.grad[...] = 7.0                              # stale gradients are cleared first
+    run = RunState(model, nn.MSELoss(), optim.SGD(model.parameters(), 0.1), train_loader=None)
+    pred, value = train_step(run, x, y)
+    residual = x @ W0 + b0 - y
+    numpy.testing.assert_allclose(pred, x @ W0 + b0)
+    assert float(value) == pytest.approx(0.5 * (residual ** 2).sum() / 4)
+    numpy.testing.assert_allclose(model.W.data, W0 - 0.1 * x.T @ residual / 4)
+    numpy.testing.assert_allclose(model.b.data, b0 - 0.1 * residual.sum(axis=0) / 4)

@@ -3,7 +3,7 @@ import numpy
 
 from .. import models, nn, optim
 from ..backend import to_device, to_numpy
-from ..experiments.charlm import CharLSTM
+from ..models import CharLSTM
 from ..nn.init import manual_seed
 from .common import FLOAT, Case, Unavailable, require_torch
 
@@ -64,9 +64,48 @@ def _torch_train_step(optimizer, loss):
     return step
 
 
+WARMUP_STEPS = 3    # eager steps on a side stream before capture, as PyTorch's CUDA graph docs do
+
+
+def _cuda_only(dev):
+    """Unavailable unless `dev` is a GPU: a CUDA graph needs one."""
+    if not str(dev).startswith("cuda"):
+        raise Unavailable(f"PyTorch's CUDA graph peer runs on a GPU only, not on {dev}")
+
+
+def _torch_graphed_step(torch, optimizer, loss, inputs):
+    """PyTorch's own whole-step CUDA graph, the way its docs capture a whole network: warm-up steps on a side stream,
+    gradients set to None, then one capture of forward, loss, backward and optimizer.step (torch.cuda.CUDAGraph).
+    Each call copies the batch into the static `inputs` (pairs of (static tensor, batch tensor)) and replays it.
+    Unavailable where PyTorch cannot capture the step."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                optimizer.zero_grad(set_to_none=True)
+                loss().backward()
+                optimizer.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            loss().backward()
+            optimizer.step()
+    except RuntimeError as exc:
+        raise Unavailable(f"PyTorch could not capture the step as a CUDA graph: {exc}") from exc
+
+    def step():
+        for static, batch in inputs:
+            static.copy_(batch)
+        graph.replay()
+    return step
+
+
 def _twin_step_case(name, size, make_model, data, make_loss, torch_loss, **sgd):
     """One training step of make_model() on data() = (x, target), and of its torch_twin with the same weights:
-    gpudl's loss is make_loss(), PyTorch's torch_loss(torch, output, target); both optimizers are SGD(**sgd)."""
+    gpudl's loss is make_loss(), PyTorch's torch_loss(torch, output, target); every optimizer is SGD(**sgd).
+    PyTorch's twin runs eagerly ("eager") and as its own whole-step CUDA graph ("CUDA graph", GPU only)."""
     def build(dev):
         manual_seed(0)
         model = make_model().to(dev)
@@ -80,13 +119,23 @@ def _twin_step_case(name, size, make_model, data, make_loss, torch_loss, **sgd):
             optimizer.step()
         return step
 
-    def peer(dev):
-        torch = require_torch()
+    def twin(torch, dev):
         manual_seed(0)
-        twin = torch_twin(make_model(), torch).to(dev)
+        model = torch_twin(make_model(), torch).to(dev)
         x, target = (torch.from_numpy(a).to(dev) for a in data())
-        return _torch_train_step(torch.optim.SGD(twin.parameters(), **sgd), lambda: torch_loss(torch, twin(x), target))
-    return Case(name, size, build, {"eager": peer}, kind="model")
+        return torch.optim.SGD(model.parameters(), **sgd), (lambda: torch_loss(torch, model(x), target)), (x, target)
+
+    def eager(dev):
+        optimizer, loss, _ = twin(require_torch(), dev)
+        return _torch_train_step(optimizer, loss)
+
+    def graphed(dev):
+        _cuda_only(dev)
+        torch = require_torch()
+        optimizer, loss, static = twin(torch, dev)
+        batch = tuple(a.clone() for a in static)         # the next batch, already on the device
+        return _torch_graphed_step(torch, optimizer, loss, list(zip(static, batch)))
+    return Case(name, size, build, {"eager": eager, "CUDA graph": graphed}, kind="model")
 
 
 def xor_cases():
@@ -133,14 +182,27 @@ def char_lstm_cases(n, t, vocab, h):
             opt.step()
         return step
 
-    def peer(dev):
-        torch = require_torch()
+    def twin(torch, dev, one_hot):
         lstm = torch.nn.LSTM(vocab, h, batch_first=True).to(dev)
         head = torch.nn.Linear(h, vocab).to(dev)
         ids, targets = (torch.from_numpy(a).to(dev) for a in data())
 
         def loss():
-            logits = head(lstm(torch.nn.functional.one_hot(ids, vocab).float())[0])
+            logits = head(lstm(one_hot(ids))[0])
             return torch.nn.functional.cross_entropy(logits.reshape(n * t, vocab), targets.reshape(-1))
-        return _torch_train_step(torch.optim.SGD([*lstm.parameters(), *head.parameters()], lr=0.1), loss)
-    return [Case("char-lstm step", f"b{n} T{t} V{vocab} H{h}", build, {"nn.LSTM": peer}, kind="model")]
+        return torch.optim.SGD([*lstm.parameters(), *head.parameters()], lr=0.1), loss, (ids, targets)
+
+    def eager(dev):
+        torch = require_torch()
+        optimizer, loss, _ = twin(torch, dev, lambda ids: torch.nn.functional.one_hot(ids, vocab).float())
+        return _torch_train_step(optimizer, loss)
+
+    def graphed(dev):
+        _cuda_only(dev)
+        torch = require_torch()
+        rows = torch.eye(vocab, device=dev)              # one_hot checks its input on the host: a row gather does not
+        optimizer, loss, static = twin(torch, dev, lambda ids: rows[ids])
+        batch = tuple(a.clone() for a in static)
+        return _torch_graphed_step(torch, optimizer, loss, list(zip(static, batch)))
+    return [Case("char-lstm step", f"b{n} T{t} V{vocab} H{h}", build, {"nn.LSTM": eager, "nn.LSTM CUDA graph": graphed},
+                 kind="model")]

@@ -3,6 +3,7 @@ import json
 import os
 import platform
 import sys
+from importlib import metadata
 
 import numpy
 
@@ -46,8 +47,7 @@ def machine_info(devices):
 
 def versions(with_torch):
     """Versions of Python, NumPy, CuPy (and CUDA), PyTorch (and cuDNN) and gpudl."""
-    from .. import __version__
-    found = {"python": platform.python_version(), "numpy": numpy.__version__, "gpudl": __version__}
+    found = {"python": platform.python_version(), "numpy": numpy.__version__, "gpudl": metadata.version("gpudl")}
     cupy = sys.modules.get("cupy")
     if cupy is None:
         try:

@@ -18,35 +18,46 @@ class Target:
 
 
 def targets(quick=False):
-    """The project's performance targets, each tied to the case that measures it (full sizes only)."""
+    """The project's performance targets, each tied to the case (and PyTorch peer) that measures it (full sizes only);
+    the GPU ones are issue 10's."""
     if quick:
         return [Target("a second process reaches its first training step in under 2 s without compiling",
                        "cpu", "startup to first step", "LeNet-5 b64, new process", "seconds", 2.0)]
-    found = [
-        Target("LeNet-5 step b256 no slower than PyTorch eager", "cuda", "lenet5 step", "b256", "ratio", 1.0),
-        Target("LeNet-5 step b1024 within 1.2x of PyTorch eager", "cuda", "lenet5 step", "b1024", "ratio", 1.2),
+    found = []
+    for n in (64, 256, 1024):
+        found += [
+            Target(f"LeNet-5 step b{n} <= 0.5x PyTorch eager", "cuda", "lenet5 step", f"b{n}", "ratio", 0.5, "eager"),
+            Target(f"LeNet-5 step b{n} no slower than PyTorch's whole-step CUDA graph", "cuda", "lenet5 step",
+                   f"b{n}", "ratio", 1.0, "CUDA graph"),
+        ]
+    found += [
+        Target("char-LSTM step b64 T64 H256 no slower than PyTorch nn.LSTM (cuDNN) eager", "cuda", "char-lstm step",
+               "b64 T64 V64 H256", "ratio", 1.0, "nn.LSTM"),
+        Target("LSTM b64 T128 in128 H256 fwd+bwd within 1.5x of cuDNN nn.LSTM", "cuda", "lstm seq fwd+bwd",
+               "b64 T128 in128 H256", "ratio", 1.5, "nn.LSTM"),
+        Target("LSTM b64 T128 in128 H256 fwd+bwd >= 6x faster than an LSTMCell loop", "cuda", "lstm seq fwd+bwd",
+               "b64 T128 in128 H256", "ratio", 1 / 6, "LSTMCell loop"),
         Target("Conv2D 3x3 64->64 56x56 b64 fwd+bwd within 2x of cuDNN", "cuda", "conv2d fwd+bwd",
-               "b64 64->64 3x3 56x56 same", "ratio", 2.0),
-        Target("LSTM b64 T128 in128 H256 fwd+bwd >= 3x faster than an LSTMCell loop", "cuda", "lstm seq fwd+bwd",
-               "b64 T128 in128 H256", "ratio", 1 / 3, "LSTMCell loop"),
-        Target("LSTM b64 T128 in128 H256 fwd+bwd within 2.5x of cuDNN nn.LSTM", "cuda", "lstm seq fwd+bwd",
-               "b64 T128 in128 H256", "ratio", 2.5, "nn.LSTM"),
+               "b64 64->64 3x3 56x56 same", "ratio", 2.0, "nn.Conv2d"),
         # issue 14: the CPU fallback as fast as PyTorch on the same cores (run with --threads 2, and --threads 1)
-        Target("2-core CPU: LeNet-5 step b64 no slower than PyTorch CPU", "cpu", "lenet5 step", "b64", "ratio", 1.0),
-        Target("2-core CPU: LeNet-5 step b256 no slower than PyTorch CPU", "cpu", "lenet5 step", "b256", "ratio", 1.0),
+        Target("2-core CPU: LeNet-5 step b64 no slower than PyTorch CPU", "cpu", "lenet5 step", "b64", "ratio", 1.0,
+               "eager"),
+        Target("2-core CPU: LeNet-5 step b256 no slower than PyTorch CPU", "cpu", "lenet5 step", "b256", "ratio", 1.0,
+               "eager"),
         Target("2-core CPU: char-LSTM step no slower than PyTorch nn.LSTM", "cpu", "char-lstm step",
                "b64 T64 V64 H256", "ratio", 1.0, "nn.LSTM"),
         Target("2-core CPU: LSTM b64 T128 in128 H256 fwd+bwd no slower than PyTorch nn.LSTM", "cpu",
                "lstm seq fwd+bwd", "b64 T128 in128 H256", "ratio", 1.0, "nn.LSTM"),
-        Target("2-core CPU: XOR MLP step faster than PyTorch's", "cpu", "xor mlp step", "2-4-1 b4", "ratio", 1.0),
+        Target("2-core CPU: XOR MLP step faster than PyTorch's", "cpu", "xor mlp step", "2-4-1 b4", "ratio", 1.0,
+               "eager"),
     ]
     for name in ("im2col", "col2im"):
         found.append(Target(f"{name} >= 60% of copy bandwidth", "cuda", name, "b64 64ch 56x56 3x3 pad1",
                             "bandwidth", 0.6))
     for kind in ("max", "avg"):
-        for suffix in ("fwd", "fwd+bwd"):
-            found.append(Target(f"{kind}pool2d {suffix} >= 60% of copy bandwidth", "cuda", f"{kind}pool2d {suffix}",
-                                "64x64x112x112 2x2", "bandwidth", 0.6))
+        for suffix, share in (("fwd", 0.6), ("fwd+bwd", 0.4)):
+            found.append(Target(f"{kind}pool2d {suffix} >= {100 * share:.0f}% of copy bandwidth", "cuda",
+                                f"{kind}pool2d {suffix}", "64x64x112x112 2x2", "bandwidth", share))
     for dev in ("cpu", "cuda"):
         found.append(Target("a second process reaches its first training step in under 2 s without compiling",
                             dev, "startup to first step", "LeNet-5 b64, new process", "seconds", 2.0))

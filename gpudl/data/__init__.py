@@ -6,7 +6,7 @@ from .digits import load_digits, resize_bilinear
 from .loader import DataLoader
 from .mnist import IDXError, load_mnist, read_idx
 from .points import separable_points, xor
-from .text import SequenceBatches, Vocabulary, default_corpus, load_text
+from .text import SequenceBatches, TextBatches, Vocabulary, default_corpus, load_text
 
 __all__ = ["DataLoader", "IDXError", "load_digits", "load_mnist", "random_shift", "read_idx", "resize_bilinear",
-           "separable_points", "xor", "SequenceBatches", "Vocabulary", "default_corpus", "load_text"]
+           "separable_points", "xor", "SequenceBatches", "TextBatches", "Vocabulary", "default_corpus", "load_text"]

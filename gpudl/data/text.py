@@ -11,6 +11,8 @@ import re
 
 import numpy
 
+from ..backend import device as resolve_device
+from ..backend import to_device
 from ..readers import FileFormatError, describe_size, open_regular
 
 # Modules whose docstrings make the default corpus, in this order (deterministic for a given Python version).
@@ -164,3 +166,22 @@ class SequenceBatches:
         for k in range(len(self)):
             cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
             yield self.inputs[:, cols], self.targets[:, cols]
+
+
+class TextBatches:
+    """A loader for `train.fit`: the (inputs, targets) batches of SequenceBatches, each moved to `device`.
+
+    Row n of batch k+1 continues row n of batch k (a stateful recurrent layer's carried state belongs to it). The
+    order is fixed, so there is no generator state to checkpoint.
+    """
+
+    def __init__(self, indices, batch_size, seq_len, device="cpu"):
+        self.batches = SequenceBatches(indices, batch_size, seq_len)
+        self.device = resolve_device(device)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for inputs, targets in self.batches:
+            yield to_device(inputs, self.device), to_device(targets, self.device)

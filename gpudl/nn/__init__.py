@@ -4,7 +4,7 @@ from .conv import Conv2D
 from .dense import Dense
 from .flatten import Flatten
 from .init import manual_seed
-from .loss import MSELoss, SoftmaxCrossEntropy
+from .loss import MSELoss, SequenceCrossEntropy, SoftmaxCrossEntropy
 from .module import Module, Parameter, Sequential
 from .pooling import AvgPool2D, MaxPool2D
 from .recurrent import LSTM, RNN

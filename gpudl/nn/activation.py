@@ -18,12 +18,10 @@ class Activation(Module):
             raise TypeError(f"{self!r}: expected an array, got {type(v).__name__}")
         y = self._phi(v)
         self._kept = y if self.keeps_output else v
-        return y
+        return self._forward_output(y)
 
     def backward(self, dy):
-        if self._kept is None:
-            raise RuntimeError(f"{self!r}.backward() called before forward()")
-        return self._dphi(self._kept, dy)
+        return self._dphi(self._kept, self._backward_input(dy, consume=False))
 
 
 def _activation(name, phi, dphi, doc, keeps_output=False):

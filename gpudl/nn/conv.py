@@ -34,10 +34,11 @@ class Conv2D(Module):
         # the col of the last step, released by its backward, is written over: no new col-sized array per step
         y, self._col = F.conv2d(x, self.W.data, self.b.data, self.strides, self._pads, col=self._spare_col)
         self._spare_col = None
-        return y
+        return self._forward_output(y)
 
     def backward(self, dy):
-        dx, dW, db = F.conv2d_backward(dy, self._col, self.W.data, self._x_shape, self.strides, self._pads)
+        dx, dW, db = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
+                                       self._pads)
         self._spare_col, self._col = self._col, None
         self.W.grad += dW
         self.b.grad += db

@@ -19,10 +19,12 @@ class Dense(Module):
         if x.shape[1] != self.in_features:
             raise ValueError(f"{self!r}: expected input of shape (N, {self.in_features}), got {tuple(x.shape)}")
         self._x = x
-        return F.dense(x, self.W.data, self.b.data)
+        return self._forward_output(F.dense(x, self.W.data, self.b.data))
 
     def backward(self, dy):
+        dy = self._backward_input(dy)
         dx, dW, db = F.dense_backward(self._x, self.W.data, dy)
+        self._x = None
         self.W.grad += dW
         self.b.grad += db
         return dx

@@ -8,8 +8,11 @@ class Flatten(Module):
     def forward(self, x):
         if not hasattr(x, "ndim") or x.ndim < 2:
             raise ValueError(f"Flatten: expected an array of rank >= 2, got {getattr(x, 'shape', type(x).__name__)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"Flatten: empty batch (input shape {tuple(x.shape)}); a batch needs at least one "
+                             f"sample")
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return self._forward_output(x.reshape(x.shape[0], -1))
 
     def backward(self, dy):
-        return dy.reshape(self._shape)
+        return self._backward_input(dy, consume=False).reshape(self._shape)

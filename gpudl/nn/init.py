@@ -1,18 +1,28 @@
-"""Random initial weights, drawn on the host from one seeded generator and moved with the model."""
+"""Random initial weights, drawn on the host from a seeded generator and moved with the model.
+
+Each thread has its own default generator (`manual_seed` seeds the calling thread's), so two threads that build
+models at the same time, each after its own manual_seed, get the weights they would get alone; a thread that never
+called manual_seed draws from fresh, unseeded randomness.
+"""
+import threading
+
 import numpy
 
-_rng = numpy.random.default_rng()
+_local = threading.local()
 
 
 def manual_seed(seed):
-    """Seed the generator behind every new layer's initial weights."""
-    global _rng
-    _rng = numpy.random.default_rng(seed)
+    """Seed this thread's generator behind every new layer's initial weights."""
+    _local.rng = numpy.random.default_rng(seed)
 
 
 def generator(rng=None):
-    """The generator to draw from: a given one, else the seeded module-wide one."""
-    return rng if rng is not None else _rng
+    """The generator to draw from: a given one, else this thread's seeded default."""
+    if rng is not None:
+        return rng
+    if getattr(_local, "rng", None) is None:
+        _local.rng = numpy.random.default_rng()
+    return _local.rng
 
 
 def uniform(shape, bound, dtype, rng=None):

@@ -38,6 +38,9 @@ def _check_pred(loss, pred, target):
             raise TypeError(f"{type(loss).__name__}: the {name} must be an array, got {type(a).__name__}")
     if not numpy.issubdtype(pred.dtype, numpy.floating):
         raise TypeError(f"{type(loss).__name__}: the prediction must be floating-point, got dtype {pred.dtype}")
+    if pred.ndim and pred.shape[0] == 0:
+        raise ValueError(f"{type(loss).__name__}: empty batch (prediction shape {tuple(pred.shape)}); the mean "
+                         f"loss of no samples is undefined")
     if get_array_module(pred) is not get_array_module(target):
         raise TypeError(f"{type(loss).__name__}: prediction and target are on different devices "
                         f"({get_array_module(pred).__name__} vs {get_array_module(target).__name__})")
@@ -83,3 +86,22 @@ class SoftmaxCrossEntropy(Loss):
             self._check_finite(pred, target)
         loss, self._dpred = F.softmax_cross_entropy(pred, target.astype(pred.dtype, copy=False))
         return get_array_module(pred).asarray(loss)
+
+
+class SequenceCrossEntropy(Loss):
+    """Mean cross-entropy per step: logits (N, T, V) against integer targets (N, T), taken as N*T rows of
+    SoftmaxCrossEntropy: L = -1/(N T) sum_{n,t} log softmax(z_nt)[y_nt]."""
+
+    def __init__(self, check=True):
+        super().__init__(check)
+        self.rows = SoftmaxCrossEntropy(check=check)
+
+    def forward(self, pred, target):
+        _check_pred(self, pred, target)
+        if pred.ndim != 3 or tuple(target.shape) != tuple(pred.shape[:2]):
+            raise ValueError(f"SequenceCrossEntropy: expected logits (N, T, V) and integer targets (N, T), got "
+                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        n, t, v = pred.shape
+        loss = self.rows.forward(pred.reshape(n * t, v), target.reshape(n * t))
+        self._dpred = self.rows.backward().reshape(pred.shape)
+        return loss

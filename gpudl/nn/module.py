@@ -28,9 +28,17 @@ class Parameter:
 
 
 class Module:
-    """Base class of layers and models: parameters are found by walking attributes in the order they were set."""
+    """Base class of layers and models: parameters are found by walking attributes in the order they were set.
+
+    A layer's forward ends with `self._forward_output(y)` and its backward starts with `self._backward_input(dy)`:
+    the gradient must have the shape of the output it belongs to, and each forward is back-propagated at most once
+    (backward before forward is a clear RuntimeError, and so is a second backward after one forward in a layer that
+    accumulates parameter gradients or frees what its backward needs; a layer without either passes consume=False).
+    Both compare shapes only, on the host, so they cost no device synchronisation.
+    """
 
     training = True
+    _output_shape = None    # the shape forward returned, until backward consumes it
 
     def forward(self, x):
         raise NotImplementedError
@@ -40,6 +48,26 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def _forward_output(self, y):
+        """Remember the shape of the output `y` (for backward's check) and return `y`."""
+        self._output_shape = tuple(y.shape)
+        return y
+
+    def _backward_input(self, dy, consume=True):
+        """Check dy against the output of the forward it back-propagates; `consume`: at most one backward per
+        forward."""
+        shape = self._output_shape
+        if shape is None:
+            raise RuntimeError(f"{self!r}: backward() called before forward(), or twice for one forward()")
+        if not hasattr(dy, "shape"):
+            raise TypeError(f"{self!r}: backward() expects an array, got {type(dy).__name__}")
+        if tuple(dy.shape) != shape:
+            raise ValueError(f"{self!r}: backward() got a gradient of shape {tuple(dy.shape)}, but forward() "
+                             f"returned shape {shape}")
+        if consume:
+            self._output_shape = None
+        return dy
 
     def named_parameters(self, prefix=""):
         """[(dotted name, Parameter)], e.g. ("0.W", ...) for the first layer of a Sequential."""
@@ -185,13 +213,16 @@ class Sequential(Module):
 
 
 def check_input(layer, x, ndim, what):
-    """Raise a clear error when x is not a floating array of rank `ndim` matching the layer's dtype and device."""
+    """Raise a clear error when x is not a floating array of rank `ndim` with at least one sample, matching the
+    layer's dtype and device."""
     name = repr(layer)
     xp = get_array_module(x)
     if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
         raise TypeError(f"{name}: expected an array {what}, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name}: expected input of rank {ndim} {what}, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: empty batch (input shape {tuple(x.shape)}); a batch needs at least one sample")
     if not numpy.issubdtype(x.dtype, numpy.floating):
         raise TypeError(f"{name}: expected a floating-point input, got dtype {x.dtype}")
     first = next((v for v in vars(layer).values() if isinstance(v, Parameter)), None)  # not a walk of the tree

@@ -26,18 +26,20 @@ class MaxPool2D(_Pool2D):
     def forward(self, x):
         geometry = self._geometry(x)
         y, self._argmax = F.max_pool2d(x, *geometry)
-        return y
+        return self._forward_output(y)
 
     def backward(self, dy):
-        return F.max_pool2d_backward(dy, self._argmax, self._x_shape, *self.pool_size, *self.strides, self._pads)
+        dy = self._backward_input(dy)
+        argmax, self._argmax = self._argmax, None
+        return F.max_pool2d_backward(dy, argmax, self._x_shape, *self.pool_size, *self.strides, self._pads)
 
 
 class AvgPool2D(_Pool2D):
     """y = the mean of each window's real cells (padded cells are not counted)."""
 
     def forward(self, x):
-        return F.avg_pool2d(x, *self._geometry(x))
+        return self._forward_output(F.avg_pool2d(x, *self._geometry(x)))
 
     def backward(self, dy):
-        return F.avg_pool2d_backward(dy, self._x_shape, *self.pool_size, *self.strides, self._pads)
+        return F.avg_pool2d_backward(self._backward_input(dy, consume=False), self._x_shape, *self.pool_size, *self.strides, self._pads)
 

@@ -110,12 +110,12 @@ class _Recurrent(Module):
     def _upstream(self, dh_seq, dstate):
         """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple."""
         if getattr(self, "_hs", None) is None:
-            raise RuntimeError(f"{self!r}: backward() called before forward()")
+            raise RuntimeError(f"{self!r}: backward() called before forward(), or twice for one forward()")
         t, n, h = self._hs.shape[0] - 1, self._hs.shape[1], self.hidden_size
         xp = get_array_module(self._hs)
-        if dh_seq is not None and tuple(dh_seq.shape) != (n, t, h):
-            raise ValueError(f"{self!r}: gradient of shape {tuple(dh_seq.shape)} does not match the output "
-                             f"({n}, {t}, {h})")
+        if dh_seq is not None and tuple(getattr(dh_seq, "shape", ())) != (n, t, h):
+            raise ValueError(f"{self!r}: backward() got a gradient of shape {tuple(getattr(dh_seq, 'shape', ()))}, "
+                             f"but forward() returned shape {(n, t, h)}")
         if dstate is None:
             return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) for _ in range(self.state_parts))
         parts = (dstate,) if self.state_parts == 1 else tuple(dstate)

@@ -1,4 +1,5 @@
-"""The training loop: epochs of mini-batches, evaluation on held-out data, progress, checkpoints and a run report.
+"""The training loop: epochs of mini-batches (one `train_step` each), evaluation on held-out data, progress,
+checkpoints and a run report.
 
 `fit` is generic. It needs
 - model: forward(x) -> prediction, backward(dpred), parameters(), train()/eval() (any gpudl Module);
@@ -18,35 +19,51 @@ continue each other row by row) has reset_state(); fit and evaluate call it befo
 evaluate again after it, so each epoch and each evaluation starts from a zero state. The carried state is
 therefore never part of a checkpoint, and a resumed run still ends where an uninterrupted one does.
 
-The losses and accuracy counts of the steps stay on the device and are read back together every SYNC_EVERY steps
-and at the end of each epoch (one host sync per window instead of one per step, so the host can queue the next steps
-while the GPU computes). A loss that turns NaN or infinite stops the run (TrainingDiverged) at the end of its
-window, within SYNC_EVERY steps; the message names the step where it happened, and the last checkpoint written
-before it stays (the model in memory may have taken the window's remaining steps). A loss's forward must therefore
-return a new value per call (gpudl's losses do), not a buffer it overwrites.
+The losses and accuracy counts of the steps stay on the device and are read back together every `sync_every` steps
+(SYNC_EVERY by default) and at the end of each epoch (one host sync per window instead of one per step, so the host
+can queue the next steps while the GPU computes). A loss that turns NaN or infinite stops the run (TrainingDiverged)
+at the end of its window; the message names the step where it happened, and the last checkpoint written before it
+stays (the model in memory may have taken the window's remaining steps). A loss's forward must therefore return a
+new value per call (gpudl's losses do), not a buffer it overwrites. A test loss that is not finite stops the run
+too, and so does a NumPy floating-point overflow, division by zero or invalid operation inside an epoch (NumPy's
+errstate is set to raise there, and the error becomes TrainingDiverged in gpudl's words, instead of RuntimeWarnings
+printed on the terminal).
 Checkpoints (every `checkpoint_every` epochs and after the last) go to out/checkpoint.npz through
 serialization.save_arrays, which writes a temporary file and renames it, so a killed run never leaves a half-written
 checkpoint. A checkpoint holds the parameters (model/NAME), the optimizer state (optim/KEY), the epoch, the loader's
-generator state and the history so far; `resume=True` continues from it to the result an uninterrupted run gives.
+generator state, the history so far and the run's `config`; `resume=True` continues from it to the result an
+uninterrupted run gives. A resume is refused (ResumeMismatch) when `config` differs from the checkpoint's in a
+setting other than `free_on_resume` (the number of epochs, the device, gpudl's version), or when `schedule` gives
+other learning rates for the epochs already trained than the history recorded; `override=True` continues anyway
+and records each change, old and new value, in the report's "overrides". A checkpoint that already holds `epochs`
+epochs leaves nothing to train and is refused too.
 """
 import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 import numpy
 
-from .backend import device_of, get_array_module, to_device, to_numpy
-from .optim import clip_grad_norm
-from .serialization import load_arrays, save, save_arrays
+from ..backend import get_array_module, to_numpy
+from ..optim import clip_grad_norm
+from ..serialization import save
+from .checkpoint import read_checkpoint, save_checkpoint
+from .report import CHECKPOINT, MODEL, write_report
 
-CHECKPOINT, REPORT, MODEL, CURVES = "checkpoint.npz", "report.json", "model.npz", "curves.png"
-SYNC_EVERY = 16         # training steps between reads of the loss on the host
+SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
+FREE_ON_RESUME = ("epochs", "device", "gpudl")  # config keys a resume may change (see the module's docstring)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite (or NumPy met an overflow or invalid operation while training)."""
+
+
+class ResumeMismatch(ValueError):
+    """A resume with settings that change the result, or with nothing left to train."""
 
 
 def accuracy(pred, target):
@@ -130,7 +147,7 @@ class _Progress:
 
     def __init__(self, enabled, total, desc, stream):
         self.bar, self.enabled, self.stream, self.desc = None, enabled, stream, desc
-        if enabled and total > 1:
+        if enabled and total > 1 and _is_terminal(stream):     # no \r updates into a log file
             try:
                 from tqdm.auto import tqdm
                 self.bar = tqdm(total=total, desc=desc, file=stream, leave=True, dynamic_ncols=True)
@@ -151,38 +168,11 @@ class _Progress:
             print(f"{self.desc}: {line}", file=self.stream, flush=True)
 
 
-def _optim_state(optimizer):
-    return {f"optim/{k}": numpy.asarray(v) for k, v in optimizer.state_dict().items()}
-
-
-def save_checkpoint(path, model, optimizer, epoch, loader=None, history=()):
-    """Write model, optimizer, epoch, loader generator state and history to `path` atomically."""
-    arrays = {f"model/{name}": to_numpy(p.data) for name, p in model.named_parameters()}
-    arrays.update(_optim_state(optimizer))
-    arrays["epoch"] = numpy.array(epoch)
-    arrays["history"] = numpy.array(json.dumps(list(history)))
-    if hasattr(loader, "state_dict"):
-        arrays["loader_rng"] = numpy.array(loader.state_dict())
-    save_arrays(path, arrays)
-
-
-def load_checkpoint(path, model, optimizer, loader=None):
-    """Restore what save_checkpoint wrote; returns (epoch, history)."""
-    arrays = load_arrays(path)
-    params = dict(model.named_parameters())
-    names = {k[len("model/"):] for k in arrays if k.startswith("model/")}
-    if names != set(params):
-        raise ValueError(f"{path}: the checkpoint does not fit this model (parameters {sorted(names)} "
-                         f"vs {sorted(params)})")
-    for name, p in params.items():
-        value = arrays[f"model/{name}"]
-        if value.shape != tuple(p.data.shape):
-            raise ValueError(f"{path}: parameter {name} has shape {value.shape}, the model has {tuple(p.data.shape)}")
-        p.data[...] = to_device(value.astype(p.data.dtype), device_of(p.data))
-    optimizer.load_state_dict({k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")})
-    if "loader_rng" in arrays and hasattr(loader, "load_state_dict"):
-        loader.load_state_dict(arrays["loader_rng"].item())
-    return int(arrays["epoch"]), json.loads(arrays["history"].item())
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):   # no isatty, or a closed stream
+        return False
 
 
 def cosine_schedule(lr, epochs, final_fraction=0.0):
@@ -193,9 +183,77 @@ def cosine_schedule(lr, epochs, final_fraction=0.0):
     return schedule
 
 
+@dataclass
+class RunState:
+    """What a training run carries from batch to batch and epoch to epoch (fit builds one; train_step and run_epoch
+    read it)."""
+    model: Any
+    loss: Any
+    optimizer: Any
+    train_loader: Any
+    eval_loader: Any = None
+    metric: Optional[Callable] = accuracy
+    epochs: int = 1
+    clip_norm: Optional[float] = None
+    on_epoch_end: Optional[Callable] = None
+    sync_every: int = SYNC_EVERY
+    stream: Any = None
+    checkpoint: Optional[str] = None    # out/checkpoint.npz, or None without an output folder
+    history: list = field(default_factory=list)
+    last_good: Optional[int] = None     # the epoch of the last checkpoint written
+
+
+def _normalized(config):
+    """`config` as it reads back from JSON (tuples become lists), for comparing with a checkpoint's."""
+    return json.loads(json.dumps(config or {}))
+
+
+def resume_changes(checkpoint, config, schedule, free_on_resume=FREE_ON_RESUME):
+    """{setting: (checkpoint's value, this run's value)} for every setting that changes a resumed run's result:
+    each config key outside `free_on_resume`, and "schedule" when `schedule(epoch)` differs from the learning rate
+    the history recorded for an epoch already trained."""
+    changes = {}
+    if checkpoint.config is not None:
+        old, new = checkpoint.config, _normalized(config)
+        for key in sorted(set(old) | set(new)):
+            if key not in free_on_resume and old.get(key) != new.get(key):
+                changes[key] = (old.get(key), new.get(key))
+    if schedule is not None:
+        for record in checkpoint.history:
+            recorded, planned = record.get("lr"), schedule(record["epoch"])
+            if isinstance(recorded, (int, float)) and not math.isclose(recorded, planned, rel_tol=1e-9):
+                changes["schedule"] = (f"lr {recorded:.6g} at epoch {record['epoch']}", f"lr {planned:.6g}")
+                break
+    return changes
+
+
+def _resume(run, resume_config, schedule, override, free_on_resume):
+    """Read the checkpoint, refuse what fit must not continue, apply it; returns (start epoch, overrides)."""
+    path = run.checkpoint
+    if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"nothing to resume: no checkpoint at {path or '(no output folder given)'}")
+    checkpoint = read_checkpoint(path, run.model, run.optimizer)
+    if checkpoint.epoch >= run.epochs:
+        raise ResumeMismatch(f"nothing to train: {path} already holds epoch {checkpoint.epoch} and the run asks "
+                             f"for {run.epochs} epochs in all; ask for more epochs (gpudl train: --epochs N with N > "
+                             f"{checkpoint.epoch})")
+    changes = resume_changes(checkpoint, resume_config, schedule, free_on_resume)
+    overrides = list(checkpoint.overrides)
+    if changes and not override:
+        listed = "; ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changes.items())
+        raise ResumeMismatch(f"{path} was trained with other settings ({listed}); resuming with them changes the "
+                             f"result: pass --override (fit: override=True) to continue with the new values")
+    if changes:
+        overrides.append({"epoch": checkpoint.epoch,
+                          "changes": {key: {"checkpoint": old, "now": new} for key, (old, new) in changes.items()}})
+    checkpoint.apply(run.train_loader)
+    run.history = checkpoint.history
+    return checkpoint.epoch, overrides
+
+
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
         metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
-        clip_norm=None, on_epoch_end=None):
+        clip_norm=None, on_epoch_end=None, sync_every=None, override=False, free_on_resume=FREE_ON_RESUME):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -206,46 +264,48 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     `clip_norm`, when given, scales the gradients to a global L2 norm of at most clip_norm before every step
     (optim.clip_grad_norm). `on_epoch_end(record)`, when given, runs after each epoch's training and evaluation: it
     may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
-    string it returns is appended to the epoch's progress line.
+    string it returns is appended to the epoch's progress line. `sync_every` (default SYNC_EVERY) is the number of
+    steps whose losses are read back to the host together. `override` and `free_on_resume`: see the module's
+    docstring (what a resume may change).
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"fit: epochs must be a positive int, got {epochs!r}")
-    for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+    sync_every = SYNC_EVERY if sync_every is None else sync_every
+    for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every), ("sync_every", sync_every)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
-    stream = stream if stream is not None else sys.stderr
-    checkpoint = os.path.join(out, CHECKPOINT) if out else None
-    history, start, last_good = [], 0, None
+    run = RunState(model, loss, optimizer, train_loader, eval_loader, metric, epochs, clip_norm, on_epoch_end,
+                   sync_every, stream if stream is not None else sys.stderr,
+                   os.path.join(out, CHECKPOINT) if out else None)
+    start, overrides = 0, []
     if resume:
-        if not checkpoint or not os.path.exists(checkpoint):
-            raise FileNotFoundError(f"nothing to resume: no checkpoint at {checkpoint or '(no output folder given)'}")
-        start, history = load_checkpoint(checkpoint, model, optimizer, train_loader)
-        last_good = start
-    report = {"config": dict(config or {}), "epochs": epochs, "status": "running", "history": history,
+        start, overrides = _resume(run, config, schedule, override, free_on_resume)
+        run.last_good = start
+    report = {"config": dict(config or {}), "epochs": epochs, "status": "running", "history": run.history,
               "parameters": int(sum(p.data.size for p in model.parameters()))}
+    if overrides:
+        report["overrides"] = overrides
     model.train()
     try:
         for epoch in range(start + 1, epochs + 1):
             if schedule is not None:
                 optimizer.lr = schedule(epoch)
-            show = progress and (epoch % log_every == 0 or epoch == epochs)
-            record = _train_epoch(model, loss, optimizer, train_loader, metric, epoch, epochs, show, stream,
-                                  eval_loader, last_good, checkpoint, clip_norm, on_epoch_end)
-            history.append(record)
-            if checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):
-                save_checkpoint(checkpoint, model, optimizer, epoch, train_loader, history)
-                last_good = epoch
+            run.history.append(run_epoch(run, epoch, show=progress and (epoch % log_every == 0 or epoch == epochs)))
+            if run.checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):
+                save_checkpoint(run.checkpoint, model, optimizer, epoch, train_loader, run.history,
+                                config=_normalized(config), overrides=overrides)
+                run.last_good = epoch
         report["status"] = "completed"
     except BaseException as exc:
         report["status"] = "diverged" if isinstance(exc, TrainingDiverged) else "interrupted"
         report["error"] = str(exc) or type(exc).__name__
         raise
     finally:
-        report["last_checkpoint_epoch"] = last_good
-        report["final"] = history[-1] if history else None
-        report["seconds"] = round(sum(r["seconds"] for r in history), 3)
+        report["last_checkpoint_epoch"] = run.last_good
+        report["final"] = run.history[-1] if run.history else None
+        report["seconds"] = round(sum(r["seconds"] for r in run.history), 3)
         if out:
             if report["status"] == "completed":
                 save(model, os.path.join(out, MODEL))
@@ -253,10 +313,43 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     return report
 
 
-def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress, stream, eval_loader, last_good,
-                 checkpoint, clip_norm=None, on_epoch_end=None):
-    bar = _Progress(progress, len(loader), f"epoch {epoch}/{epochs}", stream)
-    _reset_state(model)
+def train_step(run, x, y):
+    """One mini-batch: zero the gradients, forward, loss, backward, clip (when asked), update.
+
+    Returns (prediction, loss), both still on the device.
+    """
+    run.optimizer.zero_grad()
+    pred = run.model.forward(x)
+    value = run.loss.forward(pred, y)
+    run.model.backward(run.loss.backward())
+    if run.clip_norm is not None:
+        clip_grad_norm(run.model.parameters(), run.clip_norm)
+    run.optimizer.step()
+    return pred, value
+
+
+def _kept(run):
+    return (f"the last good checkpoint ({run.checkpoint}, epoch {run.last_good}) is kept" if run.last_good
+            else "no checkpoint was written yet")
+
+
+def run_epoch(run, epoch, show=False):
+    """One pass over run.train_loader (then an evaluation on run.eval_loader); returns the epoch's record.
+
+    NumPy's floating-point errors raise inside (numpy.errstate) and end the run as TrainingDiverged."""
+    bar = _Progress(show, len(run.train_loader), f"epoch {epoch}/{run.epochs}", run.stream)
+    try:
+        with numpy.errstate(over="raise", divide="raise", invalid="raise"):
+            return _epoch(run, epoch, bar)
+    except FloatingPointError as exc:
+        bar.close("stopped")
+        raise TrainingDiverged(f"numpy reported '{exc}' at epoch {epoch}: the model diverged; training stopped "
+                               f"({_kept(run)}); try a smaller learning rate") from None
+
+
+def _epoch(run, epoch, bar):
+    loader, metric = run.train_loader, run.metric
+    _reset_state(run.model)
     t0 = time.perf_counter()
     totals = {"loss": 0.0, "seen": 0, "correct": 0, "counted": 0, "steps": 0}
     window = _Window()      # the steps whose loss is still on the device
@@ -266,26 +359,18 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
         for value, size in losses:
             totals["steps"] += 1
             if not math.isfinite(value):
-                kept = (f"the last good checkpoint ({checkpoint}, epoch {last_good}) is kept" if last_good
-                        else "no checkpoint was written yet")
                 bar.close("stopped")
                 raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {totals['steps']}; training "
-                                       f"stopped ({kept}); try a smaller learning rate")
+                                       f"stopped ({_kept(run)}); try a smaller learning rate")
             totals["loss"] += value * size
             totals["seen"] += size
         totals["correct"] += sum(h for h, _ in hits)
         totals["counted"] += sum(int(n) for _, n in hits)
 
     for step, (x, y) in enumerate(loader, 1):
-        optimizer.zero_grad()
-        pred = model.forward(x)
-        value = loss.forward(pred, y)
-        model.backward(loss.backward())
-        if clip_norm is not None:
-            clip_grad_norm(model.parameters(), clip_norm)
-        optimizer.step()
+        pred, value = train_step(run, x, y)
         window.add(value, len(x), *(metric(pred, y) if metric is not None else ()))
-        if len(window) < SYNC_EVERY and step < len(loader):
+        if len(window) < run.sync_every and step < len(loader):
             bar.update()
             continue
         read_back()
@@ -296,61 +381,25 @@ def _train_epoch(model, loss, optimizer, loader, metric, epoch, epochs, progress
     read_back()             # nothing left unless the loader yielded fewer batches than its len()
     total_loss, seen, correct, counted = totals["loss"], totals["seen"], totals["correct"], totals["counted"]
     seconds = time.perf_counter() - t0
-    record = {"epoch": epoch, "lr": getattr(optimizer, "lr", None), "train_loss": total_loss / seen,
+    record = {"epoch": epoch, "lr": getattr(run.optimizer, "lr", None), "train_loss": total_loss / seen,
               "train_accuracy": correct / counted if counted else None,
               "seconds": round(seconds, 4), "samples_per_s": round(seen / max(seconds, 1e-9), 1)}
-    if eval_loader is not None:
-        record["test_loss"], record["test_accuracy"] = evaluate(model, loss, eval_loader, metric)
+    if run.eval_loader is not None:
+        record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric)
+        if not math.isfinite(record["test_loss"]):
+            bar.close("stopped")
+            raise TrainingDiverged(f"the test loss became {record['test_loss']} at epoch {epoch}; training stopped "
+                                   f"({_kept(run)}); try a smaller learning rate")
     line = f"loss {record['train_loss']:.4f}"
     if record["train_accuracy"] is not None:
         line += f", acc {record['train_accuracy']:.4f}"
-    if eval_loader is not None:
+    if run.eval_loader is not None:
         line += f", test loss {record['test_loss']:.4f}"
         if record["test_accuracy"] is not None:
             line += f", test acc {record['test_accuracy']:.4f}"
-    extra = on_epoch_end(record) if on_epoch_end is not None else None
+    extra = run.on_epoch_end(record) if run.on_epoch_end is not None else None
     if extra:
         line += f", {extra}"
     line += f", {record['samples_per_s']:.0f} samples/s"
     bar.close(line)
     return record
-
-
-def write_report(out, report):
-    """report.json (written atomically) and, when matplotlib is installed, curves.png of loss and accuracy."""
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, REPORT)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, path)
-    if report["history"]:
-        plot_curves(report["history"], os.path.join(out, CURVES))
-
-
-def plot_curves(history, path):
-    """A PNG of the loss and accuracy per epoch; returns the path, or None when matplotlib is not installed."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(9, 3.5))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for key, label in (("train_loss", "train"), ("test_loss", "test")):
-        if all(r.get(key) is not None for r in history):
-            ax_loss.plot(epochs, [r[key] for r in history], marker=".", label=label)
-    for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
-        if all(r.get(key) is not None for r in history):
-            ax_acc.plot(epochs, [r[key] for r in history], marker=".", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path

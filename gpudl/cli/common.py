@@ -1,0 +1,69 @@
+"""What every part of the `gpudl` command shares: the one-line error, argument types, and the run's seed, folder
+and config."""
+import argparse
+import os
+import sys
+from importlib.metadata import version
+
+import numpy
+
+__version__ = version("gpudl")
+
+
+class CLIError(Exception):
+    """A mistake in the command line or its inputs, reported as one line."""
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and numpy.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def int_at_least(minimum, words):
+    """An argparse type: a whole number >= minimum, else an error that says `words`."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+        return value
+    return parse
+
+
+positive_int = int_at_least(1, "at least 1")
+seed = int_at_least(0, "0 or more")
+
+
+def rng(seed, stream):
+    """An independent generator per purpose (0 weights, 1 shuffling, 2 data split), all from one --seed."""
+    return numpy.random.default_rng([seed, stream])
+
+
+def to_stderr(text):
+    print(text, file=sys.stderr)
+
+
+def out_dir(args):
+    """The run folder: --out, else runs/MODEL."""
+    return args.out or os.path.join("runs", args.model)
+
+
+def run_config(args, **model_args):
+    """The `config` of a run's report.json: what `gpudl predict` rebuilds the model from, and what the run used."""
+    return {"model": args.model, "model_args": model_args, "seed": args.seed, "lr": args.lr,
+            "epochs": args.epochs, "batch_size": args.batch_size, "device": str(args.dev),
+            "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None, "gpudl": __version__}
+
+
+def settle(args, **defaults):
+    """Replace each option left at None by this model's default (so the report records what ran)."""
+    for name, default in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, default)

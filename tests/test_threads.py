@@ -168,7 +168,7 @@ def test_an_exception_in_a_chunk_is_raised_after_every_chunk_ran(split_everythin
 def test_blas_runs_on_one_thread_inside_a_split_and_is_restored_after(split_everything):
     libraries = threads._numpy_blas()
     if not libraries:
-        pytest.skip("threadpoolctl is not installed or does not see NumPy's BLAS")
+        pytest.skip("threadpoolctl does not see NumPy's BLAS")
     lib = libraries[0]
     before = lib.get_num_threads()
     lib.set_num_threads(2)
@@ -210,7 +210,6 @@ def test_a_forked_child_starts_a_pool_of_its_own(split_everything):
 
 def test_bench_threads_sets_the_pool_and_restores_it():
     from gpudl.bench import _thread_limit
-    pytest.importorskip("threadpoolctl")
     threads.set_num_threads(2)
     with _thread_limit(3, use_torch=False):
         assert gpudl.get_num_threads() == 3

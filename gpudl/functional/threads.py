@@ -10,8 +10,8 @@ The number of threads: set_num_threads(n), else the environment variable GPUDL_N
 process may run on, capped by OMP_NUM_THREADS (or OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) when one is set.
 
 With more than one thread the pool owns the cores: the NumPy path splits its matrix products over the pool too
-(functional.linear.matmul), and while a split runs NumPy's BLAS is held to one thread (through threadpoolctl, when it
-is installed), so BLAS threads neither compete with the pool nor keep spinning after a product while the pool works.
+(functional.linear.matmul), and while a split runs NumPy's BLAS is held to one thread (through threadpoolctl), so
+BLAS threads neither compete with the pool nor keep spinning after a product while the pool works.
 """
 import operator
 import os
@@ -85,16 +85,11 @@ def set_num_threads(n):
 
 
 def _numpy_blas():
-    """threadpoolctl's controllers of the BLAS that NumPy loaded (not PyTorch's or another library's); () without
-    threadpoolctl."""
+    """threadpoolctl's controllers of the BLAS that NumPy loaded (not PyTorch's or another library's)."""
     global _blas
     if _blas is None:
-        try:
-            import numpy
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _blas = ()
-            return _blas
+        import numpy
+        from threadpoolctl import ThreadpoolController
         numpy_dir = os.path.dirname(os.path.dirname(numpy.__file__))
         _blas = tuple(lib for lib in ThreadpoolController().lib_controllers
                       if lib.user_api == "blas" and os.path.basename(os.path.dirname(lib.filepath)).startswith("numpy")

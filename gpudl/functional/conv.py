@@ -69,7 +69,7 @@ def col2im(col, h, w, sh, sw, pads):
 # img[n, c, o : o + T], o = i*WP + j, T = OH*WP, with output cell (oh, ow) at t = oh*WP + ow; the WP - OW entries
 # per row past OW are wasted columns whose gradients are zero. So col2im's KH*KW strided adds with OW-long rows
 # become contiguous adds of T-long strips, and computing the strips one kernel row at a time into a reused buffer
-# never allocates a col-sized dcol (fresh pages cost more than the arithmetic here; measured on a 2-core CPU).
+# never allocates a col-sized dcol (fresh pages cost more than the arithmetic here).
 def _strip_geometry(x_shape, kh, kw, pads):
     """Padded height and width (HP, WP), output size (OH, OW), and the strip length T = OH * WP."""
     top, bottom, left, right = pads

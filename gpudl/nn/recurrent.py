@@ -8,12 +8,12 @@ x_t W_x for every t is one matrix product before the time loop; each step then c
 plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
 da_t for every step and finishes with one product each for dW_x, dW_h and dx.
 
-On a GPU the time loop is bound by host time (each CuPy call costs ~10-35 us of Python and driver time, the
-step's arithmetic far less), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
+On a GPU the time loop is bound by host time (each CuPy call costs more Python and driver time than the step's
+arithmetic takes on the device), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
 so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
 the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
 dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
-a cupy array costs ~1-2 us, so each step's views are made once, not once per use.
+a cupy array costs host time, so each step's views are made once, not once per use.
 
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from

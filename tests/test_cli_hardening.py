@@ -153,10 +153,8 @@ def test_info_prints_the_compilers_real_error_line_for_a_broken_kernel_source():
     if not gpu_available() and shutil.which("nvcc") is None:
         pytest.skip("neither a GPU nor nvcc to compile with")
     sources = kernel_sources()
-    # a kernel declared at the start of a line, not inside a macro of common.cuh (which a source might not use)
-    name = next(n for n in sorted(sources) if "\nextern \"C\"" in sources[n])
-    broken = sources[name].replace("\nextern \"C\"",
-                                   "\nstatic int broken_here = not_declared_anywhere;\nextern \"C\"", 1)
+    name = sorted(sources)[0]
+    broken = sources[name] + "\nstatic int broken_here = not_declared_anywhere;\n"
     bad, good = kernel_report(gpu_available(), {name: broken, "real.cu": sources[name]})
     assert bad.startswith(f"kernels: {name} FAILS to compile: ") and "not_declared_anywhere" in bad
     assert "error" in bad and "In file included from" not in bad and "/tmp" not in bad

@@ -1,11 +1,22 @@
-"""The fully connected layer: y_j = sum_i x_i w_ij + b_j, for a batch of rows x.
+"""The fully connected layer: y_j = sum_i x_i w_ij + b_j, for a batch of rows x; and the matrix products of the
+layers above.
 
-On the kernel path every product is one GEMM of kernels.gemm (cuBLAS through our own handle) and the bias and its
-gradient one launch each, so a step of a dense layer can be recorded and replayed (kernels.loader.recording).
+On the NumPy path the products are split over the threads (functional.threads). On the kernel path every product
+is one GEMM of kernels.gemm (cuBLAS through our own handle) and the bias and its gradient one launch each, so a step
+of a dense layer can be recorded and replayed (kernels.loader.recording).
 """
+import numpy
+
 from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
+from .threads import parallel_chunks
+
+
+def _row_cost(a, b):
+    """Elements' worth of work per row of a @ b (a product row costs K*M multiply-adds, ~1/16 of an element's pass
+    each on a vectorized core), for parallel_chunks' grain."""
+    return max(1, a.shape[1] * b.shape[1] // 16)
 
 
 def gemm_operand(a):
@@ -15,13 +26,6 @@ def gemm_operand(a):
     if a.ndim == 2 and a.flags.f_contiguous:
         return a.T, "T"
     return get_array_module(a).ascontiguousarray(a), "N"
-
-
-def matmul(a, b):
-    """a @ b for matrices: one GEMM into a new array on the kernel path."""
-    if on_kernel_path(a):
-        return _gemm(a, b)
-    return a @ b
 
 
 def _gemm(a, b, out=None, beta=0.0):
@@ -34,11 +38,28 @@ def _gemm(a, b, out=None, beta=0.0):
     return kernels.gemm(ta, tb, a, b, out, 1.0, beta)
 
 
+def matmul(a, b):
+    """a @ b for 2-D a (N, K), b (K, M). On the kernel path one GEMM into a new array; on the NumPy path the rows of
+    a are split over the threads, each row computed by the same BLAS product as without threads."""
+    if a.ndim != 2 or b.ndim != 2:
+        return a @ b
+    if on_kernel_path(a):
+        return _gemm(a, b)
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
+    parallel_chunks(a.shape[0], lambda start, stop: numpy.matmul(a[start:stop], b, out=out[start:stop]),
+                    _row_cost(a, b))
+    return out
+
+
 def dense(x, W, b):
     """y = x W + b, with x (N, in), W (in, out), b (out,)."""
     if on_kernel_path(x):
         return kernels.add_bias(_gemm(x, W), b)
-    return x @ W + b
+    y = matmul(x, W)
+    if y.dtype != numpy.result_type(y, b):
+        return y + b
+    y += b
+    return y
 
 
 def dense_backward(x, W, dy, into=None):
@@ -53,7 +74,7 @@ def dense_backward(x, W, dy, into=None):
         _gemm(x.T, dy, out=into[0], beta=1.0)
         kernels.sum_axes(dy, into[1], accumulate=True)
         return _gemm(dy, W.T), into[0], into[1]
-    dx, dW, db = dy @ W.T, x.T @ dy, dy.sum(axis=0)
+    dx, dW, db = matmul(dy, W.T), matmul(x.T, dy), dy.sum(axis=0)
     if into is not None:
         into[0][...] += dW
         into[1][...] += db
@@ -80,5 +101,8 @@ def matmul_add(x, W, out):
         raise ValueError(f"matmul_add: out of shape {tuple(out.shape)} must be C-contiguous")
     if on_kernel_path(out):
         return _gemm(x, W, out=out, beta=1.0)
-    out += x @ W
+
+    def add_rows(start, stop):
+        out[start:stop] += x[start:stop] @ W
+    parallel_chunks(x.shape[0], add_rows, _row_cost(x, W))
     return out

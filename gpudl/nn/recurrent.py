@@ -8,12 +8,12 @@ x_t W_x for every t is one matrix product before the time loop; each step then c
 plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
 da_t for every step and finishes with one product each for dW_x, dW_h and dx.
 
-On a GPU the time loop is bound by host time (each CuPy call costs ~10-35 us of Python and driver time, the
-step's arithmetic far less), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
+On a GPU the time loop is bound by host time (each CuPy call costs more Python and driver time than the step's
+arithmetic takes on the device), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
 so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
 the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
 dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
-a cupy array costs ~1-2 us, so each step's views are made once, not once per use.
+a cupy array costs host time, so each step's views are made once, not once per use.
 
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
@@ -123,19 +123,23 @@ class _Recurrent(Module):
         return tuple(get_array_module(x).ascontiguousarray(part) for part in parts)
 
     def _input_products(self, x):
-        """x_t W_x + b for every t at once: one (N*T, F) x (F, G*H) product, returned time-major (T, N, G*H)."""
+        """x time-major (T, N, F), and x_t W_x + b for every t at once: one (T*N, F) x (F, G*H) product (T, N, G*H).
+
+        Transposing x, not the product, moves F columns per row instead of G*H; the backward keeps x time-major too.
+        """
         n, t, f = x.shape
-        xw = F.dense(x.reshape(n * t, f), self.W_x.data, self.b.data).reshape(n, t, -1)
-        return F.swap01(xw)
+        x_tm = F.swap01(x)
+        xw = F.dense(x_tm.reshape(t * n, f), self.W_x.data, self.b.data)
+        return x_tm, xw.reshape(t, n, -1)
 
     def _weight_grads(self, da):
         """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
         t, n, width = da.shape
-        da_bt = F.swap01(da).reshape(n * t, width)
-        dx, _, _ = F.dense_backward(self._x.reshape(n * t, -1), self.W_x.data, da_bt,
+        da_2d = da.reshape(t * n, width)
+        dx, _, _ = F.dense_backward(self._x.reshape(t * n, -1), self.W_x.data, da_2d,
                                     into=(self.W_x.grad, self.b.grad))
-        F.matmul_add(self._hs[:-1].reshape(t * n, -1).T, da.reshape(t * n, width), self.W_h.grad)
-        return dx.reshape(n, t, self.input_size)
+        F.matmul_add(self._hs[:-1].reshape(t * n, -1).T, da_2d, self.W_h.grad)
+        return F.swap01(dx.reshape(t, n, self.input_size))
 
     def _upstream(self, dh_seq, dstate):
         """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple of
@@ -187,7 +191,7 @@ class RNN(_Recurrent):
         (h,) = self._check(x, state)
         xp = get_array_module(x)
         n, t, _ = x.shape
-        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
+        x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
         hs[0] = h
         h_prev, W_h = hs[0], self.W_h.data
@@ -195,7 +199,7 @@ class RNN(_Recurrent):
             F.matmul_add(h_prev, W_h, a_t)
             xp.tanh(a_t, out=h_t)                       # h_t = tanh(a_t), written into the buffer
             h_prev = h_t
-        self._x, self._hs = x, hs
+        self._x, self._hs = x_tm, hs
         self._carry(hs[t])
         return self._output(hs)
 
@@ -216,7 +220,7 @@ class RNN(_Recurrent):
             xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
             if step:
                 F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = da_at[0] @ W_h_T
+        self.state_grad = F.matmul(da_at[0], W_h_T)
         dx = self._weight_grads(da)
         self._x = self._hs = None
         return dx
@@ -241,7 +245,7 @@ class LSTM(_Recurrent):
         xp = get_array_module(x)
         n, t, _ = x.shape
         size = self.hidden_size
-        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
+        x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, size), dtype=x.dtype)
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
         F.copy_into(hs[0], h)
@@ -251,7 +255,7 @@ class LSTM(_Recurrent):
             F.matmul_add(h_prev, W_h, a_t)
             F.lstm_step(a_t, c_prev, out=(h_t, c_t))
             h_prev, c_prev = h_t, c_t
-        self._x, self._a, self._hs, self._cs = x, a, hs, cs
+        self._x, self._a, self._hs, self._cs = x_tm, a, hs, cs
         self._carry(hs[t], cs[t])
         return self._output(hs)
 

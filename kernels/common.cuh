@@ -17,6 +17,8 @@ __device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
 __device__ __forceinline__ double tanh_(double v) { return tanh(v); }
 __device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
 __device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
+__device__ __forceinline__ float pow_(float b, float e) { return powf(b, e); }
+__device__ __forceinline__ double pow_(double b, double e) { return pow(b, e); }
 
 // The grid-stride loop: thread t of a grid of T threads takes idx = t, t + T, t + 2T, ... below total, in 64 bits.
 #define for_each_index(idx, total)                                                                                  \

@@ -5,7 +5,13 @@ lazily on its first launch; CuPy keeps the binary in its disk cache (CUPY_CACHE_
 without compiling. Every launch is checked first (dtypes, C-contiguity, device) and raises a clear error instead of
 computing garbage. Nothing here reads a device value back to the host, so a forward or backward never waits for the
 GPU. The op wrappers (one module per .cu file) build on launch, real_input, ints and output_arrays.
+
+Every op of a training step on the kernel path reaches the device through `run` (launch here, and blas.gemm), the
+one seam where a step can be recorded: inside `recording()` the calls are appended to a tape instead of run, over
+the same (static) buffers, and `replay(tape)` runs them again. That is the host stand-in for capturing a CUDA graph
+(kernels/graph.py), and what lets the tests check a captured step on the CPU.
 """
+import contextlib
 import functools
 import os
 
@@ -23,6 +29,7 @@ INDEX_TYPE = numpy.dtype(numpy.int64)   # `long long` in the kernels: argmax and
 _modules = {}           # (file, dtype, device id) -> cupy.RawModule
 _kernels = {}           # (file, dtype, device id, name) -> cupy.RawKernel
 _max_blocks = {}        # device id -> grid cap
+_tape = None            # a list while a step is recorded (recording()), else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,7 +124,34 @@ def launch(file, name, n, args):
     if n == 0:
         return
     kernel = get_kernel(xp, file, name, real)
-    kernel((grid_size(n, BLOCK, max_blocks(xp)),), (BLOCK,), tuple(args))
+    run(kernel, (grid_size(n, BLOCK, max_blocks(xp)),), (BLOCK,), tuple(args))
+
+
+def run(function, *args):
+    """function(*args), or, while a step is recorded, that call appended to the tape (nothing runs)."""
+    if _tape is None:
+        function(*args)
+    else:
+        _tape.append((function, args))
+
+
+@contextlib.contextmanager
+def recording():
+    """Record every launch (and GEMM) made inside the block onto the tape it yields, instead of running them."""
+    global _tape
+    if _tape is not None:
+        raise RuntimeError("recording(): a step is already being recorded")
+    _tape = []
+    try:
+        yield _tape
+    finally:
+        _tape = None
+
+
+def replay(tape):
+    """Run the calls of a recorded tape again, in order, over the buffers they were recorded with."""
+    for function, args in tape:
+        function(*args)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -7,6 +7,10 @@ two ufuncs where CuPy's is one reduction, and views (reshape, transpose) cost ho
 
     python scripts/count_array_calls.py REPO 8     # LeNet-5, batch 8, SGD with momentum, softmax cross-entropy
     python scripts/count_array_calls.py REPO 4     # the XOR MLP 2-4-1, plain SGD, MSE
+
+GEMMs count one call each (kernels.blas.gemm, NumPy standing in for cuBLAS as in the tests). Where the tree can record
+a step (kernels.loader.recording), the last line gives the length of the recorded step: what one CUDA graph launch
+replaces.
 """
 import collections
 import sys
@@ -17,6 +21,7 @@ batch = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 sys.path[:0] = [repo, repo + "/tests"]
 import numpy
 
+from cuda_host.fixtures import HostBlas
 from cuda_host.host import HostKernels
 
 import gpudl
@@ -126,6 +131,22 @@ def get_kernel(xp, file, name, dtype):
 
 
 loader.get_kernel = get_kernel
+try:
+    from gpudl.kernels import blas
+except ImportError:                 # a tree before kernels.blas: its GEMMs are array calls
+    blas = None
+if blas is not None:
+    host_blas = HostBlas()
+
+    class CountedBlas:
+        def gemm(self, *args):
+            note("gemm (cuBLAS)")
+            counting[0], was = False, counting[0]       # the stand-in's own NumPy calls are not the step's
+            try:
+                return host_blas.gemm(*_unwrap(args))
+            finally:
+                counting[0] = was
+    blas.get_blas = lambda xp: CountedBlas()
 loader.max_blocks = lambda xp: 4
 dispatch.takes_kernel_path = lambda a: isinstance(a, Dev)
 
@@ -167,3 +188,7 @@ print(f"{repo}: {type(model).__name__} b{batch} {opt.__class__.__name__} step: {
       f"(+ {sum(v for k, v in calls.items() if k not in launching)} plain allocations)")
 for k, v in sorted(calls.items(), key=lambda kv: -kv[1]):
     print(f"  {v:4d}  {k}")
+if hasattr(loader, "recording"):
+    with loader.recording() as tape:
+        step()
+    print(f"  recorded: the step is {len(tape)} launches and GEMMs, replayed as one CUDA graph launch")

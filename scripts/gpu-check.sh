@@ -3,7 +3,8 @@
 #
 # One prepared run on a GPU machine (no network needed): installs gpudl from this tree in editable mode (offline; the
 # kernels live in the top-level kernels/ folder, which only an install maps to gpudl.kernels), records the machine
-# (nvidia-smi, versions), runs the gpu-marked tests, then `gpudl bench` on the GPU beside PyTorch, and writes everything under OUTDIR: junit xml,
+# (nvidia-smi, versions), runs the gpu-marked tests (tests/test_train_step.py captures real CUDA graphs there), one
+# LeNet-5 epoch with --graph auto and off, then `gpudl bench` on the GPU beside PyTorch, and writes everything under OUTDIR: junit xml,
 # logs, bench.json, summary.txt. It also runs on a machine without a GPU, where the gpu tests report as skipped.
 # Exit status: 0 when no step failed (skips are fine), else 1.
 #
@@ -114,6 +115,28 @@ if [ "${GPU_CHECK_CPU_TESTS:-0}" = 1 ]; then
     step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" "$ROOT/tests"
 else
     note "tests-cpu    skipped: CI runs them (GPU_CHECK_CPU_TESTS=1 runs them here too)"
+fi
+# One LeNet-5 epoch on the default data, its steps replayed as CUDA graphs (--graph auto) and eager (--graph off):
+# the epoch times side by side, and whether the steps were graphed (report.json's "step").
+if [ $have_gpu -eq 1 ]; then
+    for mode in auto off; do
+        step "lenet5-$mode" "$PY" -m gpudl train lenet5 --device cuda --epochs 1 --graph "$mode" --quiet \
+            --out "$OUT/lenet5-graph-$mode"
+    done
+    note "$("$PY" - "$OUT" <<'EOF'
+import json, sys
+seconds = {}
+for mode in ("auto", "off"):
+    try:
+        report = json.load(open(f"{sys.argv[1]}/lenet5-graph-{mode}/report.json"))
+        seconds[mode] = report["history"][-1]["seconds"]
+        print(f"lenet5 epoch --graph {mode}: {seconds[mode]:.3f} s, step {report.get('step')}")
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        print(f"lenet5 epoch --graph {mode}: no report ({type(exc).__name__})")
+if len(seconds) == 2:
+    print(f"lenet5 epoch: graphed / eager = {seconds['auto'] / seconds['off']:.2f}")
+EOF
+)"
 fi
 # The benchmark report: every case on the GPU beside PyTorch, the targets met or missed, bench.json and bench.png.
 step bench "$PY" -m gpudl bench --device "${GPU_CHECK_BENCH_DEVICE:-cuda}" --out "$OUT/bench" ${GPU_CHECK_BENCH_ARGS:-}

@@ -119,10 +119,23 @@ def test_train_xor_solves_it_and_predict_reads_the_run(tmp_path, capsys):
     assert "XOR solved by an MLP with one hidden layer of 4" in capsys.readouterr().out
     report = json.loads(open(os.path.join(run, "report.json")).read())
     assert report["final"]["test_accuracy"] == 1.0 and report["config"]["model_args"]["sizes"] == [2, 4, 1]
+    assert report["step"]["graph"] == "auto" and report["step"]["graphed"] is False     # the CPU runs eagerly
     numpy.save(tmp_path / "points.npy", numpy.array([[0, 1], [1, 1]], numpy.float32))
     assert main(["predict", run, "--input", str(tmp_path / "points.npy")]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("0: 1 (") and out.splitlines()[1].startswith("1: 0 (")
+
+
+def test_train_graph_option_passes_through(tmp_path, capsys):
+    """--graph on asks for a recorded step, which the CPU cannot give: the error says why; off runs eagerly."""
+    assert main(["train", "xor", "--graph", "on", "--device", "cpu", "--quiet", "--out", str(tmp_path / "on")]) != 0
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gpudl: error: ")]
+    assert len(errors) == 1 and "TrainStep(graph=True)" in errors[0] and "no CUDA graph" in errors[0]
+    assert main(["train", "xor", "--graph", "off", "--epochs", "2", "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path / "off")]) == 0
+    report = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert report["step"] == {"graph": False, "graphed": False, "replayed_steps": 0,
+                              "replayed_evaluation_batches": 0, "notice": None}
 
 
 def test_train_xor_without_hidden_layer_fails(tmp_path, capsys):

@@ -109,3 +109,20 @@ def test_sgd_trains_xor_with_an_mlp():
         model.backward(loss.backward())
         opt.step()
     np.testing.assert_array_equal(model(x) > 0.5, y > 0.5)
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, lr=0.1)])
+def test_setting_lr_between_steps_takes_effect(make):
+    """lr lives in an array the update reads (so a replayed step follows it): setting it after the first step
+    changes the next one; lr = tiny all but stops the parameters."""
+    p = param([1.0, -2.0], [0.5, 0.25])
+    opt = make([p])
+    opt.step()
+    before = p.data.copy()
+    opt.lr = 1e-300
+    opt.step()
+    np.testing.assert_allclose(p.data, before, rtol=0, atol=1e-200)
+    opt.lr = 0.1
+    opt.step()
+    assert not np.allclose(p.data, before)
+    assert opt.lr == 0.1 and opt.steps == 3 and opt.state_dict()["steps"] == 3

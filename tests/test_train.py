@@ -238,8 +238,8 @@ def test_on_epoch_end_adds_to_the_record_the_report_and_the_progress_line(tmp_pa
 
 
 def test_clip_norm_bounds_every_step(monkeypatch):
-    from gpudl.train import loop
-    norms, real = [], loop.clip_grad_norm
+    from gpudl.train import step
+    norms, real = [], step.clip_grad_norm
 
     def spy(params, max_norm):
         total = real(params, max_norm)
@@ -247,7 +247,7 @@ def test_clip_norm_bounds_every_step(monkeypatch):
         norms.append((float(total), after, max_norm))
         return total
 
-    monkeypatch.setattr(loop, "clip_grad_norm", spy)
+    monkeypatch.setattr(step, "clip_grad_norm", spy)
     model, loss, opt, train, _ = _setup(lr=0.05)
     fit(model, loss, opt, train, epochs=2, progress=False, clip_norm=0.01)
     assert len(norms) == 8                                  # 4 steps per epoch, clipped before each

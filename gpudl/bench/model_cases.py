@@ -1,10 +1,15 @@
-"""Model steps: one whole training step (forward, loss, backward, SGD) of a gpudl model and of its PyTorch twin."""
+"""Model steps: one whole training step (forward, loss, backward, SGD) of a gpudl model and of its PyTorch twin.
+
+gpudl's step is gpudl.train.TrainStep(graph="auto"): on a GPU, recorded once and replayed as one CUDA graph (the
+first timed call records it, the timer's warm-up absorbs that), on the CPU eager.
+"""
 import numpy
 
 from .. import models, nn, optim
 from ..backend import to_device, to_numpy
 from ..models import CharLSTM
 from ..nn.init import manual_seed
+from ..train import TrainStep
 from .common import FLOAT, Case, Unavailable, require_torch
 
 
@@ -110,14 +115,8 @@ def _twin_step_case(name, size, make_model, data, make_loss, torch_loss, **sgd):
         manual_seed(0)
         model = make_model().to(dev)
         x, target = (to_device(a, dev) for a in data())
-        loss, optimizer = make_loss(), optim.SGD(model.parameters(), **sgd)
-
-        def step():
-            optimizer.zero_grad()
-            loss.forward(model.forward(x), target)
-            model.backward(loss.backward())
-            optimizer.step()
-        return step
+        step = TrainStep(model, make_loss(), optim.SGD(model.parameters(), **sgd))   # a CUDA graph on a GPU
+        return lambda: step(x, target)
 
     def twin(torch, dev):
         manual_seed(0)
@@ -171,16 +170,8 @@ def char_lstm_cases(n, t, vocab, h):
         manual_seed(0)
         model = CharLSTM(vocab, h).to(dev)
         ids, targets = (to_device(a, dev) for a in data())
-        loss = nn.SoftmaxCrossEntropy(check=False)
-        opt = optim.SGD(model.parameters(), lr=0.1)
-
-        def step():
-            opt.zero_grad()
-            logits = model.forward(ids)
-            loss.forward(logits.reshape(n * t, vocab), targets.reshape(-1))
-            model.backward(loss.backward().reshape(logits.shape))
-            opt.step()
-        return step
+        step = TrainStep(model, nn.SequenceCrossEntropy(check=False), optim.SGD(model.parameters(), lr=0.1))
+        return lambda: step(ids, targets)       # the whole T-step forward and backward: one CUDA graph on a GPU
 
     def twin(torch, dev, one_hot):
         lstm = torch.nn.LSTM(vocab, h, batch_first=True).to(dev)

@@ -73,6 +73,9 @@ def make_parser():
     train.add_argument("--override", action="store_true", help="with --resume: continue although settings that "
                        "change the result differ from the checkpoint's (the report records old and new values)")
     train.add_argument("--force", action="store_true", help="replace the run the output folder holds")
+    train.add_argument("--graph", choices=("auto", "on", "off"), default="auto",
+                       help="record each training step once and replay it as one CUDA graph: auto (on a GPU), on "
+                       "(an error where it cannot), off (eager steps)")
     _add_model_options(train, "train_options")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)

@@ -67,7 +67,7 @@ def train(args):
     report = fit(model, nn.SequenceCrossEntropy(check=False), optim.Adam(model.parameters(), lr=args.lr),
                  train_batches, held_out, epochs=args.epochs, out=out, resume=args.resume, progress=not args.quiet,
                  config=config, clip_norm=CLIP, on_epoch_end=report_perplexity, override=args.override,
-                 free_on_resume=FREE_ON_RESUME + ("temperature",))    # the sampling temperature: not training
+                 free_on_resume=FREE_ON_RESUME + ("temperature",), graph=args.graph)   # temperature: not training
     save_charlm(model, vocab, os.path.join(out, MODEL))  # fit's model.npz plus the vocabulary
     first, last = report["history"][0], report["history"][-1]
     print(f"charlm: perplexity {first['perplexity']:.2f} after epoch {first['epoch']}, "

@@ -40,6 +40,7 @@ def cmd_train(args):
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
     args.dev = resolve_device(args.device)      # None: GPUDL_DEVICE, else auto
+    args.graph = {"auto": "auto", "on": True, "off": False}[getattr(args, "graph", "auto")]   # fit's graph=
     out = out_dir(args)
     with claim_run_folder(out, resume=args.resume, force=args.force):
         if args.resume and entry.resumable and not os.path.exists(os.path.join(out, CHECKPOINT)):

@@ -47,7 +47,7 @@ def train(args):
     report = fit(model, nn.SoftmaxCrossEntropy(check=False), optimizer, train_loader, test_loader,
                  epochs=args.epochs, out=out, resume=args.resume, schedule=cosine_schedule(args.lr, args.epochs),
                  progress=not args.quiet, config=run_config(args, in_channels=1, num_classes=10),
-                 override=args.override)
+                 override=args.override, graph=args.graph)
     final = report["final"]
     print(f"lenet5: test accuracy {final['test_accuracy']:.4f} after {args.epochs} epochs "
           f"({report['seconds']:.1f} s of training); model, checkpoint and report in {out}")

@@ -27,7 +27,7 @@ def train(args):
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
                  epochs=args.epochs, out=out_dir(args), resume=args.resume, checkpoint_every=every_tenth,
                  log_every=every_tenth, progress=not args.quiet, config=run_config(args, sizes=sizes),
-                 override=args.override)
+                 override=args.override, graph=args.graph)
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):

@@ -1,9 +1,11 @@
 """Activation functions of the M-P neuron, y = phi(v), and their derivatives (lecture eqs. 3-9).
 
 Each `*_backward` takes what its forward kept (the input v or the output y) and the upstream gradient dy,
-and returns dv = dy * phi'(v). The NumPy path splits the element-wise arithmetic of ReLU, tanh and the logistic
-function over the threads (functional.threads); each element is computed the same way with any thread count.
+and returns dv = dy * phi'(v). Sigmoid, tanh and ReLU have a kernel path (kernels/elementwise.cu): one launch each.
+The NumPy path splits the element-wise arithmetic of ReLU, tanh and the logistic function over the threads
+(functional.threads); each element is computed the same way with any thread count.
 """
+from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
 from .threads import parallel_chunks
@@ -51,6 +53,8 @@ def sign_backward(v, dy):
 
 def sigmoid(v, alpha=1.0):
     """Logistic function phi(v) = 1 / (1 + exp(-alpha v)), computed without overflow for large |v|."""
+    if on_kernel_path(v):
+        return kernels.activation("sigmoid", v, alpha)
     return _elementwise(_sigmoid_into, v, alpha=alpha).astype(v.dtype, copy=False)
 
 
@@ -65,6 +69,8 @@ def _sigmoid_into(v, out, alpha):
 
 def sigmoid_backward(y, dy, alpha=1.0):
     """phi'(v) = alpha * y * (1 - y), from the output y."""
+    if on_kernel_path(dy):
+        return kernels.activation_backward("sigmoid", y, dy, alpha)
     return _elementwise(_sigmoid_backward_into, y, dy, alpha=alpha)
 
 
@@ -77,11 +83,15 @@ def _sigmoid_backward_into(y, dy, out, alpha):
 
 def tanh(v):
     """Hyperbolic tangent phi(v) = (e^v - e^-v) / (e^v + e^-v)."""
+    if on_kernel_path(v):
+        return kernels.activation("tanh", v)
     return _elementwise(get_array_module(v).tanh, v)
 
 
 def tanh_backward(y, dy):
     """phi'(v) = 1 - y^2, from the output y."""
+    if on_kernel_path(dy):
+        return kernels.activation_backward("tanh", y, dy)
     return _elementwise(_tanh_backward_into, y, dy)
 
 
@@ -94,6 +104,8 @@ def _tanh_backward_into(y, dy, out):
 
 def relu(v):
     """Rectified linear unit phi(v) = max(0, v)."""
+    if on_kernel_path(v):
+        return kernels.activation("relu", v)
     return _elementwise(_relu_into, v)
 
 
@@ -103,6 +115,8 @@ def _relu_into(v, out):
 
 def relu_backward(v, dy):
     """phi'(v) = 1 for v > 0, else 0."""
+    if on_kernel_path(dy):
+        return kernels.activation_backward("relu", v, dy)
     return _elementwise(_relu_backward_into, v, dy)
 
 

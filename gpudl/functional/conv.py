@@ -151,21 +151,39 @@ def conv2d(x, W, b, stride, pads, col=None):
     f, _, kh, kw = W.shape
     col = im2col(x, kh, kw, stride[0], stride[1], pads)
     n, _, _, _, oh, ow = col.shape
-    y = xp.matmul(W.reshape(f, -1), col.reshape(n, -1, oh * ow))
-    y += b.reshape(1, f, 1)
-    return y.reshape(n, f, oh, ow), col
+    # one batched GEMM (W shared by the batch), one bias launch
+    y = kernels.gemm("N", "N", W.reshape(f, -1), col.reshape(n, -1, oh * ow), xp.empty((n, f, oh * ow), dtype=x.dtype))
+    return kernels.add_bias(y, b, inner=oh * ow).reshape(n, f, oh, ow), col
 
 
-def conv2d_backward(dy, col, W, x_shape, stride, pads):
-    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,)."""
-    if not on_kernel_path(dy):
-        return _conv2d_backward_xp(dy, col, W, x_shape, stride, pads)
+def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None):
+    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,).
+
+    into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
+    """
+    if on_kernel_path(dy):
+        return _conv2d_backward_kernels(get_array_module(dy).ascontiguousarray(dy), col, W, x_shape, stride, pads,
+                                        into)
+    dx, dW, db = _conv2d_backward_xp(dy, col, W, x_shape, stride, pads)
+    if into is not None:
+        into[0][...] += dW
+        into[1][...] += db
+        dW, db = into
+    return dx, dW, db
+
+
+def _conv2d_backward_kernels(dy, col, W, x_shape, stride, pads, into):
+    """The kernel path of conv2d_backward: three batched GEMMs, two sums over the batch, and col2im."""
     xp = get_array_module(dy)
     n, f, oh, ow = dy.shape
     dy3 = dy.reshape(n, f, oh * ow)
     col3 = col.reshape(n, -1, oh * ow)
-    dW = xp.matmul(col3, dy3.transpose(0, 2, 1)).sum(axis=0).T.reshape(W.shape)
-    db = dy3.sum(axis=(0, 2))
-    dcol = xp.matmul(W.reshape(f, -1).T, dy3).reshape(col.shape)
-    dx = col2im(dcol, x_shape[2], x_shape[3], stride[0], stride[1], pads)
-    return dx, dW, db
+    W2 = W.reshape(f, -1)
+    if into is None:
+        into = (xp.zeros_like(W), xp.zeros((f,), dtype=W.dtype))
+    per_sample = kernels.gemm("N", "T", dy3, col3, xp.empty((n,) + W2.shape, dtype=W.dtype))   # dy_n col_n^T
+    kernels.sum_axes(per_sample, into[0], accumulate=True)
+    kernels.sum_axes(dy3, into[1], inner=oh * ow, accumulate=True)
+    dcol = kernels.gemm("T", "N", W2, dy3, xp.empty(col3.shape, dtype=dy.dtype))
+    dx = col2im(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
+    return dx, into[0], into[1]

@@ -4,7 +4,8 @@ Every op in gpudl.functional that has a kernel path asks `on_kernel_path(array)`
 from `takes_kernel_path`, which is cupy's array type; tests that run the kernels on the host (tests/cuda_host) set
 this one attribute to route numpy arrays through the kernel path of every op at once.
 """
-from ..backend import is_cupy_array
+from .. import kernels
+from ..backend import get_array_module, is_cupy_array
 
 takes_kernel_path = is_cupy_array
 
@@ -12,3 +13,11 @@ takes_kernel_path = is_cupy_array
 def on_kernel_path(array):
     """True when `array` takes the kernel path: a cupy array (or whatever the test harness says)."""
     return takes_kernel_path(array)
+
+
+def step_recorder(array):
+    """A recorder (kernels.graph: a CUDA graph on cupy, the tape of the host build) for a step over `array`, or None
+    when `array` does not take the kernel path (there is nothing to capture on the NumPy path)."""
+    if not on_kernel_path(array):
+        return None
+    return kernels.graph.recorder_for(get_array_module(array))

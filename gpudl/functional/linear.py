@@ -1,10 +1,13 @@
 """The fully connected layer: y_j = sum_i x_i w_ij + b_j, for a batch of rows x; and the matrix products of the
-layers above, split over the threads on the NumPy path."""
-import functools
-import importlib
+layers above.
 
+On the NumPy path the products are split over the threads (functional.threads). On the kernel path every product
+is one GEMM of kernels.gemm (cuBLAS through our own handle) and the bias and its gradient one launch each, so a step
+of a dense layer can be recorded and replayed (kernels.loader.recording).
+"""
 import numpy
 
+from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
 from .threads import parallel_chunks
@@ -16,11 +19,32 @@ def _row_cost(a, b):
     return max(1, a.shape[1] * b.shape[1] // 16)
 
 
+def gemm_operand(a):
+    """(array, 'N') for a C-contiguous matrix, (a.T, 'T') for a transposed view of one, else a C-contiguous copy."""
+    if a.flags.c_contiguous:
+        return a, "N"
+    if a.ndim == 2 and a.flags.f_contiguous:
+        return a.T, "T"
+    return get_array_module(a).ascontiguousarray(a), "N"
+
+
+def _gemm(a, b, out=None, beta=0.0):
+    """out = a @ b (+ beta * out), 2-D, in one GEMM (kernel path); a new out unless one is given."""
+    (a, ta), (b, tb) = gemm_operand(a), gemm_operand(b)
+    m = a.shape[0] if ta == "N" else a.shape[1]
+    n = b.shape[1] if tb == "N" else b.shape[0]
+    if out is None:
+        out = get_array_module(a).empty((m, n), dtype=a.dtype)
+    return kernels.gemm(ta, tb, a, b, out, 1.0, beta)
+
+
 def matmul(a, b):
-    """a @ b for 2-D a (N, K), b (K, M). On the NumPy path the rows of a are split over the threads, each row
-    computed by the same BLAS product as without threads."""
-    if on_kernel_path(a) or a.ndim != 2 or b.ndim != 2:
+    """a @ b for 2-D a (N, K), b (K, M). On the kernel path one GEMM into a new array; on the NumPy path the rows of
+    a are split over the threads, each row computed by the same BLAS product as without threads."""
+    if a.ndim != 2 or b.ndim != 2:
         return a @ b
+    if on_kernel_path(a):
+        return _gemm(a, b)
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
     parallel_chunks(a.shape[0], lambda start, stop: numpy.matmul(a[start:stop], b, out=out[start:stop]),
                     _row_cost(a, b))
@@ -29,6 +53,8 @@ def matmul(a, b):
 
 def dense(x, W, b):
     """y = x W + b, with x (N, in), W (in, out), b (out,)."""
+    if on_kernel_path(x):
+        return kernels.add_bias(_gemm(x, W), b)
     y = matmul(x, W)
     if y.dtype != numpy.result_type(y, b):
         return y + b
@@ -36,15 +62,24 @@ def dense(x, W, b):
     return y
 
 
-def dense_backward(x, W, dy):
-    """Gradients of y = x W + b: dx = dy W^T, dW = x^T dy, db = sum over the batch of dy."""
-    return matmul(dy, W.T), matmul(x.T, dy), dy.sum(axis=0)
+def dense_backward(x, W, dy, into=None):
+    """Gradients of y = x W + b: dx = dy W^T, dW = x^T dy, db = sum over the batch of dy.
 
-
-@functools.lru_cache(maxsize=None)
-def _cublas(xp):
-    """cupy.cublas, a submodule that `import cupy` does not load."""
-    return importlib.import_module(xp.__name__ + ".cublas")
+    into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
+    """
+    if on_kernel_path(dy):
+        dy = get_array_module(dy).ascontiguousarray(dy)
+        if into is None:
+            into = (get_array_module(W).zeros_like(W), get_array_module(W).zeros(W.shape[1], dtype=W.dtype))
+        _gemm(x.T, dy, out=into[0], beta=1.0)
+        kernels.sum_axes(dy, into[1], accumulate=True)
+        return _gemm(dy, W.T), into[0], into[1]
+    dx, dW, db = matmul(dy, W.T), matmul(x.T, dy), dy.sum(axis=0)
+    if into is not None:
+        into[0][...] += dW
+        into[1][...] += db
+        dW, db = into
+    return dx, dW, db
 
 
 def matmul_add(x, W, out):
@@ -65,7 +100,8 @@ def matmul_add(x, W, out):
     if not out.flags.c_contiguous:
         raise ValueError(f"matmul_add: out of shape {tuple(out.shape)} must be C-contiguous")
     if on_kernel_path(out):
-        return _cublas(xp).gemm("N", "N", x, W, out=out, alpha=1.0, beta=1.0)
+        return _gemm(x, W, out=out, beta=1.0)
+
     def add_rows(start, stop):
         out[start:stop] += x[start:stop] @ W
     parallel_chunks(x.shape[0], add_rows, _row_cost(x, W))

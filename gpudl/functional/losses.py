@@ -3,12 +3,19 @@ import numpy
 
 from .. import kernels
 from ..backend import get_array_module
+from .arrays import one_hot_rows
 from .dispatch import on_kernel_path
 from .threads import parallel_chunks
 
 
 def mse(pred, target):
-    """J = 1/m sum_k 1/2 ||f(x_k) - y_k||^2 (eqs. 19-20); returns (J, dJ/dpred)."""
+    """J = 1/m sum_k 1/2 ||f(x_k) - y_k||^2 (eqs. 19-20); returns (J, dJ/dpred).
+
+    On the kernel path: one launch for dJ/dpred and the rows' squared errors, one for their sum (J 0-d, on the device).
+    """
+    if on_kernel_path(pred):
+        xp = get_array_module(pred)
+        return kernels.mse(xp.ascontiguousarray(pred), xp.ascontiguousarray(target))
     m = pred.shape[0]
     diff = pred - target
     return 0.5 * (diff * diff).sum() / m, diff / m
@@ -22,9 +29,8 @@ def log_softmax(z):
 
 
 def one_hot(labels, classes, dtype):
-    """Integer labels (N,) as rows of a (N, classes) identity."""
-    xp = get_array_module(labels)
-    return (labels[:, None] == xp.arange(classes)[None, :]).astype(dtype)
+    """Integer labels (N,) as rows of a (N, classes) identity (a label outside [0, classes) gives a zero row)."""
+    return one_hot_rows(labels, classes, dtype)
 
 
 def softmax_cross_entropy(logits, target):
@@ -40,11 +46,11 @@ def softmax_cross_entropy_labels(logits, labels):
     """softmax_cross_entropy against integer labels (N,); returns (L, dL/dz) with dL/dz = (softmax(z) - onehot) / m.
 
     On cupy arrays one kernel (gpudl/kernels/softmax.cu) computes every row's loss and gradient in one pass and the
-    loss is the mean of the row losses. A label outside [0, K) matches no class on both paths.
+    loss is the mean of the row losses (a second launch). A label outside [0, K) matches no class on both paths.
     """
     if on_kernel_path(logits):
         loss_rows, dlogits = kernels.softmax_cross_entropy(logits, labels)
-        return loss_rows.mean(), dlogits
+        return kernels.scaled_sum(loss_rows, 1, loss_rows.size), dlogits
     return _softmax_cross_entropy_labels_xp(logits, labels)
 
 

@@ -4,9 +4,14 @@ g = grad + lambda w (weight decay, the lecture's lambda r(w) with r(w) = 1/2 ||w
 SGD: v = mu v + g, w -= lr v (w -= lr g without momentum);
 Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, w -= lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t),
 v_hat = v / (1 - b2^t).
-The NumPy path is the reference; on cupy arrays one kernel of gpudl/kernels/optim.cu does a whole update in one pass,
-with every scalar passed by value (no value is read back from the device).
+The NumPy path is the reference; on the kernel path one kernel of kernels/optim.cu does a whole update in one pass.
+What changes between steps lives in small arrays on the parameters' device: the learning rate `lr` ((1,), the
+parameter's dtype; a plain number works too), the step count `count` ((1,) int64, incremented here) and Adam's
+`scalars` ((2,): lr / (1 - b1^t) and 1 - b2^t). The kernels read them at run time, so nothing is read back to the
+host and a captured step follows every change to them.
 """
+import numpy
+
 from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
@@ -16,13 +21,36 @@ def _decayed(w, grad, weight_decay):
     return grad + weight_decay * w if weight_decay else grad
 
 
-def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0):
-    """Update w in place; returns the velocity buffer (None without momentum; created on the first step)."""
+def _host_lr(lr):
+    """The learning rate as a number, on the NumPy path (where reading an array costs nothing)."""
+    return lr.item(0) if hasattr(lr, "dtype") else lr
+
+
+def _device_cell(value, like):
+    """value as a (1,) array of like's dtype on like's device (a number becomes a new array)."""
+    if hasattr(value, "dtype"):
+        return value
+    return get_array_module(like).full((1,), value, dtype=like.dtype)
+
+
+def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None, counts=True):
+    """Update w in place; returns the velocity buffer (None without momentum; created on the first step).
+
+    count, when given ((1,) int64), is incremented by one when `counts` (the optimizer counts with its first
+    parameter only).
+    """
     if on_kernel_path(w):
+        xp = get_array_module(w)
         if momentum and velocity is None:
-            velocity = get_array_module(w).zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
-        kernels.sgd_step(w, grad, velocity if momentum else None, lr, momentum, weight_decay)
+            velocity = xp.zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
+        if count is None:
+            count, counts = xp.zeros((1,), dtype=numpy.int64), False
+        kernels.sgd_step(w, grad, velocity if momentum else None, _device_cell(lr, w), momentum, weight_decay,
+                         count, counts)
         return velocity
+    if count is not None and counts:
+        count += 1
+    lr = _host_lr(lr)
     g = _decayed(w, grad, weight_decay)
     if momentum:
         if velocity is None:
@@ -35,19 +63,52 @@ def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0):
     return velocity
 
 
-def adam_step(w, grad, m, v, lr, betas, eps, step, weight_decay=0.0):
-    """Update w, m and v in place at step t = `step` (1 on the first call); m and v start as zeros."""
+def adam_scalars(lr, count, betas, scalars):
+    """Once per step, before the updates: count += 1 (t), scalars = (lr / (1 - b1^t), 1 - b2^t); returns scalars."""
+    if on_kernel_path(scalars):
+        kernels.adam_scalars(lr, count, betas, scalars)
+        return scalars
+    count += 1
+    t = int(count[0])
+    scalars[0] = _host_lr(lr) / (1 - betas[0] ** t)
+    scalars[1] = 1 - betas[1] ** t
+    return scalars
+
+
+def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay=0.0):
+    """Update w, m and v in place with the step's scalars (from adam_scalars); m and v start as zeros."""
     b1, b2 = betas
-    correction1 = 1 - b1 ** step
-    correction2 = 1 - b2 ** step
     if on_kernel_path(w):
-        kernels.adam_step(w, grad, m, v, lr / correction1, betas, correction2, eps, weight_decay)
+        kernels.adam_step(w, grad, m, v, scalars, betas, eps, weight_decay)
         return
     xp = get_array_module(w)
+    step_size, correction2 = scalars[0], scalars[1]
     g = _decayed(w, grad, weight_decay)
     m *= b1
     m += (1 - b1) * g
     v *= b2
     v += (1 - b2) * (g * g)
     denom = xp.sqrt(v / correction2) + eps
-    w -= (lr / correction1) * m / denom
+    w -= step_size * m / denom
+
+
+def zero_grads(grads):
+    """Every array of `grads` set to zero in place (one launch each on the kernel path)."""
+    for g in grads:
+        if on_kernel_path(g):
+            kernels.fill(g, 0)
+        else:
+            g.fill(0)
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale all gradients by min(1, max_norm / (||g|| + 1e-6)), ||g|| their global L2 norm (summed in float64);
+    returns ||g|| as a 0-d float64 array, on the device (nothing is read back)."""
+    if on_kernel_path(grads[0]):
+        return kernels.clip_by_global_norm(grads, max_norm)
+    xp = get_array_module(grads[0])
+    total = xp.sqrt(sum((g.astype(xp.float64) ** 2).sum() for g in grads))
+    scale = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for g in grads:
+        g *= scale.astype(g.dtype)
+    return total

@@ -11,8 +11,9 @@ import os
 
 import numpy
 
+from .. import functional as F
 from .. import nn
-from ..backend import device_of, get_array_module, to_device, to_numpy
+from ..backend import device_of, to_device, to_numpy
 from ..data.text import Vocabulary
 from ..serialization import FORMAT_KEY, FORMAT_VERSION, load_arrays, save_arrays
 
@@ -25,6 +26,8 @@ class CharLSTM(nn.Module):
 
     The LSTM is stateful: consecutive forwards continue the text (truncated BPTT); reset_state() starts afresh.
     """
+
+    check = True    # one_hot checks the index range, which reads two values back to the host (off in a graph)
 
     def __init__(self, vocab_size, hidden_size, dtype=numpy.float32, rng=None):
         if vocab_size < 1 or hidden_size < 1:
@@ -43,13 +46,13 @@ class CharLSTM(nn.Module):
     def one_hot(self, indices):
         """(N, T) integer indices -> (N, T, V) one-hot in the model's dtype, on the model's device."""
         w = self.head.W.data
-        xp = get_array_module(w)
         indices = to_device(indices, device_of(w))
         if indices.ndim != 2:
             raise ValueError(f"{self!r}: expected character indices of shape (N, T), got {tuple(indices.shape)}")
-        if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= self.vocab_size):
+        if self.check and indices.size and (int(indices.min()) < 0 or int(indices.max()) >= self.vocab_size):
             raise ValueError(f"{self!r}: character indices must lie in [0, {self.vocab_size})")
-        return xp.eye(self.vocab_size, dtype=w.dtype)[indices]
+        n, t = indices.shape
+        return F.one_hot_rows(indices.reshape(n * t), self.vocab_size, w.dtype).reshape(n, t, self.vocab_size)
 
     def forward(self, x):
         """Logits (N, T, V) for indices (N, T) or one-hot inputs (N, T, V)."""

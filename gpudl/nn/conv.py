@@ -37,11 +37,9 @@ class Conv2D(Module):
         return self._forward_output(y)
 
     def backward(self, dy):
-        dx, dW, db = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
-                                       self._pads)
+        dx, _, _ = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
+                                     self._pads, into=(self.W.grad, self.b.grad))
         self._spare_col, self._col = self._col, None
-        self.W.grad += dW
-        self.b.grad += db
         return dx
 
     def __repr__(self):

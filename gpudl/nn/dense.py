@@ -23,10 +23,8 @@ class Dense(Module):
 
     def backward(self, dy):
         dy = self._backward_input(dy)
-        dx, dW, db = F.dense_backward(self._x, self.W.data, dy)
+        dx, _, _ = F.dense_backward(self._x, self.W.data, dy, into=(self.W.grad, self.b.grad))
         self._x = None
-        self.W.grad += dW
-        self.b.grad += db
         return dx
 
     def __repr__(self):

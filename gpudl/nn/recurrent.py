@@ -28,6 +28,11 @@ from . import init
 from .module import Module, Parameter, check_input
 
 
+def _carry_key(h):
+    """The key of the carried arrays for a state part h (N, H): array type, dtype and batch size."""
+    return type(h), str(h.dtype), h.shape[0]
+
+
 class _Recurrent(Module):
     """What RNN and LSTM share: weights, input and state checks, and the carried state."""
 
@@ -48,14 +53,43 @@ class _Recurrent(Module):
         self.b = Parameter(numpy.zeros(width, dtype=dtype))
         self.state = None
         self.state_grad = None
+        self._carried = {}          # per batch size and dtype: the arrays the final state is written into
+        self._snapshot = None       # the copy of them last handed out as `state`
 
     def reset_state(self):
-        """Forget the carried state: the next forward of a stateful layer starts from zeros."""
+        """Forget the carried state: the next forward of a stateful layer starts from zeros.
+
+        The arrays that carry the state are zeroed in place, so a captured step that reads them starts afresh too.
+        """
         self.state = None
+        for parts in self._carried.values():
+            for part in parts:
+                F.fill_(part, 0)
 
     def to(self, device=None, dtype=None):
         self.reset_state()
+        self._carried = {}
         return super().to(device, dtype)
+
+    def _carry(self, *finals):
+        """Keep the final state (h_T, or h_T and c_T) in this layer's own arrays, written in place from batch to
+        batch (one set per batch size and dtype), which the next forward of a stateful layer reads (so a captured
+        step carries it too); `self.state` gets a copy of it."""
+        key = _carry_key(finals[0])
+        carried = self._carried.get(key)
+        if carried is None:
+            carried = self._carried[key] = tuple(get_array_module(f).empty(f.shape, dtype=f.dtype) for f in finals)
+        for part, final in zip(carried, finals):
+            F.copy_into(part, final)
+        snapshot = tuple(F.copied(part) for part in carried)
+        self.state = self._snapshot = snapshot[0] if self.state_parts == 1 else snapshot
+
+    def _carried_state(self, n, x):
+        """The carried arrays as a state for a batch of n like x, or None when they do not fit it."""
+        carried = self._carried.get((type(x), str(x.dtype), n))
+        if carried is None:
+            return None
+        return carried[0] if self.state_parts == 1 else carried
 
     def _check(self, x, state):
         """Validate x (N, T, F) and the initial state; return the state as a tuple of (N, H) arrays."""
@@ -67,9 +101,11 @@ class _Recurrent(Module):
             raise ValueError(f"{self!r}: the sequence is empty (input shape {tuple(x.shape)})")
         if state is None and self.stateful:
             state = self.state
+            if state is None or state is self._snapshot:      # ours: read the carried arrays (zeroed by a reset)
+                carried = self._carried_state(n, x)
+                state = state if carried is None else carried
         if state is None:
-            xp = get_array_module(x)
-            return tuple(xp.zeros((n, self.hidden_size), dtype=x.dtype) for _ in range(self.state_parts))
+            return tuple(F.zeros((n, self.hidden_size), x) for _ in range(self.state_parts))
         parts = (state,) if self.state_parts == 1 else state
         what = "h0 of shape (N, H)" if self.state_parts == 1 else "(h0, c0), each of shape (N, H)"
         if not isinstance(parts, (tuple, list)) or len(parts) != self.state_parts:
@@ -92,56 +128,55 @@ class _Recurrent(Module):
         Transposing x, not the product, moves F columns per row instead of G*H; the backward keeps x time-major too.
         """
         n, t, f = x.shape
-        x_tm = get_array_module(x).ascontiguousarray(x.transpose(1, 0, 2))
-        xw = F.matmul(x_tm.reshape(t * n, f), self.W_x.data)
-        xw += self.b.data
+        x_tm = F.swap01(x)
+        xw = F.dense(x_tm.reshape(t * n, f), self.W_x.data, self.b.data)
         return x_tm, xw.reshape(t, n, -1)
 
     def _weight_grads(self, da):
         """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
         t, n, width = da.shape
         da_2d = da.reshape(t * n, width)
-        self.W_x.grad += F.matmul(self._x.reshape(t * n, -1).T, da_2d)
-        self.W_h.grad += F.matmul(self._hs[:-1].reshape(t * n, -1).T, da_2d)
-        self.b.grad += da_2d.sum(axis=0)
-        dx = F.matmul(da_2d, self.W_x.data.T).reshape(t, n, self.input_size)
-        return get_array_module(da).ascontiguousarray(dx.transpose(1, 0, 2))
+        dx, _, _ = F.dense_backward(self._x.reshape(t * n, -1), self.W_x.data, da_2d,
+                                    into=(self.W_x.grad, self.b.grad))
+        F.matmul_add(self._hs[:-1].reshape(t * n, -1).T, da_2d, self.W_h.grad)
+        return F.swap01(dx.reshape(t, n, self.input_size))
 
     def _upstream(self, dh_seq, dstate):
-        """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple."""
+        """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple of
+        new arrays (zeros where none is given), which the backward loop may overwrite."""
         if getattr(self, "_hs", None) is None:
             raise RuntimeError(f"{self!r}: backward() called before forward(), or twice for one forward()")
         t, n, h = self._hs.shape[0] - 1, self._hs.shape[1], self.hidden_size
-        xp = get_array_module(self._hs)
         if dh_seq is not None and tuple(getattr(dh_seq, "shape", ())) != (n, t, h):
             raise ValueError(f"{self!r}: backward() got a gradient of shape {tuple(getattr(dh_seq, 'shape', ()))}, "
                              f"but forward() returned shape {(n, t, h)}")
         if dstate is None:
-            return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) for _ in range(self.state_parts))
+            return dh_seq, tuple(F.zeros((n, h), self._hs) for _ in range(self.state_parts))
         parts = (dstate,) if self.state_parts == 1 else tuple(dstate)
         for part in parts:
             if part is not None and tuple(part.shape) != (n, h):
                 raise ValueError(f"{self!r}: final-state gradient of shape {tuple(part.shape)}, expected ({n}, {h})")
-        return dh_seq, tuple(xp.zeros((n, h), dtype=self._hs.dtype) if p is None else xp.ascontiguousarray(p)
+        return dh_seq, tuple(F.zeros((n, h), self._hs) if p is None else F.copied(p.astype(self._hs.dtype))
                              for p in parts)
 
-    def _direct_grads(self, dh_seq, dh_last):
+    def _direct_grads(self, dh_seq, dh_last, final_given=True):
         """dL/dh_t as it arrives from above, time-major (T, N, H) in a new buffer the backward loop adds into.
 
-        Step t + 1 of the loop adds da_{t+1} W_h^T into row t, which then holds the whole dL/dh_t.
+        Step t + 1 of the loop adds da_{t+1} W_h^T into row t, which then holds the whole dL/dh_t. dL/dh_T
+        (dh_last) is added into row T - 1 when it was given (final_given), not when it is zeros.
         """
-        xp = get_array_module(dh_last)
         t, n = self._hs.shape[0] - 1, self._hs.shape[1]
         if dh_seq is None:
-            dh = xp.zeros((t, n, self.hidden_size), dtype=self._hs.dtype)
+            dh = F.zeros((t, n, self.hidden_size), self._hs)
         else:
-            dh = dh_seq.transpose(1, 0, 2).astype(self._hs.dtype, order="C", copy=True)
-        dh[t - 1] += dh_last
+            dh = F.swap01(dh_seq.astype(self._hs.dtype, copy=False))
+        if final_given:
+            F.add_into(dh[t - 1], dh_last)
         return dh
 
     def _output(self, hs):
         """The hidden sequence (N, T, H) from the time-major buffer (T+1, N, H) holding h_0 .. h_T."""
-        return get_array_module(hs).ascontiguousarray(hs[1:].transpose(1, 0, 2))
+        return F.swap01(hs[1:])
 
     def __repr__(self):
         extra = ", stateful=True" if self.stateful else ""
@@ -165,7 +200,7 @@ class RNN(_Recurrent):
             xp.tanh(a_t, out=h_t)                       # h_t = tanh(a_t), written into the buffer
             h_prev = h_t
         self._x, self._hs = x_tm, hs
-        self.state = hs[t].copy()
+        self._carry(hs[t])
         return self._output(hs)
 
     def backward(self, dh_seq, dstate=None):
@@ -175,7 +210,7 @@ class RNN(_Recurrent):
         """
         dh_seq, (dh_last,) = self._upstream(dh_seq, dstate)
         xp = get_array_module(self._hs)
-        dh = self._direct_grads(dh_seq, dh_last)
+        dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
         da = xp.empty_like(dh)
         W_h_T = self.W_h.data.T
         hs = self._hs[1:]
@@ -213,14 +248,15 @@ class LSTM(_Recurrent):
         x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, size), dtype=x.dtype)
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
-        hs[0], cs[0] = h, c
+        F.copy_into(hs[0], h)
+        F.copy_into(cs[0], c)
         h_prev, c_prev, W_h = hs[0], cs[0], self.W_h.data
         for a_t, h_t, c_t in zip(a, hs[1:], cs[1:]):
             F.matmul_add(h_prev, W_h, a_t)
             F.lstm_step(a_t, c_prev, out=(h_t, c_t))
             h_prev, c_prev = h_t, c_t
         self._x, self._a, self._hs, self._cs = x_tm, a, hs, cs
-        self.state = (hs[t].copy(), cs[t].copy())
+        self._carry(hs[t], cs[t])
         return self._output(hs)
 
     def backward(self, dh_seq, dstate=None):
@@ -231,8 +267,8 @@ class LSTM(_Recurrent):
         """
         dh_seq, (dh_last, dc) = self._upstream(dh_seq, dstate)
         a = self._a
-        dh = self._direct_grads(dh_seq, dh_last)
-        dc = dc.copy()                          # dL/dc_t, carried back through the steps in this one buffer
+        dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
+        # dc: dL/dc_t, carried back through the steps in this one buffer (a new array from _upstream)
         W_h_T = self.W_h.data.T
         a_at, dh_at, c_at = list(a), list(dh), list(self._cs)     # step views, sliced once (see module doc)
         for step in reversed(range(len(a_at))):

@@ -49,10 +49,10 @@ from typing import Any, Callable, Optional
 import numpy
 
 from ..backend import get_array_module, to_numpy
-from ..optim import clip_grad_norm
 from ..serialization import save
 from .checkpoint import read_checkpoint, save_checkpoint
 from .report import CHECKPOINT, MODEL, write_report
+from .step import EvalStep, TrainStep
 
 SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
 FREE_ON_RESUME = ("epochs", "device", "gpudl")  # config keys a resume may change (see the module's docstring)
@@ -119,15 +119,23 @@ def _reset_state(model):
         model.reset_state()
 
 
-def evaluate(model, loss, loader, metric=accuracy):
-    """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size."""
+def evaluate(model, loss, loader, metric=accuracy, step=None):
+    """(mean loss, accuracy or None) of `model` over the batches of `loader`, weighted by batch size.
+
+    step, when given, is an EvalStep over model and loss that runs each batch (recorded once per batch shape and
+    replayed, on a GPU); fit passes one that lives as long as the run.
+    """
     model.eval()
     _reset_state(model)
     window = _Window()
     try:
         for x, y in loader:
-            pred = model.forward(x)
-            window.add(loss.forward(pred, y), len(x), *(metric(pred, y) if metric is not None else ()))
+            if step is None:
+                pred = model.forward(x)
+                value = loss.forward(pred, y)
+            else:
+                value, pred = step(x, y), step.pred
+            window.add(value, len(x), *(metric(pred, y) if metric is not None else ()))
     finally:
         _reset_state(model)
         model.train()
@@ -201,6 +209,9 @@ class RunState:
     checkpoint: Optional[str] = None    # out/checkpoint.npz, or None without an output folder
     history: list = field(default_factory=list)
     last_good: Optional[int] = None     # the epoch of the last checkpoint written
+    graph: Any = "auto"                 # TrainStep's graph= ("auto", True, False)
+    step: Any = None                    # the TrainStep, made at the first batch
+    eval_step: Any = None               # the EvalStep, made at the first evaluation
 
 
 def _normalized(config):
@@ -253,7 +264,8 @@ def _resume(run, resume_config, schedule, override, free_on_resume):
 
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
         metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
-        clip_norm=None, on_epoch_end=None, sync_every=None, override=False, free_on_resume=FREE_ON_RESUME):
+        clip_norm=None, on_epoch_end=None, sync_every=None, override=False, free_on_resume=FREE_ON_RESUME,
+        graph="auto"):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -266,7 +278,9 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     may add entries to the epoch's record (they go into the history and report.json; e.g. a perplexity), and a
     string it returns is appended to the epoch's progress line. `sync_every` (default SYNC_EVERY) is the number of
     steps whose losses are read back to the host together. `override` and `free_on_resume`: see the module's
-    docstring (what a resume may change).
+    docstring (what a resume may change). `graph` ("auto", True or False) is TrainStep's (and the evaluation's
+    EvalStep's): each step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the report's
+    "step" says how the steps ran.
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
@@ -278,7 +292,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
             raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
     run = RunState(model, loss, optimizer, train_loader, eval_loader, metric, epochs, clip_norm, on_epoch_end,
                    sync_every, stream if stream is not None else sys.stderr,
-                   os.path.join(out, CHECKPOINT) if out else None)
+                   os.path.join(out, CHECKPOINT) if out else None, graph=graph)
     start, overrides = 0, []
     if resume:
         start, overrides = _resume(run, config, schedule, override, free_on_resume)
@@ -303,6 +317,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
         report["error"] = str(exc) or type(exc).__name__
         raise
     finally:
+        report["step"] = step_report(run)
         report["last_checkpoint_epoch"] = run.last_good
         report["final"] = run.history[-1] if run.history else None
         report["seconds"] = round(sum(r["seconds"] for r in run.history), 3)
@@ -314,18 +329,26 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
 
 
 def train_step(run, x, y):
-    """One mini-batch: zero the gradients, forward, loss, backward, clip (when asked), update.
+    """One mini-batch through run.step (a TrainStep, made on the first call): zero the gradients, forward, loss,
+    backward, clip (when asked), update.
 
     Returns (prediction, loss), both still on the device.
     """
-    run.optimizer.zero_grad()
-    pred = run.model.forward(x)
-    value = run.loss.forward(pred, y)
-    run.model.backward(run.loss.backward())
-    if run.clip_norm is not None:
-        clip_grad_norm(run.model.parameters(), run.clip_norm)
-    run.optimizer.step()
-    return pred, value
+    if run.step is None:
+        run.step = TrainStep(run.model, run.loss, run.optimizer, graph=run.graph, clip_norm=run.clip_norm,
+                             stream=run.stream)
+    value = run.step(x, y)
+    return run.step.pred, value
+
+
+def step_report(run):
+    """How the training steps ran, for the run report: the graph setting, whether steps were replayed from a
+    recorded graph, how many, and why not where a graph was asked for but not used."""
+    step, evaluation = run.step, run.eval_step
+    return {"graph": run.graph, "graphed": bool(step is not None and step.replays),
+            "replayed_steps": step.replays if step is not None else 0,
+            "replayed_evaluation_batches": evaluation.replays if evaluation is not None else 0,
+            "notice": step.notice if step is not None else None}
 
 
 def _kept(run):
@@ -385,7 +408,10 @@ def _epoch(run, epoch, bar):
               "train_accuracy": correct / counted if counted else None,
               "seconds": round(seconds, 4), "samples_per_s": round(seen / max(seconds, 1e-9), 1)}
     if run.eval_loader is not None:
-        record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric)
+        if run.eval_step is None:
+            run.eval_step = EvalStep(run.model, run.loss, graph=run.graph, stream=run.stream)
+        record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric,
+                                                                run.eval_step)
         if not math.isfinite(record["test_loss"]):
             bar.close("stopped")
             raise TrainingDiverged(f"the test loss became {record['test_loss']} at epoch {epoch}; training stopped "

@@ -11,8 +11,8 @@ import contextlib
 import numpy
 import pytest
 
-from gpudl.functional import dispatch, linear
-from gpudl.kernels import loader
+from gpudl.functional import dispatch
+from gpudl.kernels import blas, loader
 
 from .host import HostKernels, compiler
 
@@ -45,13 +45,33 @@ class HostPath:
         return layer.to("cpu")
 
 
-class HostCublas:
-    """Stands in for cupy.cublas on the host target: the one GEMM the kernel path asks of it, in NumPy."""
+class HostBlas:
+    """Stands in for our cuBLAS handle (gpudl.kernels.blas) on the host target: out = alpha op(a) op(b) + beta out in
+    NumPy, 2-D or batched. The product goes into a scratch buffer kept per shape, so a replayed step allocates
+    nothing here either; beta = 0 never reads out (as cuBLAS)."""
 
-    @staticmethod
-    def gemm(transa, transb, a, b, out, alpha, beta):
-        assert (transa, transb) == ("N", "N"), "only untransposed operands are emulated"
-        out[...] = alpha * (a @ b) + beta * out
+    def __init__(self):
+        self.scratch = {}
+
+    def gemm(self, transa, transb, a, b, out, alpha, beta):
+        op_a = a if transa == "N" else a.swapaxes(-1, -2)
+        op_b = b if transb == "N" else b.swapaxes(-1, -2)
+        if beta == 0 and alpha == 1:
+            numpy.matmul(op_a, op_b, out=out)
+            return out
+        key = (out.shape, out.dtype)
+        if key not in self.scratch:
+            self.scratch[key] = numpy.empty(out.shape, dtype=out.dtype)
+        product = numpy.matmul(op_a, op_b, out=self.scratch[key])
+        if alpha != 1:
+            product *= alpha
+        if beta == 0:
+            out[...] = product
+        elif beta == 1:
+            out += product
+        else:
+            out *= beta
+            out += product
         return out
 
 
@@ -95,6 +115,7 @@ def kernel_path(request, monkeypatch):
     request.getfixturevalue("small_launches")
     path = HostPath(host_kernels)
     monkeypatch.setattr(loader, "get_kernel", host_kernels.get_kernel)
-    monkeypatch.setattr(linear, "_cublas", lambda xp: HostCublas)
+    host_blas = HostBlas()
+    monkeypatch.setattr(blas, "get_blas", lambda xp: host_blas)
     monkeypatch.setattr(dispatch, "takes_kernel_path", path.is_device_array)
     return path

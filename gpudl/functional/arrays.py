@@ -1,0 +1,69 @@
+"""Array plumbing that a layer's step needs besides its math: zeros, copies, in-place adds, the (0, 1) axis swap
+between batch-major (N, T, .) and time-major (T, N, .) sequences, and one-hot rows.
+
+On the kernel path each is one launch of kernels/elementwise.cu, so a step that uses them can be recorded and
+replayed whole (kernels.loader.recording); the NumPy path is plain NumPy.
+"""
+import numpy
+
+from .. import kernels
+from ..backend import get_array_module
+from .dispatch import on_kernel_path
+
+
+def _contiguous(a):
+    """a itself when C-contiguous (numpy's ascontiguousarray would make a 0-d array 1-d), else a contiguous copy."""
+    return a if a.flags.c_contiguous else get_array_module(a).ascontiguousarray(a)
+
+
+def zeros(shape, like):
+    """A new array of zeros of `shape`, like's dtype and device."""
+    xp = get_array_module(like)
+    if on_kernel_path(like):
+        return kernels.fill(xp.empty(shape, dtype=like.dtype), 0)
+    return xp.zeros(shape, dtype=like.dtype)
+
+
+def fill_(out, value):
+    """out[...] = value, in place (C-contiguous out); returns out."""
+    if on_kernel_path(out):
+        return kernels.fill(out, value)
+    out.fill(value)
+    return out
+
+
+def copy_into(out, src):
+    """out[...] = src (same shape; out C-contiguous), in place; returns out."""
+    if on_kernel_path(out):
+        return kernels.copy(out, _contiguous(src))
+    out[...] = src
+    return out
+
+
+def copied(src):
+    """A new C-contiguous copy of src."""
+    return copy_into(get_array_module(src).empty(src.shape, dtype=src.dtype), src)
+
+
+def add_into(out, src):
+    """out += src (same shape; out C-contiguous), in place; returns out."""
+    if on_kernel_path(out):
+        kernels.add_bias(out.reshape(1, -1), _contiguous(src).reshape(-1))
+        return out
+    out += src
+    return out
+
+
+def swap01(x):
+    """x (A, B, C) -> a new C-contiguous (B, A, C) (never a view of x): batch-major to time-major and back."""
+    if on_kernel_path(x):
+        return kernels.swap01(_contiguous(x))
+    return x.transpose(1, 0, 2).copy()
+
+
+def one_hot_rows(indices, classes, dtype):
+    """Integer indices (R,) as rows of a (R, classes) identity; an index outside [0, classes) gives a zero row."""
+    xp = get_array_module(indices)
+    if on_kernel_path(indices):
+        return kernels.one_hot(_contiguous(indices.astype(numpy.int64, copy=False)), classes, dtype)
+    return (indices[:, None] == xp.arange(classes)[None, :]).astype(dtype)

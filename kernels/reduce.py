@@ -1,0 +1,61 @@
+"""The ops of reduce.cu: sums over axes (bias gradients), a scaled sum to a 0-d array (a loss's mean), and the hits
+of an arg-max against labels (an accuracy's numerator). Nothing is read back to the host."""
+from ..backend import get_array_module
+import numpy
+
+from .loader import INDEX_TYPE, ints, launch
+
+NORM_PARTS = 256        # partial sums per parameter in clip_by_global_norm
+
+
+def sum_axes(x, out, inner=1, accumulate=False):
+    """out[c] (+)= sum over o and i of x viewed as (outer, C, inner), C = out.size; returns out.
+
+    With both outer and inner above 1 the sum takes two launches (over inner first, then outer), so that the
+    threads are outer * C, not C, for the long part of a convolution's channel sums.
+    """
+    c = out.size
+    if x.size % (c * inner):
+        raise ValueError(f"sum_axes: x of shape {tuple(x.shape)} does not split into (outer, {c}, {inner})")
+    outer = x.size // (c * inner)
+    if outer > 1 and inner > 1:
+        partial = get_array_module(x).empty((outer * c,), dtype=x.dtype)
+        launch("reduce.cu", "sum_axes", partial.size, (partial, x) + ints(1, outer * c, inner, 0))
+        x, inner = partial, 1
+    launch("reduce.cu", "sum_axes", c, (out, x) + ints(outer, c, inner, 1 if accumulate else 0))
+    return out
+
+
+def scaled_sum(x, scale, divisor):
+    """scale * sum(x) / divisor as a 0-d array of x's dtype (the mean: scale 1, divisor x.size)."""
+    out = get_array_module(x).empty((), dtype=x.dtype)
+    real = x.dtype.type
+    launch("reduce.cu", "scaled_sum", 1, (out, x) + ints(x.size) + (real(scale), real(divisor)))
+    return out
+
+
+def count_hits(z, labels):
+    """#{n : argmax_k z[n, k] == labels[n]} (the first maximum wins ties) as a 0-d int64 array."""
+    n, k = z.shape
+    if tuple(labels.shape) != (n,) or labels.dtype != INDEX_TYPE:
+        raise ValueError(f"count_hits: expected {n} int64 labels, got {labels.dtype} of shape {tuple(labels.shape)}")
+    out = get_array_module(z).empty((), dtype=INDEX_TYPE)
+    launch("reduce.cu", "count_hits", 1, (out, z, labels) + ints(n, k))
+    return out
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scale every array of grads (one dtype) in place by min(1, max_norm / (||g|| + 1e-6)), ||g|| the L2 norm of
+    all of them together, summed in double; returns ||g|| as a 0-d float64 array. 2 launches per array, plus one."""
+    xp = get_array_module(grads[0])
+    real = grads[0].dtype.type
+    partial = xp.empty((len(grads), NORM_PARTS), dtype=numpy.float64)
+    norms = xp.empty((2,), dtype=numpy.float64)
+    for g, share in zip(grads, partial):
+        launch("reduce.cu", "sum_squares", NORM_PARTS, (share.view(INDEX_TYPE), g) + ints(g.size, NORM_PARTS))
+    hi = real(max_norm)
+    launch("reduce.cu", "norm_scale", 1, (norms.view(INDEX_TYPE), partial.view(INDEX_TYPE)) + ints(partial.size) +
+           (hi, real(max_norm - float(hi))))
+    for g in grads:
+        launch("reduce.cu", "scale_by", g.size, (g,) + ints(g.size) + (norms.view(INDEX_TYPE),))
+    return norms[0]

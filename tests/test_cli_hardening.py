@@ -188,19 +188,26 @@ def test_a_diverging_fit_stops_with_gpudl_s_message_and_no_numpy_warning(tmp_pat
     assert "try a smaller learning rate" in report["error"]
 
 
-class _InfiniteOnEval(nn.MSELoss):
+class _HugeOnEval(nn.MSELoss):
+    """The training loss as computed; on the 4-row test batches, `huge` instead."""
+
+    def __init__(self, huge):
+        super().__init__(check=False)
+        self.huge = huge
+
     def forward(self, pred, target):
         value = super().forward(pred, target)
-        return value if pred.shape[0] == 8 else numpy.asarray(numpy.inf, numpy.float32)
+        return value if pred.shape[0] == 8 else numpy.asarray(self.huge, numpy.float32)
 
 
-def test_an_infinite_test_loss_stops_the_run(tmp_path):
+@pytest.mark.parametrize("huge, shown", [(numpy.inf, "inf"), (1e36, r"9\.99\d*e\+35")])     # 1e36 in float32
+def test_an_infinite_or_enormous_test_loss_stops_the_run(tmp_path, huge, shown):
     from gpudl.data import DataLoader
     from gpudl.train import TrainingDiverged, fit
     X = numpy.ones((8, 2), numpy.float32)
     model = nn.Sequential(nn.Dense(2, 1))
-    with pytest.raises(TrainingDiverged, match="the test loss became inf at epoch 1"):
-        fit(model, _InfiniteOnEval(check=False), optim.SGD(model.parameters(), 0.1), DataLoader(X, X[:, :1], 8),
+    with pytest.raises(TrainingDiverged, match=f"the test loss became {shown} at epoch 1"):
+        fit(model, _HugeOnEval(huge), optim.SGD(model.parameters(), 0.1), DataLoader(X, X[:, :1], 8),
             DataLoader(X[:4], X[:4, :1], 4), epochs=2, out=str(tmp_path), progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "diverged" and not (tmp_path / "model.npz").exists()

@@ -21,10 +21,10 @@ therefore never part of a checkpoint, and a resumed run still ends where an unin
 
 The losses and accuracy counts of the steps stay on the device and are read back together every `sync_every` steps
 (SYNC_EVERY by default) and at the end of each epoch (one host sync per window instead of one per step, so the host
-can queue the next steps while the GPU computes). A loss that turns NaN or infinite stops the run (TrainingDiverged)
+can queue the next steps while the GPU computes). A loss that turns NaN or infinite, or grows past LOSS_LIMIT, stops the run (TrainingDiverged)
 at the end of its window; the message names the step where it happened, and the last checkpoint written before it
 stays (the model in memory may have taken the window's remaining steps). A loss's forward must therefore return a
-new value per call (gpudl's losses do), not a buffer it overwrites. A test loss that is not finite stops the run
+new value per call (gpudl's losses do), not a buffer it overwrites. A test loss of that kind stops the run
 too, and so does a NumPy floating-point overflow, division by zero or invalid operation inside an epoch (NumPy's
 errstate is set to raise there, and the error becomes TrainingDiverged in gpudl's words, instead of RuntimeWarnings
 printed on the terminal).
@@ -54,8 +54,15 @@ from .checkpoint import read_checkpoint, save_checkpoint
 from .report import CHECKPOINT, MODEL, write_report
 from .step import EvalStep, TrainStep
 
+LOSS_LIMIT = 1e30       # a loss beyond this counts as diverged: float32 overflows at 3.4e38, and a learning model's
+                        # loss never comes near it
 SYNC_EVERY = 16         # training steps between reads of the loss on the host (fit's default sync_every)
 FREE_ON_RESUME = ("epochs", "device", "gpudl")  # config keys a resume may change (see the module's docstring)
+
+
+def _diverged(loss):
+    """True for a loss that is NaN, infinite, or beyond LOSS_LIMIT."""
+    return not math.isfinite(loss) or abs(loss) > LOSS_LIMIT
 
 
 class TrainingDiverged(RuntimeError):
@@ -381,7 +388,7 @@ def _epoch(run, epoch, bar):
         losses, hits = window.drain()
         for value, size in losses:
             totals["steps"] += 1
-            if not math.isfinite(value):
+            if _diverged(value):
                 bar.close("stopped")
                 raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {totals['steps']}; training "
                                        f"stopped ({_kept(run)}); try a smaller learning rate")
@@ -412,7 +419,7 @@ def _epoch(run, epoch, bar):
             run.eval_step = EvalStep(run.model, run.loss, graph=run.graph, stream=run.stream)
         record["test_loss"], record["test_accuracy"] = evaluate(run.model, run.loss, run.eval_loader, metric,
                                                                 run.eval_step)
-        if not math.isfinite(record["test_loss"]):
+        if _diverged(record["test_loss"]):
             bar.close("stopped")
             raise TrainingDiverged(f"the test loss became {record['test_loss']} at epoch {epoch}; training stopped "
                                    f"({_kept(run)}); try a smaller learning rate")

@@ -70,6 +70,14 @@ def _nccl():
     return nccl, "NCCL " + str(nccl.get_version())
 
 
+def backend_for(dev):
+    """The backend for training on `dev` (a Device or spec): "auto" on a GPU (NCCL when it loads); on the CPU "mpi"
+    under an MPI launcher, else "local" (never NCCL for host arrays, even where a GPU is present)."""
+    if str(dev).startswith("cuda"):
+        return "auto"
+    return "mpi" if launched_by_mpi() else "local"
+
+
 def init(backend="auto", abort_on_error=True):
     """A Communicator over every rank this program was started with.
 

@@ -21,10 +21,7 @@ NO_LAUNCHER = "gpudl: --distributed without mpiexec: running as one rank"
 
 def join_ranks(dev):
     """The communicator of a run on device `dev` (a GPU or the CPU)."""
-    if dev.kind == "cuda":
-        comm = distributed.init("auto")
-    else:
-        comm = distributed.init("mpi" if distributed.launched_by_mpi() else "local")
+    comm = distributed.init(distributed.backend_for(dev))
     if not distributed.launched_by_mpi():
         print(NO_LAUNCHER, file=sys.stderr)
     return comm

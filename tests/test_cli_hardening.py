@@ -154,7 +154,7 @@ def test_info_prints_the_compilers_real_error_line_for_a_broken_kernel_source():
         pytest.skip("neither a GPU nor nvcc to compile with")
     sources = kernel_sources()
     name = sorted(sources)[0]
-    broken = sources[name].replace("extern \"C\"", "static int broken_here = not_declared_anywhere;\nextern \"C\"", 1)
+    broken = sources[name] + "\nstatic int broken_here = not_declared_anywhere;\n"
     bad, good = kernel_report(gpu_available(), {name: broken, "real.cu": sources[name]})
     assert bad.startswith(f"kernels: {name} FAILS to compile: ") and "not_declared_anywhere" in bad
     assert "error" in bad and "In file included from" not in bad and "/tmp" not in bad

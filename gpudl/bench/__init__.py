@@ -15,6 +15,7 @@ import contextlib
 import sys
 
 from ..backend import gpu_status
+from ..functional.threads import set_num_threads
 from . import report
 from .cases import all_cases
 from .common import Case, Unavailable, torch_module
@@ -192,7 +193,8 @@ def _parser():
     p.add_argument("--repeat", type=int, metavar="N", help="timed repeats per figure (default 3 quick, 10 full)")
     p.add_argument("--no-torch", action="store_true", help="time gpudl alone, without the PyTorch peer")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for NumPy's BLAS (through threadpoolctl) and for PyTorch alike")
+                   help="CPU threads for gpudl's NumPy path (its pool and BLAS, through threadpoolctl) and for "
+                        "PyTorch alike")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--profile", action="store_true",
                    help="instead of timing, profile gpudl's side of each selected case (cProfile, by function)")
@@ -215,7 +217,8 @@ def _devices(choice):
 
 @contextlib.contextmanager
 def _thread_limit(threads, use_torch):
-    """Run with at most `threads` BLAS threads on both sides (no limit when None)."""
+    """Run with `threads` CPU threads on both sides: gpudl's pool and NumPy's BLAS, PyTorch's intra-op threads (no
+    limit when None)."""
     if threads is None:
         yield
         return
@@ -228,8 +231,12 @@ def _thread_limit(threads, use_torch):
     if use_torch:
         import torch
         torch.set_num_threads(threads)
-    with threadpool_limits(threads):
-        yield
+    previous = set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        set_num_threads(previous)
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ path, chosen by one seam (dispatch.on_kernel_path). Nothing outside this package
 from .activations import (relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward, softplus,
                           softplus_backward, step, step_backward, tanh, tanh_backward)
 from .conv import col2im, conv2d, conv2d_backward, im2col
-from .linear import dense, dense_backward, matmul_add
+from .linear import dense, dense_backward, matmul, matmul_add
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy, softmax_cross_entropy_labels
 from .lstm import lstm_step, lstm_step_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward

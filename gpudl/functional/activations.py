@@ -1,9 +1,32 @@
 """Activation functions of the M-P neuron, y = phi(v), and their derivatives (lecture eqs. 3-9).
 
 Each `*_backward` takes what its forward kept (the input v or the output y) and the upstream gradient dy,
-and returns dv = dy * phi'(v).
+and returns dv = dy * phi'(v). The NumPy path splits the element-wise arithmetic of ReLU, tanh and the logistic
+function over the threads (functional.threads); each element is computed the same way with any thread count.
 """
 from ..backend import get_array_module
+from .dispatch import on_kernel_path
+from .threads import parallel_chunks
+
+
+def _elementwise(into, *arrays, **options):
+    """A new array out filled by into(*arrays, out=out, **options), in float arrays of the inputs' result type.
+
+    On the NumPy path, with C-contiguous inputs of one shape, contiguous slices are filled on the threads.
+    """
+    xp = get_array_module(*arrays)
+    dtype = xp.result_type(*arrays)
+    if dtype.kind != "f":
+        dtype = xp.result_type(dtype, 0.0)
+    first = arrays[0]
+    out = xp.empty(xp.broadcast(*arrays).shape, dtype=dtype)
+    if on_kernel_path(out) or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays):
+        into(*arrays, out=out, **options)
+        return out
+    flat, flat_out = [a.reshape(-1) for a in arrays], out.reshape(-1)
+    parallel_chunks(first.size, lambda start, stop: into(*(a[start:stop] for a in flat), out=flat_out[start:stop],
+                                                         **options))
+    return out
 
 
 def step(v):
@@ -28,34 +51,63 @@ def sign_backward(v, dy):
 
 def sigmoid(v, alpha=1.0):
     """Logistic function phi(v) = 1 / (1 + exp(-alpha v)), computed without overflow for large |v|."""
+    return _elementwise(_sigmoid_into, v, alpha=alpha).astype(v.dtype, copy=False)
+
+
+def _sigmoid_into(v, out, alpha):
     xp = get_array_module(v)
-    z = xp.exp(-xp.abs(alpha * v))
-    return xp.where(v >= 0, 1 / (1 + z), z / (1 + z)).astype(v.dtype, copy=False)
+    z = xp.multiply(v, alpha, out=out)
+    xp.exp(xp.negative(xp.abs(z, out=z), out=z), out=z)      # z = exp(-|alpha v|), in out
+    denominator = 1 + z
+    xp.divide(z, denominator, out=out)                       # z / (1 + z) for v < 0
+    xp.copyto(out, 1 / denominator, where=v >= 0)            # 1 / (1 + z) for v >= 0
 
 
 def sigmoid_backward(y, dy, alpha=1.0):
     """phi'(v) = alpha * y * (1 - y), from the output y."""
-    return dy * (alpha * y * (1 - y))
+    return _elementwise(_sigmoid_backward_into, y, dy, alpha=alpha)
+
+
+def _sigmoid_backward_into(y, dy, out, alpha):
+    xp = get_array_module(y)
+    xp.multiply(y, alpha, out=out)
+    out *= 1 - y
+    xp.multiply(dy, out, out=out)
 
 
 def tanh(v):
     """Hyperbolic tangent phi(v) = (e^v - e^-v) / (e^v + e^-v)."""
-    return get_array_module(v).tanh(v)
+    return _elementwise(get_array_module(v).tanh, v)
 
 
 def tanh_backward(y, dy):
     """phi'(v) = 1 - y^2, from the output y."""
-    return dy * (1 - y * y)
+    return _elementwise(_tanh_backward_into, y, dy)
+
+
+def _tanh_backward_into(y, dy, out):
+    xp = get_array_module(y)
+    xp.multiply(y, y, out=out)
+    xp.subtract(1, out, out=out)
+    xp.multiply(dy, out, out=out)
 
 
 def relu(v):
     """Rectified linear unit phi(v) = max(0, v)."""
-    return get_array_module(v).maximum(v, 0)
+    return _elementwise(_relu_into, v)
+
+
+def _relu_into(v, out):
+    get_array_module(v).maximum(v, 0, out=out)
 
 
 def relu_backward(v, dy):
     """phi'(v) = 1 for v > 0, else 0."""
-    return dy * (v > 0)
+    return _elementwise(_relu_backward_into, v, dy)
+
+
+def _relu_backward_into(v, dy, out):
+    get_array_module(v).multiply(dy, v > 0, out=out)
 
 
 def softplus(v):

@@ -1,7 +1,10 @@
 """Loss functions: the lecture's mean squared error J and the softmax cross-entropy."""
+import numpy
+
 from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
+from .threads import parallel_chunks
 
 
 def mse(pred, target):
@@ -42,4 +45,26 @@ def softmax_cross_entropy_labels(logits, labels):
     if on_kernel_path(logits):
         loss_rows, dlogits = kernels.softmax_cross_entropy(logits, labels)
         return loss_rows.mean(), dlogits
-    return softmax_cross_entropy(logits, one_hot(labels, logits.shape[1], logits.dtype))
+    return _softmax_cross_entropy_labels_xp(logits, labels)
+
+
+def _softmax_cross_entropy_labels_xp(logits, labels):
+    """The NumPy path, rows split over the threads: row loss log sum_j e^(z_j - max) - (z_y - max), and
+    dL/dz = (softmax(z) - onehot(y)) / m written in place, without a one-hot matrix."""
+    m, k = logits.shape
+    dlogits = numpy.empty(logits.shape, dtype=numpy.result_type(logits, 0.0))
+    loss_rows = numpy.zeros(m, dtype=dlogits.dtype)
+
+    def rows(start, stop):
+        z, d, y = logits[start:stop], dlogits[start:stop], labels[start:stop]
+        numpy.subtract(z, z.max(axis=1, keepdims=True), out=d)             # shifted: every exp is at most 1
+        hit = numpy.flatnonzero((y >= 0) & (y < k))                         # a label outside [0, K) adds nothing
+        picked = d[hit, y[hit]]
+        numpy.exp(d, out=d)
+        total = d.sum(axis=1, keepdims=True)
+        loss_rows[start:stop][hit] = numpy.log(total[hit, 0]) - picked
+        d /= total
+        d[hit, y[hit]] -= 1
+        d /= m
+    parallel_chunks(m, rows, k * 4)
+    return loss_rows.sum() / m, dlogits

@@ -11,6 +11,8 @@ from .module import Module, Parameter, check_input
 
 
 class Conv2D(Module):
+    _spare_col = None       # the col of the last backward, free to be written over by the next forward
+
     def __init__(self, in_channels, filters, kernel_size, strides=1, padding="valid", dtype=numpy.float32, rng=None):
         name = f"Conv2D({in_channels}, {filters}, {kernel_size})"
         if in_channels < 1 or filters < 1:
@@ -29,12 +31,15 @@ class Conv2D(Module):
                              f"{tuple(x.shape)}")
         self._pads = window_pads(self, x.shape, self.kernel_size, self.strides, self.padding)
         self._x_shape = x.shape
-        y, self._col = F.conv2d(x, self.W.data, self.b.data, self.strides, self._pads)
+        # the col of the last step, released by its backward, is written over: no new col-sized array per step
+        y, self._col = F.conv2d(x, self.W.data, self.b.data, self.strides, self._pads, col=self._spare_col)
+        self._spare_col = None
         return self._forward_output(y)
 
     def backward(self, dy):
-        dx, dW, db = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides, self._pads)
-        self._col = None
+        dx, dW, db = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
+                                       self._pads)
+        self._spare_col, self._col = self._col, None
         self.W.grad += dW
         self.b.grad += db
         return dx

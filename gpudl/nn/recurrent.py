@@ -8,12 +8,12 @@ x_t W_x for every t is one matrix product before the time loop; each step then c
 plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
 da_t for every step and finishes with one product each for dW_x, dW_h and dx.
 
-On a GPU the time loop is bound by host time (each CuPy call costs ~10-35 us of Python and driver time, the
-step's arithmetic far less), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
+On a GPU the time loop is bound by host time (each CuPy call costs more Python and driver time than the step's
+arithmetic takes on the device), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
 so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
 the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
 dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
-a cupy array costs ~1-2 us, so each step's views are made once, not once per use.
+a cupy array costs host time, so each step's views are made once, not once per use.
 
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
@@ -87,20 +87,25 @@ class _Recurrent(Module):
         return tuple(get_array_module(x).ascontiguousarray(part) for part in parts)
 
     def _input_products(self, x):
-        """x_t W_x + b for every t at once: one (N*T, F) x (F, G*H) product, returned time-major (T, N, G*H)."""
+        """x time-major (T, N, F), and x_t W_x + b for every t at once: one (T*N, F) x (F, G*H) product (T, N, G*H).
+
+        Transposing x, not the product, moves F columns per row instead of G*H; the backward keeps x time-major too.
+        """
         n, t, f = x.shape
-        xw = (x.reshape(n * t, f) @ self.W_x.data + self.b.data).reshape(n, t, -1)
-        return get_array_module(x).ascontiguousarray(xw.transpose(1, 0, 2))
+        x_tm = get_array_module(x).ascontiguousarray(x.transpose(1, 0, 2))
+        xw = F.matmul(x_tm.reshape(t * n, f), self.W_x.data)
+        xw += self.b.data
+        return x_tm, xw.reshape(t, n, -1)
 
     def _weight_grads(self, da):
         """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
-        xp = get_array_module(da)
         t, n, width = da.shape
-        da_bt = xp.ascontiguousarray(da.transpose(1, 0, 2)).reshape(n * t, width)
-        self.W_x.grad += self._x.reshape(n * t, -1).T @ da_bt
-        self.W_h.grad += self._hs[:-1].reshape(t * n, -1).T @ da.reshape(t * n, width)
-        self.b.grad += da_bt.sum(axis=0)
-        return (da_bt @ self.W_x.data.T).reshape(n, t, self.input_size)
+        da_2d = da.reshape(t * n, width)
+        self.W_x.grad += F.matmul(self._x.reshape(t * n, -1).T, da_2d)
+        self.W_h.grad += F.matmul(self._hs[:-1].reshape(t * n, -1).T, da_2d)
+        self.b.grad += da_2d.sum(axis=0)
+        dx = F.matmul(da_2d, self.W_x.data.T).reshape(t, n, self.input_size)
+        return get_array_module(da).ascontiguousarray(dx.transpose(1, 0, 2))
 
     def _upstream(self, dh_seq, dstate):
         """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple."""
@@ -151,7 +156,7 @@ class RNN(_Recurrent):
         (h,) = self._check(x, state)
         xp = get_array_module(x)
         n, t, _ = x.shape
-        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
+        x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
         hs[0] = h
         h_prev, W_h = hs[0], self.W_h.data
@@ -159,7 +164,7 @@ class RNN(_Recurrent):
             F.matmul_add(h_prev, W_h, a_t)
             xp.tanh(a_t, out=h_t)                       # h_t = tanh(a_t), written into the buffer
             h_prev = h_t
-        self._x, self._hs = x, hs
+        self._x, self._hs = x_tm, hs
         self.state = hs[t].copy()
         return self._output(hs)
 
@@ -180,7 +185,7 @@ class RNN(_Recurrent):
             xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
             if step:
                 F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = da_at[0] @ W_h_T
+        self.state_grad = F.matmul(da_at[0], W_h_T)
         dx = self._weight_grads(da)
         self._x = self._hs = None
         return dx
@@ -205,7 +210,7 @@ class LSTM(_Recurrent):
         xp = get_array_module(x)
         n, t, _ = x.shape
         size = self.hidden_size
-        a = self._input_products(x)           # becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
+        x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, size), dtype=x.dtype)
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
         hs[0], cs[0] = h, c
@@ -214,7 +219,7 @@ class LSTM(_Recurrent):
             F.matmul_add(h_prev, W_h, a_t)
             F.lstm_step(a_t, c_prev, out=(h_t, c_t))
             h_prev, c_prev = h_t, c_t
-        self._x, self._a, self._hs, self._cs = x, a, hs, cs
+        self._x, self._a, self._hs, self._cs = x_tm, a, hs, cs
         self.state = (hs[t].copy(), cs[t].copy())
         return self._output(hs)
 
@@ -235,7 +240,7 @@ class LSTM(_Recurrent):
             F.lstm_step_backward(dh_at[step], dc, a_at[step], c_at[step], c_at[step + 1], out=(a_at[step], dc))
             if step:
                 F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = (a_at[0] @ W_h_T, dc)
+        self.state_grad = (F.matmul(a_at[0], W_h_T), dc)
         dx = self._weight_grads(a)
         self._x = self._a = self._hs = self._cs = None
         return dx

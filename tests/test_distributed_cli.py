@@ -158,3 +158,12 @@ def test_a_rank_that_fails_ends_every_rank_naming_itself(tmp_path):
     assert re.search(r"gpudl: error: rank 1 of 2: .*label 12 is not a digit 0-9; aborting every rank", done.stderr), \
         done.stderr
     assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_a_run_folder_rank_zero_refuses_ends_every_rank_and_is_left_as_it_was(tmp_path):
+    assert _train(tmp_path / "run", "xor", "--epochs", "2").returncode == 0
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in os.listdir(tmp_path / "run")}
+    done = _train(tmp_path / "run", "xor", "--epochs", "2", ranks=2)
+    assert done.returncode != 0
+    assert "gpudl: error: rank 0 of 2: " in done.stderr and "holds a finished run (xor, completed)" in done.stderr
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in os.listdir(tmp_path / "run")} == before

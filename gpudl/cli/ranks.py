@@ -5,9 +5,10 @@
 The backend follows the device (distributed.backend_for): on a GPU NCCL when it loads, else MPI, each rank on GPU
 local_rank % (GPUs of its machine), whatever index --device names; on the CPU MPI under a launcher, else one local
 rank (with a notice). --batch-size stays the global batch: each rank reads its shard of every batch
-(DataLoader(shard=(rank, size))), and fit averages the gradients. Rank 0 alone claims and writes the run folder and prints; the other ranks print nothing but their
-errors. An error on any rank prints "gpudl: error: rank R of N: ..." and aborts every rank (MPI_Abort), so none is
-left waiting in a collective; the last checkpoint rank 0 wrote stays, and --resume continues from it.
+(DataLoader(shard=(rank, size))), and fit averages the gradients. Rank 0 alone claims and writes the run folder
+and prints; the other ranks print nothing but their errors. An error on any rank prints "gpudl: error: rank R of N:
+..." and aborts every rank (MPI_Abort), so none is left waiting in a collective; the last checkpoint rank 0 wrote
+stays, and --resume continues from it.
 """
 import contextlib
 import os

@@ -23,7 +23,8 @@ import sys
 
 import numpy
 
-from .backend import get_array_module, gpu_status, to_numpy
+from .backend import device, get_array_module, gpu_status, to_numpy
+from .optim import clip_grad_norm
 
 BACKENDS = ("auto", "mpi", "nccl", "local")
 
@@ -67,6 +68,14 @@ def _nccl():
     except Exception as exc:  # ImportError, or libnccl that fails to load
         return None, f"NCCL does not load through CuPy ({type(exc).__name__}: {exc})"
     return nccl, "NCCL " + str(nccl.get_version())
+
+
+def backend_for(dev):
+    """The backend for training on `dev` (a Device or spec): "auto" on a GPU (NCCL when it loads); on the CPU "mpi"
+    under an MPI launcher, else "local" (never NCCL for host arrays, even where a GPU is present)."""
+    if str(dev).startswith("cuda"):
+        return "auto"
+    return "mpi" if launched_by_mpi() else "local"
 
 
 def init(backend="auto", abort_on_error=True):
@@ -259,6 +268,17 @@ def _abort_all_on_uncaught(comm):
     sys.excepthook = hook
 
 
+def rank_device(comm, dev):
+    """The device this rank trains on: `dev` when it is the CPU; for a GPU, GPU number local_rank % (GPUs on this
+    machine), made the current device (so each rank on a machine takes its own GPU)."""
+    if dev.kind != "cuda":
+        return dev
+    cuda = dev.xp.cuda
+    mine = device(f"cuda:{comm.local_rank % cuda.runtime.getDeviceCount()}")
+    cuda.Device(mine.index).use()
+    return mine
+
+
 def _signature(params):
     return [[list(p.data.shape), str(p.data.dtype)] for p in params]
 
@@ -294,11 +314,13 @@ class DistributedOptimizer:
 
     The gradients are copied into one flat buffer per dtype (made once, in parameter order), reduced in one
     collective, and copied back. `synchronize()` does the averaging alone, for work that needs the averaged gradient
-    before the step (gradient clipping); step() then does not average again.
+    before the step; step() then does not average again. `clip_norm`, when given, scales the averaged gradients to a
+    global L2 norm of at most clip_norm before each step (optim.clip_grad_norm after synchronize()), so every rank
+    clips the same gradient that one process would.
     """
 
-    def __init__(self, optimizer, comm):
-        self.optimizer, self.comm = optimizer, comm
+    def __init__(self, optimizer, comm, clip_norm=None):
+        self.optimizer, self.comm, self.clip_norm = optimizer, comm, clip_norm
         self.params = optimizer.params
         check_same_parameters(self.params, comm)
         self._buffers = []              # (flat buffer, [(parameter, view of the buffer shaped like it)])
@@ -327,6 +349,8 @@ class DistributedOptimizer:
         if not self._synchronized:
             self.synchronize()
         self._synchronized = False
+        if self.clip_norm is not None:
+            clip_grad_norm(self.params, self.clip_norm)
         self.optimizer.step()
 
     def zero_grad(self):

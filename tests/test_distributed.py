@@ -307,3 +307,39 @@ def test_mean_loss_over_equal_shards_averages_to_the_global_gradient():
     rows = numpy.arange(12)
     averaged = numpy.mean([gradient(rows[r::3]) for r in range(3)], axis=0)
     numpy.testing.assert_allclose(averaged, gradient(rows), rtol=0, atol=1e-14)
+
+
+def test_clipping_applies_to_the_averaged_gradient():
+    model = workload.build_model("mlp", 0)
+    grads = [numpy.random.default_rng(i).standard_normal(p.grad.shape) for i, p in enumerate(model.parameters())]
+    for p, g in zip(model.parameters(), grads):
+        p.grad[...] = g
+    start = [p.data.copy() for p in model.parameters()]
+    DistributedOptimizer(optim.SGD(model.parameters(), 1.0), _DoubleGradients(), clip_norm=1.0).step()
+    doubled = [2 * g for g in grads]         # what the collective hands back; clipped to norm 1 (eps as PyTorch's)
+    scale = 1.0 / (numpy.sqrt(sum(float((g ** 2).sum()) for g in doubled)) + 1e-6)
+    assert scale < 0.5, "the test needs gradients whose clipping is visible"
+    for p, w, g in zip(model.parameters(), start, doubled):
+        numpy.testing.assert_allclose(p.data, w - scale * g, rtol=0, atol=1e-12)
+
+
+def test_backend_follows_the_device_and_the_launcher(monkeypatch):
+    for name in distributed.LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)      # as if MPI were never started in this process
+    assert [distributed.backend_for(d) for d in ("cpu", "cuda", "cuda:1")] == ["local", "auto", "auto"]
+    monkeypatch.setenv("PMI_RANK", "0")
+    assert [distributed.backend_for(d) for d in ("cpu", "cuda")] == ["mpi", "auto"]
+
+
+def test_the_allreduce_bench_case_averages_every_lenet_gradient_on_one_rank():
+    from gpudl.bench.distributed_cases import allreduce_cases
+    (case,) = allreduce_cases()
+    synchronize = case.build("cpu")
+    optimizer = synchronize.__self__
+    assert optimizer.comm.size == 1 and sum(flat.size for flat, _ in optimizer._buffers) == 61_706
+    before = [p.grad.copy() for p in optimizer.params]
+    assert any(g.any() for g in before)
+    synchronize()
+    for p, g in zip(optimizer.params, before):
+        numpy.testing.assert_array_equal(p.grad, g)

@@ -4,7 +4,9 @@
     lstm_cases    the LSTM gates, one cell step, a whole sequence
     model_cases   whole training steps beside their PyTorch twins
     startup       a fresh process up to its first training step
+    distributed_cases  the allreduce of LeNet-5's gradients (data-parallel training)
 """
+from .distributed_cases import allreduce_cases
 from .layer_cases import conv_cases, dense_cases, pool_cases, unroll_cases
 from .lstm_cases import lstm_cell_cases, lstm_gate_cases, lstm_sequence_cases
 from .model_cases import char_lstm_cases, lenet_cases, xor_cases
@@ -28,7 +30,7 @@ def all_cases(quick=False):
             *unroll_cases(1, 64, 28, 3),
             *lstm_gate_cases(16, 64), *lstm_cell_cases(16, 32, 64), *lstm_sequence_cases(8, 16, 16, 32),
             *xor_cases(), *lenet_cases([16]), *char_lstm_cases(8, 16, 16, 32),
-            *startup_cases(),
+            *startup_cases(), *allreduce_cases(),
         ]
     return [
         *dense_cases(1024, 1024, 1024),
@@ -40,5 +42,5 @@ def all_cases(quick=False):
         *unroll_cases(64, 64, 56, 3, devices=gpu), *unroll_cases(16, 64, 56, 3),
         *lstm_gate_cases(64, 256), *lstm_cell_cases(64, 128, 256), *lstm_sequence_cases(64, 128, 128, 256),
         *xor_cases(), *lenet_cases([64, 256, 1024]), *char_lstm_cases(64, 64, 64, 256),
-        *startup_cases(),
+        *startup_cases(), *allreduce_cases(),
     ]

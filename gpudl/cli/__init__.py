@@ -2,6 +2,7 @@
 
     gpudl train {perceptron,xor,lenet5,charlm} [--device auto|cpu|cuda] [--epochs N] [--batch-size N] [--lr X]
                 [--seed S] [--data-dir DIR] [--out DIR] [--resume [--override]] [--force]
+                [--graph auto|on|off] [--distributed]
                 perceptron: [--data separable|xor]   xor: [--hidden H]
                 charlm: [--text FILE] [--max-chars N] [--seq-len T] [--hidden H] [--temperature X] [--sample-length N]
     gpudl predict RUN_DIR [--input FILE.npy]              charlm runs: [--start TEXT] [--temperature X] [--length N]
@@ -22,16 +23,15 @@ it, rebuild it from a run, predict with it, and the options only it takes.
     registry.py     MODELS; perceptron.py, xor.py, lenet5.py, charlm.py: one entry each
     predictions.py  --input files and printing the predictions of the array models
     commands.py     train, predict, export, experiment, bench
+    ranks.py        train --distributed: the ranks, their devices, rank 0 alone writing, a failing rank ending all
     info.py         gpudl info (versions, devices, kernel compile report)
 """
 import argparse
 import os
 import sys
 
-from ..backend import DeviceError
-from ..train import TrainingDiverged
 from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_export, cmd_predict, cmd_train
-from .common import CLIError, __version__, positive_float, positive_int, seed
+from .common import CLIError, __version__, error_message, positive_float, positive_int, seed
 from .info import cmd_info, kernel_report
 from .registry import MODELS, model_options
 
@@ -76,6 +76,8 @@ def make_parser():
     train.add_argument("--graph", choices=("auto", "on", "off"), default="auto",
                        help="record each training step once and replay it as one CUDA graph: auto (on a GPU), on "
                        "(an error where it cannot), off (eager steps)")
+    train.add_argument("--distributed", action="store_true", help="data-parallel training on the ranks mpiexec "
+                       "started (mpiexec -n N gpudl train MODEL --distributed); --batch-size stays the global batch")
     _add_model_options(train, "train_options")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
@@ -122,8 +124,5 @@ def main(argv=None):
     except Exception as exc:
         if os.environ.get("GPUDL_DEBUG"):
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not isinstance(exc, (CLIError, DeviceError, OSError, ValueError, TrainingDiverged)):
-            message = f"{type(exc).__name__}: {message}"
-        print(f"gpudl: error: {message}", file=sys.stderr)
+        print(f"gpudl: error: {error_message(exc)}", file=sys.stderr)
         return 1

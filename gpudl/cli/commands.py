@@ -1,6 +1,7 @@
 """The subcommands train, predict, export, experiment and bench; each takes the parsed arguments and returns an exit
 status. Everything a model knows lives in its registry entry; these functions only check what is common to all
 models."""
+import contextlib
 import importlib
 import os
 
@@ -9,6 +10,8 @@ from ..readers import read_report
 from ..train import CHECKPOINT, MODEL, REPORT, claim_run_folder
 from .common import CLIError, out_dir
 from .predictions import load_input, network_predictions, print_predictions
+from ..distributed import rank_device
+from .ranks import join_ranks, rank_zero_speaks
 from .registry import MODELS, owners
 
 EXPERIMENTS = {"gradients": "gpudl.experiments.gradients", "long-term": "gpudl.experiments.long_term"}
@@ -39,12 +42,27 @@ def cmd_train(args):
         raise CLIError("--force replaces the run in the output folder and --resume continues it: pass one of them")
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
+    if args.distributed and not entry.distributed:
+        raise CLIError(f"--distributed applies to {', '.join(n for n, e in MODELS.items() if e.distributed)}, not "
+                       f"to {args.model}")
     args.dev = resolve_device(args.device)      # None: GPUDL_DEVICE, else auto
-    args.graph = {"auto": "auto", "on": True, "off": False}[getattr(args, "graph", "auto")]   # fit's graph=
+    args.graph = {"auto": "auto", "on": True, "off": False}[args.graph]     # fit's graph=
+    args.comm = join_ranks(args.dev) if args.distributed else None
+    with rank_zero_speaks(args.comm):
+        if args.comm is not None:
+            args.dev = rank_device(args.comm, args.dev)
+        return _train(entry, args)
+
+
+def _train(entry, args):
+    """Train in the run folder, which rank 0 (or the one process) claims; every rank waits until it holds it."""
     out = out_dir(args)
-    with claim_run_folder(out, resume=args.resume, force=args.force):
-        if args.resume and entry.resumable and not os.path.exists(os.path.join(out, CHECKPOINT)):
+    lead = args.comm is None or args.comm.rank == 0
+    with claim_run_folder(out, resume=args.resume, force=args.force) if lead else contextlib.nullcontext():
+        if lead and args.resume and entry.resumable and not os.path.exists(os.path.join(out, CHECKPOINT)):
             raise CLIError(f"--resume: no checkpoint in {out} (train once without --resume first)")
+        if args.comm is not None:
+            args.comm.barrier()     # no rank reads the folder (a checkpoint to resume) before rank 0 holds it
         return entry.train(args)
 
 

@@ -7,11 +7,23 @@ from importlib.metadata import version
 
 import numpy
 
+from ..backend import DeviceError
+from ..train import TrainingDiverged
+
 __version__ = version("gpudl")
 
 
 class CLIError(Exception):
     """A mistake in the command line or its inputs, reported as one line."""
+
+
+def error_message(exc):
+    """The one line that reports `exc`: its message, prefixed by its type unless it is one of gpudl's own kinds of
+    error (a bad command line, device, file or value, or a diverged run)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if not isinstance(exc, (CLIError, DeviceError, OSError, ValueError, TrainingDiverged)):
+        message = f"{type(exc).__name__}: {message}"
+    return message
 
 
 def positive_float(text):

@@ -31,6 +31,8 @@ class ModelEntry:
     resumable: whether --resume applies (a checkpoint in the run folder).
     export(model_args) -> one sample's input shape for gpudl.onnx.export (`gpudl export`), e.g. (1, 28, 28); None
         where a model cannot be exported.
+    distributed: whether --distributed applies (train reads args.comm: its loaders take shard=ranks.shard(comm)
+        and fit takes comm=args.comm).
     """
     name: str
     help: str
@@ -42,6 +44,7 @@ class ModelEntry:
     load: Optional[Callable] = None
     resumable: bool = True
     export: Optional[Callable] = None
+    distributed: bool = False
 
     def load_trained(self, model_path, config, device):
         """The trained model of a run folder, on `device`, in eval mode."""

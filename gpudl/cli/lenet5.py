@@ -11,6 +11,7 @@ from ..train import cosine_schedule, fit
 from .common import CLIError, out_dir, rng, run_config, settle, to_stderr
 from .entry import ModelEntry
 from .predictions import load_input, network_predictions, print_predictions
+from .ranks import shard
 
 
 def digits_or_mnist(args):
@@ -41,13 +42,13 @@ def train(args):
     optimizer = optim.Adam(model.parameters(), args.lr)
     shift = 0 if args.data_dir else 2  # few digits images: random shifts of up to 2 pixels keep LeNet-5 general
     train_loader = DataLoader(Xtr, ytr, args.batch_size, seed=[args.seed, 1], device=args.dev,
-                              transform=random_shift(shift))
+                              transform=random_shift(shift) if shift else None, shard=shard(args.comm))
     test_loader = DataLoader(Xte, yte, 500, shuffle=False, device=args.dev)
     out = out_dir(args)
     report = fit(model, nn.SoftmaxCrossEntropy(check=False), optimizer, train_loader, test_loader,
                  epochs=args.epochs, out=out, resume=args.resume, schedule=cosine_schedule(args.lr, args.epochs),
                  progress=not args.quiet, config=run_config(args, in_channels=1, num_classes=10),
-                 override=args.override, graph=args.graph)
+                 override=args.override, graph=args.graph, comm=args.comm)
     final = report["final"]
     print(f"lenet5: test accuracy {final['test_accuracy']:.4f} after {args.epochs} epochs "
           f"({report['seconds']:.1f} s of training); model, checkpoint and report in {out}")
@@ -88,4 +89,4 @@ def predict(args, model, config, device):
 
 
 ENTRY = ModelEntry(name="lenet5", help="LeNet-5 on handwritten digits", train=train, build=build, predict=predict,
-                   export=export_shape)
+                   export=export_shape, distributed=True)

@@ -9,6 +9,7 @@ from ..train import fit
 from .common import CLIError, out_dir, rng, run_config, settle, to_stderr
 from .entry import ModelEntry, Option
 from .predictions import load_points, network_predictions, print_predictions
+from .ranks import shard
 
 
 def train(args):
@@ -22,12 +23,12 @@ def train(args):
     if not args.quiet:
         model.summary((2,), print_fn=to_stderr)
     optimizer = optim.SGD(model.parameters(), args.lr, momentum=0.9)
-    loader = DataLoader(X, Y, args.batch_size, seed=[args.seed, 1], device=args.dev)
+    loader = DataLoader(X, Y, args.batch_size, seed=[args.seed, 1], device=args.dev, shard=shard(args.comm))
     every_tenth = max(1, args.epochs // 10)
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
                  epochs=args.epochs, out=out_dir(args), resume=args.resume, checkpoint_every=every_tenth,
                  log_every=every_tenth, progress=not args.quiet, config=run_config(args, sizes=sizes),
-                 override=args.override, graph=args.graph)
+                 override=args.override, graph=args.graph, comm=args.comm)
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):
@@ -59,4 +60,5 @@ def predict(args, model, config, device):
 
 ENTRY = ModelEntry(
     name="xor", help="an MLP on the XOR points", train=train, build=build, predict=predict, export=export_shape,
+    distributed=True,
     train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", dict(type=int)),))

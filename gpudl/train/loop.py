@@ -37,6 +37,15 @@ setting other than `free_on_resume` (the number of epochs, the device, gpudl's v
 other learning rates for the epochs already trained than the history recorded; `override=True` continues anyway
 and records each change, old and new value, in the report's "overrides". A checkpoint that already holds `epochs`
 epochs leaves nothing to train and is refused too.
+
+Data-parallel runs (`comm`, a gpudl.distributed communicator; every rank calls fit with its shard of each batch,
+DataLoader(shard=(rank, size))): fit copies rank 0's parameters to every rank, averages the gradients over the
+ranks before each step (distributed.DistributedOptimizer, which also does the clipping, after the average), and
+sums each epoch's training loss and accuracy counts over the ranks, so the record is the global batch's. Every rank
+evaluates the whole held-out set (the ranks hold the same parameters, so they get the same figures as one process,
+with no collective; the time is no loss, since the ranks wait for the slowest anyway), and every rank returns the
+same report. Rank 0 alone prints progress and writes the output folder; the other ranks only read the checkpoint
+on resume (every rank restores it).
 """
 import json
 import math
@@ -48,6 +57,7 @@ from typing import Any, Callable, Optional
 
 import numpy
 
+from .. import distributed
 from ..backend import get_array_module, to_numpy
 from ..serialization import save
 from .checkpoint import read_checkpoint, save_checkpoint
@@ -219,6 +229,7 @@ class RunState:
     graph: Any = "auto"                 # TrainStep's graph= ("auto", True, False)
     step: Any = None                    # the TrainStep, made at the first batch
     eval_step: Any = None               # the EvalStep, made at the first evaluation
+    comm: Any = None                    # the ranks of a data-parallel run (gpudl.distributed), or None
 
 
 def _normalized(config):
@@ -272,7 +283,7 @@ def _resume(run, resume_config, schedule, override, free_on_resume):
 def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=None, resume=False,
         metric=accuracy, schedule=None, checkpoint_every=1, progress=True, log_every=1, stream=None, config=None,
         clip_norm=None, on_epoch_end=None, sync_every=None, override=False, free_on_resume=FREE_ON_RESUME,
-        graph="auto"):
+        graph="auto", comm=None):
     """Train for `epochs` epochs (counting those a resumed checkpoint already did); returns the run report (dict).
 
     Progress (a tqdm bar per epoch, or a plain line without tqdm) goes to `stream` (stderr) for every `log_every`-th
@@ -287,7 +298,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     steps whose losses are read back to the host together. `override` and `free_on_resume`: see the module's
     docstring (what a resume may change). `graph` ("auto", True or False) is TrainStep's (and the evaluation's
     EvalStep's): each step is recorded once per batch shape and replayed as one CUDA graph on a GPU; the report's
-    "step" says how the steps ran.
+    "step" says how the steps ran. `comm`: a data-parallel run (see the module's docstring).
     """
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"fit: clip_norm must be positive, got {clip_norm!r}")
@@ -297,9 +308,14 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
     for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every), ("sync_every", sync_every)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"fit: {name} must be a positive int, got {value!r}")
+    lead = comm is None or comm.rank == 0       # the rank that evaluates, prints and writes
+    if comm is not None:
+        distributed.broadcast_parameters(model, comm)
+        optimizer, clip_norm = distributed.DistributedOptimizer(optimizer, comm, clip_norm), None
+        progress = progress and lead
     run = RunState(model, loss, optimizer, train_loader, eval_loader, metric, epochs, clip_norm, on_epoch_end,
                    sync_every, stream if stream is not None else sys.stderr,
-                   os.path.join(out, CHECKPOINT) if out else None, graph=graph)
+                   os.path.join(out, CHECKPOINT) if out else None, graph=graph, comm=comm)
     start, overrides = 0, []
     if resume:
         start, overrides = _resume(run, config, schedule, override, free_on_resume)
@@ -308,13 +324,15 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
               "parameters": int(sum(p.data.size for p in model.parameters()))}
     if overrides:
         report["overrides"] = overrides
+    if comm is not None:
+        report["distributed"] = {"ranks": comm.size, "backend": comm.backend}
     model.train()
     try:
         for epoch in range(start + 1, epochs + 1):
             if schedule is not None:
                 optimizer.lr = schedule(epoch)
             run.history.append(run_epoch(run, epoch, show=progress and (epoch % log_every == 0 or epoch == epochs)))
-            if run.checkpoint and (epoch % checkpoint_every == 0 or epoch == epochs):
+            if run.checkpoint and lead and (epoch % checkpoint_every == 0 or epoch == epochs):
                 save_checkpoint(run.checkpoint, model, optimizer, epoch, train_loader, run.history,
                                 config=_normalized(config), overrides=overrides)
                 run.last_good = epoch
@@ -328,7 +346,7 @@ def fit(model, loss, optimizer, train_loader, eval_loader=None, epochs=10, out=N
         report["last_checkpoint_epoch"] = run.last_good
         report["final"] = run.history[-1] if run.history else None
         report["seconds"] = round(sum(r["seconds"] for r in run.history), 3)
-        if out:
+        if out and lead:
             if report["status"] == "completed":
                 save(model, os.path.join(out, MODEL))
             write_report(out, report)
@@ -377,6 +395,15 @@ def run_epoch(run, epoch, show=False):
                                f"({_kept(run)}); try a smaller learning rate") from None
 
 
+def _sum_over_ranks(comm, totals):
+    """Replace the epoch's loss sum, sample and hit counts by their sums over the ranks (the global batch's)."""
+    keys = ("loss", "seen", "correct", "counted")
+    values = numpy.array([totals[key] for key in keys], dtype=numpy.float64)
+    comm.allreduce_mean_([values])
+    values *= comm.size
+    totals.update({key: (float(v) if key == "loss" else int(round(v))) for key, v in zip(keys, values)})
+
+
 def _epoch(run, epoch, bar):
     loader, metric = run.train_loader, run.metric
     _reset_state(run.model)
@@ -409,6 +436,8 @@ def _epoch(run, epoch, bar):
         bar.update({"loss": f"{totals['loss'] / seen:.4f}",
                     "acc": f"{totals['correct'] / counted:.3f}" if counted else "-", "samples/s": f"{rate:.0f}"})
     read_back()             # nothing left unless the loader yielded fewer batches than its len()
+    if run.comm is not None and run.comm.size > 1:
+        _sum_over_ranks(run.comm, totals)
     total_loss, seen, correct, counted = totals["loss"], totals["seen"], totals["correct"], totals["counted"]
     seconds = time.perf_counter() - t0
     record = {"epoch": epoch, "lr": getattr(run.optimizer, "lr", None), "train_loss": total_loss / seen,

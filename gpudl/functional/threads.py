@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 ENV_VAR = "GPUDL_NUM_THREADS"
 _CAPS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-# Elements below which a chunk is not worth a thread (handing work to a thread costs tens of microseconds).
-GRAIN = 1 << 15
+# Elements below which a chunk is not worth a thread: handing small work to a second thread costs more than it
+# saves on a 2-core machine (RESULTS.md, "CPU threads"), so only large batches split.
+GRAIN = 1 << 20
 
 _lock = threading.Lock()
 _num_threads = None     # None: not decided yet (the environment is read on first use)

@@ -4,8 +4,9 @@
 # One prepared run on a GPU machine (no network needed): installs gpudl from this tree in editable mode (offline; the
 # kernels live in the top-level kernels/ folder, which only an install maps to gpudl.kernels), records the machine
 # (nvidia-smi, versions), runs the gpu-marked tests (tests/test_train_step.py captures real CUDA graphs there), one
-# LeNet-5 epoch with --graph auto and off, then `gpudl bench` on the GPU beside PyTorch, and writes everything under OUTDIR: junit xml,
-# logs, bench.json, summary.txt. It also runs on a machine without a GPU, where the gpu tests report as skipped.
+# LeNet-5 epoch with --graph auto and off, then `gpudl bench` on the GPU beside PyTorch. OUTDIR gets five files:
+# summary.txt, tests-gpu.log, bench.log, bench/bench.json and details.tar.gz (junit xml, install and training logs,
+# versions, nvidia-smi, bench.png). It also runs on a machine without a GPU, where the gpu tests report as skipped.
 # Exit status: 0 when no step failed (skips are fine), else 1.
 #
 # Environment: PYTHON (default python3; a virtual environment's python gets the editable install itself, any other
@@ -110,6 +111,7 @@ if [ $have_gpu -eq 1 ] && ! grep -q "^gpudl gpu_status (True" "$OUT/versions.txt
 fi
 
 PYTEST=("$PY" -m pytest -p no:cacheprovider -rfEs)
+RUNS=$(mktemp -d)       # the training runs' folders (checkpoints, models): only their figures go into the summary
 step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" "$ROOT/tests"
 if [ "${GPU_CHECK_CPU_TESTS:-0}" = 1 ]; then
     step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" "$ROOT/tests"
@@ -121,14 +123,14 @@ fi
 if [ $have_gpu -eq 1 ]; then
     for mode in auto off; do
         step "lenet5-$mode" "$PY" -m gpudl train lenet5 --device cuda --epochs 1 --graph "$mode" --quiet \
-            --out "$OUT/lenet5-graph-$mode"
+            --out "$RUNS/lenet5-graph-$mode"
     done
-    note "$("$PY" - "$OUT" <<'EOF'
+    note "$("$PY" - "$RUNS" <<'EOF'
 import json, sys
 seconds = {}
 for mode in ("auto", "off"):
     try:
-        report = json.load(open(f"{sys.argv[1]}/lenet5-graph-{mode}/report.json"))
+        report = json.load(open(f"{sys.argv[1]}/lenet5-graph-{mode}/report.json"))     # sys.argv[1]: $RUNS
         seconds[mode] = report["history"][-1]["seconds"]
         print(f"lenet5 epoch --graph {mode}: {seconds[mode]:.3f} s, step {report.get('step')}")
     except (OSError, ValueError, KeyError, IndexError) as exc:
@@ -141,4 +143,8 @@ fi
 # The benchmark report: every case on the GPU beside PyTorch, the targets met or missed, bench.json and bench.png.
 step bench "$PY" -m gpudl bench --device "${GPU_CHECK_BENCH_DEVICE:-cuda}" --out "$OUT/bench" ${GPU_CHECK_BENCH_ARGS:-}
 if [ $failed -eq 0 ]; then note "result: no step failed"; else note "result: FAILURES (see the logs above)"; fi
+# A lent GPU machine returns at most 8 files: keep the summary, the test and bench logs and bench.json as they are,
+# and pack the rest (install log, versions, nvidia-smi, junit xml, the chart, the training logs) into one archive.
+(cd "$OUT" && find . -type f ! -name summary.txt ! -name tests-gpu.log ! -name bench.log ! -name bench.json \
+    ! -name details.tar.gz -print0 | tar --null -czf details.tar.gz --remove-files -T - && find . -type d -empty -delete)
 exit $failed

@@ -5,7 +5,7 @@
 
 EvalStep(model, loss, graph="auto") does the same for an evaluation batch: the forward and the loss only.
 
-On a GPU the host time per operation (~10-35 us of Python and driver per CuPy call or kernel launch) dominates a
+On a GPU the host time per operation (Python and the driver, for every CuPy call or kernel launch) dominates a
 small model's step; recorded once as a CUDA graph, the whole step (an LSTM's T-step time loop included) is one launch.
 What changes from step to step is read from device memory, never baked into the graph: the inputs (copied into the
 graph's static buffers x and y), the learning rate and Adam's step count (gpudl.optim), the momentum and moment

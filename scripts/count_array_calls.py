@@ -175,7 +175,7 @@ else:
 def step():
     opt.zero_grad()
     loss.forward(model.forward(x), labels)
-    model.backward(loss.backward())
+    model.backward(loss.backward(), input_grad=False)
     opt.step()
 
 

@@ -57,7 +57,7 @@ def worker(args):
         for x, labels in loader:
             optimizer.zero_grad()
             loss.forward(model.forward(x), labels)
-            model.backward(loss.backward())
+            model.backward(loss.backward(), input_grad=False)
             optimizer.step()
         comm.barrier()
         if epoch > 0:                       # epoch 0 warms up

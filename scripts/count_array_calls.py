@@ -13,6 +13,7 @@ a step (kernels.loader.recording), the last line gives the length of the recorde
 replaces.
 """
 import collections
+import inspect
 import sys
 import tempfile
 
@@ -172,10 +173,14 @@ else:
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
+# as the training step does: no gradient of the input, where the tree's backward can skip it
+backward_options = {"input_grad": False} if "input_grad" in inspect.signature(model.backward).parameters else {}
+
+
 def step():
     opt.zero_grad()
     loss.forward(model.forward(x), labels)
-    model.backward(loss.backward())
+    model.backward(loss.backward(), **backward_options)
     opt.step()
 
 

@@ -21,7 +21,7 @@ labels = gpudl.to_device(rng.integers(0, 10, 64), dev)
 loss = nn.SoftmaxCrossEntropy()
 opt = optim.SGD(model.parameters(), lr=0.01)
 value = loss.forward(model.forward(x), labels)
-model.backward(loss.backward())
+model.backward(loss.backward(), input_grad=False)
 opt.step()
 float(value)  # a read-back after the step: the device has finished it
 print(time.time())

@@ -113,28 +113,29 @@ def _conv2d_xp(x, W, b, stride, pads, col):
     return y.reshape(n, f, oh, ow), col
 
 
-def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads):
+def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad):
     """The NumPy path of conv2d_backward, the per-sample products split over the threads (same sums as unsplit)."""
     n, f, oh, ow = dy.shape
     dtype = numpy.result_type(dy, W)
     dy3 = dy.reshape(n, f, oh * ow)
     col3 = col.reshape(n, -1, oh * ow)
     per_sample = numpy.empty((n, col3.shape[1], f), dtype=dtype)
-    strips = tuple(stride) == (1, 1)        # contiguous adds, no col-sized dcol
+    strips = input_grad and tuple(stride) == (1, 1)        # contiguous adds, no col-sized dcol
+    folds = input_grad and not strips
     dx = numpy.empty(x_shape, dtype=dtype) if strips else None
-    dcol = None if strips else numpy.empty(col3.shape, dtype=dtype)
+    dcol = numpy.empty(col3.shape, dtype=dtype) if folds else None
 
     def backward(start, stop):
         # col3 @ dy3^T, summed over the batch below: no transposed copy of col, and the faster order for BLAS
         numpy.matmul(col3[start:stop], dy3[start:stop].transpose(0, 2, 1), out=per_sample[start:stop])
         if strips:
             _conv2d_dx_strips(dy[start:stop], W, dx[start:stop], pads)
-        else:
+        elif folds:
             numpy.matmul(W.reshape(f, -1).T, dy3[start:stop], out=dcol[start:stop])
     parallel_chunks(n, backward, col3[0].size)
     dW = per_sample.sum(axis=0).T.reshape(W.shape)
     db = dy3.sum(axis=(0, 2))
-    if not strips:
+    if folds:
         dx = _col2im_xp(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
     return dx, dW, db
 
@@ -156,15 +157,16 @@ def conv2d(x, W, b, stride, pads, col=None):
     return kernels.add_bias(y, b, inner=oh * ow).reshape(n, f, oh, ow), col
 
 
-def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None):
+def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None, input_grad=True):
     """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,).
 
     into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
+    input_grad=False: dx is not computed (None); dW and db are the same.
     """
     if on_kernel_path(dy):
         return _conv2d_backward_kernels(get_array_module(dy).ascontiguousarray(dy), col, W, x_shape, stride, pads,
-                                        into)
-    dx, dW, db = _conv2d_backward_xp(dy, col, W, x_shape, stride, pads)
+                                        into, input_grad)
+    dx, dW, db = _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad)
     if into is not None:
         into[0][...] += dW
         into[1][...] += db
@@ -172,8 +174,9 @@ def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None):
     return dx, dW, db
 
 
-def _conv2d_backward_kernels(dy, col, W, x_shape, stride, pads, into):
-    """The kernel path of conv2d_backward: three batched GEMMs, two sums over the batch, and col2im."""
+def _conv2d_backward_kernels(dy, col, W, x_shape, stride, pads, into, input_grad):
+    """The kernel path of conv2d_backward: three batched GEMMs, two sums over the batch, and col2im (the last GEMM
+    and col2im make dx, left out without input_grad)."""
     xp = get_array_module(dy)
     n, f, oh, ow = dy.shape
     dy3 = dy.reshape(n, f, oh * ow)
@@ -184,6 +187,8 @@ def _conv2d_backward_kernels(dy, col, W, x_shape, stride, pads, into):
     per_sample = kernels.gemm("N", "T", dy3, col3, xp.empty((n,) + W2.shape, dtype=W.dtype))   # dy_n col_n^T
     kernels.sum_axes(per_sample, into[0], accumulate=True)
     kernels.sum_axes(dy3, into[1], inner=oh * ow, accumulate=True)
+    if not input_grad:
+        return None, into[0], into[1]
     dcol = kernels.gemm("T", "N", W2, dy3, xp.empty(col3.shape, dtype=dy.dtype))
     dx = col2im(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
     return dx, into[0], into[1]

@@ -62,10 +62,11 @@ def dense(x, W, b):
     return y
 
 
-def dense_backward(x, W, dy, into=None):
+def dense_backward(x, W, dy, into=None, input_grad=True):
     """Gradients of y = x W + b: dx = dy W^T, dW = x^T dy, db = sum over the batch of dy.
 
     into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
+    input_grad=False: dx is not computed (None); dW and db are the same.
     """
     if on_kernel_path(dy):
         dy = get_array_module(dy).ascontiguousarray(dy)
@@ -73,8 +74,9 @@ def dense_backward(x, W, dy, into=None):
             into = (get_array_module(W).zeros_like(W), get_array_module(W).zeros(W.shape[1], dtype=W.dtype))
         _gemm(x.T, dy, out=into[0], beta=1.0)
         kernels.sum_axes(dy, into[1], accumulate=True)
-        return _gemm(dy, W.T), into[0], into[1]
-    dx, dW, db = matmul(dy, W.T), matmul(x.T, dy), dy.sum(axis=0)
+        return _gemm(dy, W.T) if input_grad else None, into[0], into[1]
+    dx = matmul(dy, W.T) if input_grad else None
+    dW, db = matmul(x.T, dy), dy.sum(axis=0)
     if into is not None:
         into[0][...] += dW
         into[1][...] += db

@@ -62,11 +62,12 @@ class CharLSTM(nn.Module):
         n, t, h = hs.shape
         return self._forward_output(self.head.forward(hs.reshape(n * t, h)).reshape(n, t, self.vocab_size))
 
-    def backward(self, dlogits):
-        """dL/d(one-hot input) (N, T, V) from dL/dlogits (N, T, V); parameter gradients accumulate."""
+    def backward(self, dlogits, input_grad=True):
+        """dL/d(one-hot input) (N, T, V) from dL/dlogits (N, T, V); parameter gradients accumulate.
+        input_grad=False: the LSTM skips the input gradient and None is returned."""
         n, t, v = self._backward_input(dlogits).shape
         dh = self.head.backward(dlogits.reshape(n * t, v))
-        return self.lstm.backward(dh.reshape(n, t, self.hidden_size))
+        return self.lstm.backward(dh.reshape(n, t, self.hidden_size), input_grad=input_grad)
 
     def __repr__(self):
         return f"CharLSTM({self.vocab_size}, {self.hidden_size})"

@@ -36,9 +36,11 @@ class Conv2D(Module):
         self._spare_col = None
         return self._forward_output(y)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx (N, C, H, W) from dy; dW and db add into W.grad and b.grad. input_grad=False skips dx (returns None),
+        as for the first layer of a training step, whose input gradient nothing reads."""
         dx, _, _ = F.conv2d_backward(self._backward_input(dy), self._col, self.W.data, self._x_shape, self.strides,
-                                     self._pads, into=(self.W.grad, self.b.grad))
+                                     self._pads, into=(self.W.grad, self.b.grad), input_grad=input_grad)
         self._spare_col, self._col = self._col, None
         return dx
 

@@ -21,9 +21,10 @@ class Dense(Module):
         self._x = x
         return self._forward_output(F.dense(x, self.W.data, self.b.data))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx = dy W^T; dW and db add into W.grad and b.grad. input_grad=False skips dx (returns None)."""
         dy = self._backward_input(dy)
-        dx, _, _ = F.dense_backward(self._x, self.W.data, dy, into=(self.W.grad, self.b.grad))
+        dx, _, _ = F.dense_backward(self._x, self.W.data, dy, into=(self.W.grad, self.b.grad), input_grad=input_grad)
         self._x = None
         return dx
 

@@ -1,7 +1,11 @@
 """Parameter, Module and Sequential: the skeleton every layer hangs on.
 
-forward(x) keeps what backward needs; backward(dy) returns dx and adds into each parameter's .grad.
+forward(x) keeps what backward needs; backward(dy) returns dx and adds into each parameter's .grad. A layer whose dx
+costs real work also takes backward(dy, input_grad=False), which adds the same parameter gradients and returns None.
 """
+import functools
+import inspect
+
 import numpy
 
 from ..backend import device as resolve_device
@@ -190,10 +194,17 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad=True):
+        """dx from dy, through the layers in reverse. input_grad=False is passed to the first layer when its backward
+        takes it (which then returns None): a training step reads no gradient of the model's input."""
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        first = self.layers[0] if self.layers else None
+        if first is None:
+            return dy
+        if not input_grad and takes_input_grad(first):
+            return first.backward(dy, input_grad=False)
+        return first.backward(dy)
 
     def named_parameters(self, prefix=""):
         found = []
@@ -210,6 +221,25 @@ class Sequential(Module):
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+
+def takes_input_grad(module):
+    """Does module.backward take input_grad= (and so can skip the gradient of its input)?"""
+    backward = module.backward
+    backward = getattr(backward, "__func__", backward)
+    try:
+        return _names_input_grad(backward)
+    except TypeError:                   # an unhashable callable: read its signature every time
+        return _names_input_grad.__wrapped__(backward)
+
+
+@functools.lru_cache(maxsize=256)
+def _names_input_grad(function):
+    """Whether `function` has a parameter named input_grad (read once per function: a signature costs ~20 us)."""
+    try:
+        return "input_grad" in inspect.signature(function).parameters
+    except (TypeError, ValueError):     # a callable without a signature to read
+        return False
 
 
 def check_input(layer, x, ndim, what):

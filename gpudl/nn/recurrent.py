@@ -132,14 +132,15 @@ class _Recurrent(Module):
         xw = F.dense(x_tm.reshape(t * n, f), self.W_x.data, self.b.data)
         return x_tm, xw.reshape(t, n, -1)
 
-    def _weight_grads(self, da):
-        """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F)."""
+    def _weight_grads(self, da, input_grad):
+        """From da (T, N, G*H) of every step: dW_x, dW_h and db in one product each, and dx (N, T, F) (None
+        without input_grad)."""
         t, n, width = da.shape
         da_2d = da.reshape(t * n, width)
         dx, _, _ = F.dense_backward(self._x.reshape(t * n, -1), self.W_x.data, da_2d,
-                                    into=(self.W_x.grad, self.b.grad))
+                                    into=(self.W_x.grad, self.b.grad), input_grad=input_grad)
         F.matmul_add(self._hs[:-1].reshape(t * n, -1).T, da_2d, self.W_h.grad)
-        return F.swap01(dx.reshape(t, n, self.input_size))
+        return None if dx is None else F.swap01(dx.reshape(t, n, self.input_size))
 
     def _upstream(self, dh_seq, dstate):
         """Check the incoming gradients; return dh_seq (or None) and the gradient of the final state as a tuple of
@@ -203,8 +204,9 @@ class RNN(_Recurrent):
         self._carry(hs[t])
         return self._output(hs)
 
-    def backward(self, dh_seq, dstate=None):
+    def backward(self, dh_seq, dstate=None, input_grad=True):
         """dx (N, T, F) from dL/dh_t for every t (None: zeros) and optionally dL/dh_T; dL/dh_0 -> `state_grad`.
+        input_grad=False skips dx (returns None); the parameter gradients and state_grad are the same.
 
         dh_t = dL/dh_t (direct) + da_{t+1} W_h^T;  da_t = dh_t (1 - h_t^2).
         """
@@ -221,7 +223,7 @@ class RNN(_Recurrent):
             if step:
                 F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
         self.state_grad = F.matmul(da_at[0], W_h_T)
-        dx = self._weight_grads(da)
+        dx = self._weight_grads(da, input_grad)
         self._x = self._hs = None
         return dx
 
@@ -259,8 +261,9 @@ class LSTM(_Recurrent):
         self._carry(hs[t], cs[t])
         return self._output(hs)
 
-    def backward(self, dh_seq, dstate=None):
-        """dx (N, T, F) from dL/dh_t for every t (None: zeros) and optionally (dL/dh_T, dL/dc_T).
+    def backward(self, dh_seq, dstate=None, input_grad=True):
+        """dx (N, T, F) from dL/dh_t for every t (None: zeros) and optionally (dL/dh_T, dL/dc_T); input_grad=False
+        skips dx (returns None).
 
         (dL/dh_0, dL/dc_0) is left in `state_grad`. Per step: dh_t = dL/dh_t + da_{t+1} W_h^T, and
         functional.lstm_step_backward turns (dh_t, dc_t) into da_t and dc_{t-1}.
@@ -277,6 +280,6 @@ class LSTM(_Recurrent):
             if step:
                 F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
         self.state_grad = (F.matmul(a_at[0], W_h_T), dc)
-        dx = self._weight_grads(a)
+        dx = self._weight_grads(a, input_grad)
         self._x = self._a = self._hs = self._cs = None
         return dx

@@ -15,9 +15,10 @@ class SequenceDense(nn.Dense):
         n, t, f = x.shape
         return super().forward(x.reshape(n * t, f)).reshape(n, t, self.out_features)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         n, t, _ = dy.shape
-        return super().backward(dy.reshape(n * t, self.out_features)).reshape(n, t, self.in_features)
+        dx = super().backward(dy.reshape(n * t, self.out_features), input_grad=input_grad)
+        return None if dx is None else dx.reshape(n, t, self.in_features)
 
     def __repr__(self):
         return f"SequenceDense({self.in_features}, {self.out_features})"

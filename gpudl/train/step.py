@@ -30,6 +30,7 @@ from collections import OrderedDict
 from .. import functional as F
 from ..backend import get_array_module
 from ..functional.dispatch import step_recorder
+from ..nn.module import takes_input_grad
 from ..optim import Optimizer, clip_grad_norm
 
 RECORDINGS_KEPT = 4     # recorded steps kept, one per batch shape
@@ -153,17 +154,20 @@ class TrainStep(RecordedStep):
 
     clip_norm, when given, scales the gradients to a global L2 norm of at most clip_norm before the update
     (optim.clip_grad_norm, on the device, recorded with the rest of the step).
+    The gradient of the model's input is read by nothing: a model whose backward takes input_grad= is asked to skip
+    it (backward(dpred, input_grad=False)); any other model's backward(dpred) is called as it is.
     """
 
     def __init__(self, model, loss, optimizer, graph="auto", clip_norm=None, stream=None):
         super().__init__(model, loss, graph, stream)
         self.optimizer, self.clip_norm = optimizer, clip_norm
+        self._backward_options = {"input_grad": False} if takes_input_grad(model) else {}
 
     def _ops(self, x, y):
         self.optimizer.zero_grad()
         pred = self.model.forward(x)
         value = self.loss.forward(pred, y)
-        self.model.backward(self.loss.backward())
+        self.model.backward(self.loss.backward(), **self._backward_options)
         if self.clip_norm is not None:
             clip_grad_norm(self.model.parameters(), self.clip_norm)
         self.optimizer.step()

@@ -14,5 +14,5 @@ from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_bac
 from .softmax import softmax_cross_entropy
 from .elementwise import activation, activation_backward, add_bias, copy, fill, mse, one_hot, swap01
 from .blas import gemm
-from .reduce import clip_by_global_norm, count_hits, scaled_sum, sum_axes
+from .reduce import clip_by_global_norm, scaled_sum, sum_axes
 from . import graph

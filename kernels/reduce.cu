@@ -1,5 +1,5 @@
 // Sums for a training step: the gradients of biases (sums over the batch, and over the pixels of a convolution's
-// channel), a loss's mean over rows, and the hits of an accuracy.
+// channel), a loss's mean over rows, and the global norm of gradient clipping.
 //
 // Compiled once per dtype with -Dreal_t=float or -Dreal_t=double. One thread per output element, grid-stride loop,
 // 64-bit indices, each thread summing its own elements in order (no atomics: deterministic, and the host build runs
@@ -7,7 +7,6 @@
 //
 // sum_axes:   out[c] = (accumulate ? out[c] : 0) + sum_{o, i} x[o, c, i] for x (outer, C, inner)
 // scaled_sum: out[0] = scale * sum_i x[i] / divisor (the mean: scale 1, divisor n; the squared error: scale 1/2)
-// count_hits: out[0] = #{n : argmax_k z[n, k] == labels[n]}, the first maximum winning ties
 //
 // Gradient clipping by the global norm (optim.clip_grad_norm) sums in double, as the NumPy path does, whatever
 // real_t is; its double arrays reach the kernels viewed as int64 (the loader wants one real type per launch):
@@ -35,22 +34,6 @@ extern "C" __global__ void scaled_sum(real_t* __restrict__ out, const real_t* __
         real_t s = 0;
         for (long long i = 0; i < n; ++i) s += x[i];
         out[0] = scale * s / divisor;
-    }
-}
-
-extern "C" __global__ void count_hits(long long* __restrict__ out, const real_t* __restrict__ z,
-                                     const long long* __restrict__ labels, long long N, long long K)
-{
-    for_each_index(k, 1) {
-        long long hits = 0;
-        for (long long n = 0; n < N; ++n) {
-            const real_t* row = z + n * K;
-            long long best = 0;
-            for (long long j = 1; j < K; ++j)
-                if (row[j] > row[best]) best = j;
-            hits += best == labels[n];
-        }
-        out[0] = hits;
     }
 }
 

@@ -1,5 +1,5 @@
-"""The ops of reduce.cu: sums over axes (bias gradients), a scaled sum to a 0-d array (a loss's mean), and the hits
-of an arg-max against labels (an accuracy's numerator). Nothing is read back to the host."""
+"""The ops of reduce.cu: sums over axes (bias gradients), a scaled sum to a 0-d array (a loss's mean), and clipping
+by the global norm. Nothing is read back to the host."""
 from ..backend import get_array_module
 import numpy
 
@@ -31,16 +31,6 @@ def scaled_sum(x, scale, divisor):
     out = get_array_module(x).empty((), dtype=x.dtype)
     real = x.dtype.type
     launch("reduce.cu", "scaled_sum", 1, (out, x) + ints(x.size) + (real(scale), real(divisor)))
-    return out
-
-
-def count_hits(z, labels):
-    """#{n : argmax_k z[n, k] == labels[n]} (the first maximum wins ties) as a 0-d int64 array."""
-    n, k = z.shape
-    if tuple(labels.shape) != (n,) or labels.dtype != INDEX_TYPE:
-        raise ValueError(f"count_hits: expected {n} int64 labels, got {labels.dtype} of shape {tuple(labels.shape)}")
-    out = get_array_module(z).empty((), dtype=INDEX_TYPE)
-    launch("reduce.cu", "count_hits", 1, (out, z, labels) + ints(n, k))
     return out
 
 

@@ -134,18 +134,13 @@ def test_sum_axes_and_bias_add(kernel_path, dtype, outer, channels, inner):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_losses_and_hits(kernel_path, dtype):
+def test_mse_loss_matches_numpy(kernel_path, dtype):
     pred, target = sample((THREADS + 5, 3), dtype), sample((THREADS + 5, 3), dtype, 1)
     loss, dpred = F.mse(kernel_path.asarray(pred), kernel_path.asarray(target))
     with kernel_path.reference():
         loss_ref, dpred_ref = F.mse(pred, target)
     assert loss.shape == () and float(loss) == pytest.approx(float(loss_ref), rel=1e-5)
     close(kernel_path, dpred, dpred_ref, dtype)
-    labels = numpy.random.default_rng(2).integers(0, 3, pred.shape[0])
-    pred[0] = [1, 1, 0]                             # a tie: the first maximum wins
-    labels[0] = 1
-    hits = kernels.count_hits(kernel_path.asarray(pred), kernel_path.asarray(labels))
-    assert int(hits) == int((pred.argmax(axis=1) == labels).sum())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

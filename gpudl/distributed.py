@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 import numpy
 
@@ -263,9 +264,23 @@ def _abort_all_on_uncaught(comm):
         previous(kind, value, trace)
         print(f"gpudl.distributed: rank {comm.rank} of {comm.size} failed ({kind.__name__}: {value}); "
               "aborting every rank", file=sys.stderr, flush=True)
-        comm.world.Abort(1)
+        abort_every_rank(comm)
 
     sys.excepthook = hook
+
+
+FORWARD_SECONDS = 0.5   # time mpiexec gets to pass on what a failing rank printed before MPI_Abort tears it down
+
+
+def abort_every_rank(comm):
+    """End every rank: MPI_Abort, after a pause in which the launcher forwards this rank's last output (MPICH's
+    mpiexec drops what it has not yet forwarded when the abort reaches it), then exit without MPI_Finalize (MPICH's
+    MPI_Abort can return once it has told the launcher)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(FORWARD_SECONDS)
+    comm.world.Abort(1)
+    os._exit(1)
 
 
 def rank_device(comm, dev):

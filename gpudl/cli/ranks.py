@@ -50,5 +50,4 @@ def rank_zero_speaks(comm):
     except BaseException as exc:    # KeyboardInterrupt too: a rank that stops must not leave the others waiting
         print(f"gpudl: error: rank {comm.rank} of {comm.size}: {error_message(exc)}; aborting every rank",
               file=sys.stderr, flush=True)
-        comm.world.Abort(1)
-        os._exit(1)         # MPICH's MPI_Abort can return once it has told the launcher: exit without Finalize
+        distributed.abort_every_rank(comm)

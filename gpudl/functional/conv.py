@@ -3,6 +3,9 @@
 im2col unrolls every kernel window into a column: col[n, c, i, j, oh, ow] = x_padded[n, c, oh*sh + i, ow*sw + j].
 Then y[n, f, :] = W[f, :] @ col[n, :, :] + b[f], with W flattened to (F, C*KH*KW) and col to (N, C*KH*KW, OH*OW).
 col2im is the adjoint: each image cell receives the sum of the column entries that read it.
+
+The NumPy path computes stride-1 convolutions (the common case) from "row strips" of the padded image instead, in
+blocks of samples (see below); the kernel path and other strides use im2col as above.
 """
 import numpy
 
@@ -64,40 +67,136 @@ def col2im(col, h, w, sh, sw, pads):
     return _col2im_xp(col, h, w, sh, sw, pads)
 
 
-# The input gradient of a stride-1 convolution, on the NumPy path, by "row strips": the padded image is laid out as
-# flat rows of pitch WP (the padded width), img (N, C, (HP + 1) * WP). Window offset (i, j) covers the contiguous strip
-# img[n, c, o : o + T], o = i*WP + j, T = OH*WP, with output cell (oh, ow) at t = oh*WP + ow; the WP - OW entries
-# per row past OW are wasted columns whose gradients are zero. So col2im's KH*KW strided adds with OW-long rows
-# become contiguous adds of T-long strips, and computing the strips one kernel row at a time into a reused buffer
-# never allocates a col-sized dcol (fresh pages cost more than the arithmetic here).
-def _strip_geometry(x_shape, kh, kw, pads):
-    """Padded height and width (HP, WP), output size (OH, OW), and the strip length T = OH * WP."""
-    top, bottom, left, right = pads
-    hp, wp = x_shape[2] + top + bottom, x_shape[3] + left + right
-    oh, ow = output_hw(x_shape[2], x_shape[3], kh, kw, 1, 1, pads)
-    return hp, wp, oh, ow, oh * wp
+# A stride-1 convolution on the NumPy path works on "row strips": the padded image is laid out as flat rows of pitch
+# WP (the padded width), img (N, C, S) with S = (HP + 1) * WP. Window offset (i, j) covers the contiguous strip
+# img[n, c, o : o + T], o = i*WP + j, T = OH*WP, with output cell (oh, ow) at t = oh*WP + ow; the WP - OW entries per
+# row past OW are wasted columns (their outputs are dropped, their gradients are zero). NumPy then copies and adds
+# T-long contiguous strips instead of OW-long rows, which costs far less than the wasted columns add to the products.
+# The batch is worked through in blocks of a few samples, each block's strip col (m, C, KH, KW, T) built, multiplied
+# and dropped while it is still in the core's cache; the backward rebuilds it from img, which the forward keeps.
+BLOCK_ELEMENTS = 1 << 17    # strip col entries per block: a block's col stays in a core's L2 cache
 
 
-def _conv2d_dx_strips(dy, W, dx, pads):
-    """dx of a stride-1 convolution by row strips, one kernel row at a time (no col-sized dcol), written into dx."""
-    n, f, oh, ow = dy.shape
-    _, c, kh, kw = W.shape
-    hp, wp, _, _, t = _strip_geometry(dx.shape, kh, kw, pads)
-    dy_strips = numpy.zeros((n, f, oh, wp), dtype=dy.dtype)        # zero on the wasted columns
-    dy_strips[..., :ow] = dy
-    dy3 = dy_strips.reshape(n, f, t)
-    img = numpy.zeros((n, c, (hp + 1) * wp), dtype=dx.dtype)
-    part = numpy.empty((n, c * kw, t), dtype=dx.dtype)
-    rows = part.reshape(n, c, kw, t)
-    for i in range(kh):
-        numpy.matmul(W[:, :, i, :].reshape(f, c * kw).T, dy3, out=part)
-        for j in range(kw):
-            img[:, :, i * wp + j:i * wp + j + t] += rows[:, :, j]
-    dx[...] = img.reshape(n, c, hp + 1, wp)[:, :, pads[0]:pads[0] + dx.shape[2], pads[2]:pads[2] + dx.shape[3]]
+class _Strips:
+    """The geometry of a stride-1 convolution's strips, and the blocks of samples worked on at a time."""
+
+    def __init__(self, x_shape, w_shape, pads):
+        n, c, h, w = x_shape
+        _, _, self.kh, self.kw = w_shape
+        self.top, self.left = pads[0], pads[2]
+        self.hp, self.wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+        self.oh, self.ow = output_hw(h, w, self.kh, self.kw, 1, 1, pads)
+        self.t, self.s = self.oh * self.wp, (self.hp + 1) * self.wp
+        self.depth = c * self.kh * self.kw                  # rows of a sample's col: (c, i, j)
+        self.block = max(1, min(n, BLOCK_ELEMENTS // (self.depth * self.t)))
+        self.blocks = -(-n // self.block)
+        # a block's work for parallel_chunks' grain, in element passes: its col, plus its products (F multiply-adds
+        # per col entry, ~16 to a vectorized element pass)
+        self.work = self.block * self.depth * self.t * (1 + w_shape[0] / 16)
+
+    def samples(self, index, n):
+        """The samples (start, stop) of block `index`."""
+        return index * self.block, min(n, (index + 1) * self.block)
+
+    def image(self, x, reuse=None):
+        """x zero-padded into flat rows of pitch WP, (N, C, S): a spare zero row, so every strip fits. Written into
+        `reuse` when it fits (see _buffer)."""
+        n, c, h, w = x.shape
+        img = _buffer(reuse, (n, c, self.s), x.dtype)
+        img.fill(0)
+        img.reshape(n, c, -1, self.wp)[:, :, self.top:self.top + h, self.left:self.left + w] = x
+        return img
+
+    def windows(self, img):
+        """The read-only view v (N, C, KH, KW, T) of img with v[n, c, i, j, t] = img[n, c, i*WP + j + t]."""
+        sn, sc, unit = img.strides
+        return numpy.lib.stride_tricks.as_strided(img, (img.shape[0], img.shape[1], self.kh, self.kw, self.t),
+                                                  (sn, sc, self.wp * unit, unit, unit), writeable=False)
+
+    def crop(self, wide, m):
+        """The (m, K, OH, OW) cells of a wide (m, K, OH*WP) array: its wasted columns dropped."""
+        return wide.reshape(m, -1, self.oh, self.wp)[..., :self.ow]
+
+
+def _conv2d_strips(x, W, b, pads, reuse):
+    """The NumPy path of a stride-1 conv2d, block by block, the blocks split over the threads; returns y and img.
+
+    The bias rides in the product: W gets b as one more column and every col a row of ones."""
+    n, f = x.shape[0], W.shape[0]
+    strips = _Strips(x.shape, W.shape, pads)
+    img = strips.image(x, reuse)
+    windows = strips.windows(img)
+    y = numpy.empty((n, f, strips.oh, strips.ow), dtype=numpy.result_type(x, W))
+    W_b = numpy.concatenate([W.reshape(f, -1), b.reshape(f, 1)], axis=1)
+
+    def forward(first, last):
+        col = numpy.empty((strips.block, strips.depth + 1, strips.t), dtype=x.dtype)
+        col[:, strips.depth] = 1
+        wide = numpy.empty((strips.block, f, strips.t), dtype=y.dtype)
+        for index in range(first, last):
+            start, stop = strips.samples(index, n)
+            m = stop - start
+            col[:m, :strips.depth].reshape(windows[start:stop].shape)[...] = windows[start:stop]
+            numpy.matmul(W_b, col[:m], out=wide[:m])
+            y[start:stop] = strips.crop(wide[:m], m)
+    parallel_chunks(strips.blocks, forward, strips.work)
+    return y, img
+
+
+def _conv2d_strips_backward(dy, img, W, x_shape, pads, input_grad):
+    """The NumPy path of a stride-1 conv2d_backward from img, block by block (the blocks split over the threads):
+    dW sums the per-sample products over the batch, the same sums for every thread count."""
+    n, f = dy.shape[:2]
+    strips = _Strips(x_shape, W.shape, pads)
+    windows = strips.windows(img)
+    dtype = numpy.result_type(dy, W)
+    per_sample = numpy.empty((n, strips.depth, f), dtype=dtype)
+    dx = numpy.empty(x_shape, dtype=dtype) if input_grad else None
+    # W^T with its rows in (i, j, c) order: a window offset's dcol rows for every channel lie next to each other
+    W_T = W.transpose(2, 3, 1, 0).reshape(strips.depth, f)
+
+    def backward(first, last):
+        col = numpy.empty((strips.block, strips.depth, strips.t), dtype=img.dtype)
+        wide = numpy.zeros((strips.block, f, strips.t), dtype=dtype)     # the wasted columns stay zero
+        # dcol as (KH*KW*C, m, S): only the first T of every S entries are written, the rest stay zero
+        dcol = numpy.zeros((strips.depth, strips.block, strips.s), dtype=dtype) if input_grad else None
+        for index in range(first, last):
+            start, stop = strips.samples(index, n)
+            m = stop - start
+            col[:m].reshape(windows[start:stop].shape)[...] = windows[start:stop]
+            strips.crop(wide[:m], m)[...] = dy[start:stop]
+            # col @ dy^T, summed over the batch below: no transposed copy of col
+            numpy.matmul(col[:m], wide[:m].transpose(0, 2, 1), out=per_sample[start:stop])
+            if input_grad:
+                block_dcol = dcol if m == strips.block else numpy.zeros((strips.depth, m, strips.s), dtype=dtype)
+                numpy.matmul(W_T, wide[:m], out=block_dcol[:, :, :strips.t].transpose(1, 0, 2))
+                _fold_strips(block_dcol, dx[start:stop], strips)
+    parallel_chunks(strips.blocks, backward, 2 * strips.work)
+    return dx, per_sample.sum(axis=0).T.reshape(W.shape), dy.sum(axis=(0, 2, 3))
+
+
+def _fold_strips(dcol, dx, strips):
+    """dx of a block from its dcol (KH*KW*C, m, S): each strip added back where it was read, then cropped.
+
+    The image is one flat row, channel after channel, each of m*S entries; a window offset's dcol for every
+    channel is one flat row too, so each add is a single contiguous one. The entries of dcol past T in every S are
+    zero: what they add into the next sample or channel changes nothing."""
+    m, c, h, w = dx.shape
+    length = c * m * strips.s
+    dcol = dcol.reshape(strips.kh, strips.kw, length)
+    img = numpy.zeros(length + strips.s, dtype=dx.dtype)
+    for i in range(strips.kh):
+        for j in range(strips.kw):
+            offset = i * strips.wp + j
+            img[offset:offset + length] += dcol[i, j]
+    dx[...] = img[:length].reshape(c, m, -1, strips.wp)[:, :, strips.top:strips.top + h,
+                                                        strips.left:strips.left + w].transpose(1, 0, 2, 3)
 
 
 def _conv2d_xp(x, W, b, stride, pads, col):
     """The NumPy path of conv2d: im2col and the product sample by sample, the batch split over the threads."""
+    if tuple(stride) == (1, 1):
+        return _conv2d_strips(x, W, b, pads, col)
     n = x.shape[0]
     f, _, kh, kw = W.shape
     oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, stride[0], stride[1], pads)
@@ -115,35 +214,32 @@ def _conv2d_xp(x, W, b, stride, pads, col):
 
 def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad):
     """The NumPy path of conv2d_backward, the per-sample products split over the threads (same sums as unsplit)."""
+    if tuple(stride) == (1, 1):
+        return _conv2d_strips_backward(dy, col, W, x_shape, pads, input_grad)
     n, f, oh, ow = dy.shape
     dtype = numpy.result_type(dy, W)
     dy3 = dy.reshape(n, f, oh * ow)
     col3 = col.reshape(n, -1, oh * ow)
     per_sample = numpy.empty((n, col3.shape[1], f), dtype=dtype)
-    strips = input_grad and tuple(stride) == (1, 1)        # contiguous adds, no col-sized dcol
-    folds = input_grad and not strips
-    dx = numpy.empty(x_shape, dtype=dtype) if strips else None
-    dcol = numpy.empty(col3.shape, dtype=dtype) if folds else None
+    dcol = numpy.empty(col3.shape, dtype=dtype) if input_grad else None
 
     def backward(start, stop):
-        # col3 @ dy3^T, summed over the batch below: no transposed copy of col, and the faster order for BLAS
         numpy.matmul(col3[start:stop], dy3[start:stop].transpose(0, 2, 1), out=per_sample[start:stop])
-        if strips:
-            _conv2d_dx_strips(dy[start:stop], W, dx[start:stop], pads)
-        elif folds:
+        if input_grad:
             numpy.matmul(W.reshape(f, -1).T, dy3[start:stop], out=dcol[start:stop])
     parallel_chunks(n, backward, col3[0].size)
     dW = per_sample.sum(axis=0).T.reshape(W.shape)
     db = dy3.sum(axis=(0, 2))
-    if folds:
-        dx = _col2im_xp(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
+    dx = _col2im_xp(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads) if input_grad \
+        else None
     return dx, dW, db
 
 
 def conv2d(x, W, b, stride, pads, col=None):
-    """Forward: y (N, F, OH, OW) and the col it was computed from (kept for the backward).
+    """Forward: y (N, F, OH, OW) and what the backward needs: the col y was computed from (on the NumPy path at
+    stride 1, the strip image instead).
 
-    col: the col of an earlier call that is no longer needed; the NumPy path writes into it when its shape and dtype
+    col: that second result of an earlier call, no longer needed; the NumPy path writes into it when its shape and dtype
     fit (a layer reuses its buffer from step to step).
     """
     if not on_kernel_path(x):
@@ -158,7 +254,7 @@ def conv2d(x, W, b, stride, pads, col=None):
 
 
 def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None, input_grad=True):
-    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,).
+    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,), from dy and the second result of conv2d.
 
     into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
     input_grad=False: dx is not computed (None); dW and db are the same.

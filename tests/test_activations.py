@@ -55,3 +55,45 @@ def test_activations_keep_the_dtype(layer, dtype):
     v = np.linspace(-3, 3, 7).astype(dtype)
     assert layer.forward(v).dtype == dtype
     assert layer.backward(np.ones_like(v)).dtype == dtype
+
+
+def awkward_values(size, dtype, seed):
+    """Normal values with signed zeros, infinities, huge values and NaNs of both signs and several payloads."""
+    rng = np.random.default_rng(seed)
+    v = (rng.standard_normal(size) * 4).astype(dtype)
+    for value, share in ((-0.0, 0.05), (0.0, 0.05), (np.inf, 0.01), (-np.inf, 0.01), (1e30, 0.01), (-1e30, 0.01)):
+        v[rng.random(size) < share] = value
+    bits = v.view(np.uint32 if dtype == np.float32 else np.uint64)
+    nans = rng.random(size) < 0.03
+    bits[nans] = np.array(np.nan, dtype).view(bits.dtype) + rng.integers(0, 50, nans.sum()).astype(bits.dtype)
+    bits[nans & (rng.random(size) < 0.5)] |= np.array(-0.0, dtype).view(bits.dtype)
+    return v
+
+
+def assert_same_bits(actual, expected):
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    np.testing.assert_array_equal(actual.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 4096, 3 * 4096 + 5, 40000])     # below, at and past the NumPy path's rows
+def test_relu_is_maximum_with_zero_bit_for_bit(size, dtype):
+    v, dy = awkward_values(size, dtype, size), awkward_values(size, dtype, size + 1)
+    assert_same_bits(F.relu(v), np.maximum(v, 0))
+    with np.errstate(invalid="ignore"):                                     # 0 * inf
+        assert_same_bits(F.relu_backward(v, dy), np.multiply(dy, v > 0))
+    image, dimage = v[:size // 2 * 2].reshape(2, -1), dy[:size // 2 * 2].reshape(2, -1)
+    assert_same_bits(F.relu(image[:, ::2]), np.maximum(image[:, ::2], 0))        # strided: no flat rows
+    with np.errstate(invalid="ignore"):
+        assert_same_bits(F.relu_backward(image[:, ::2], dimage[:, ::2]), np.multiply(dimage[:, ::2], image[:, ::2] > 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+def test_logistic_keeps_its_two_branch_formula_bit_for_bit(alpha, dtype):
+    v = awkward_values(5000, dtype, 7)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = np.exp(-np.abs(v * dtype(alpha)))
+        expected = np.where(v >= 0, 1 / (1 + z), z / (1 + z))
+        y = F.sigmoid(v, alpha)
+    assert_same_bits(y, expected)

@@ -5,6 +5,10 @@ and returns dv = dy * phi'(v). Sigmoid, tanh and ReLU have a kernel path (kernel
 The NumPy path splits the element-wise arithmetic of ReLU, tanh and the logistic function over the threads
 (functional.threads); each element is computed the same way with any thread count.
 """
+import functools
+
+import numpy
+
 from .. import kernels
 from ..backend import get_array_module
 from .dispatch import on_kernel_path
@@ -63,8 +67,8 @@ def _sigmoid_into(v, out, alpha):
     z = xp.multiply(v, alpha, out=out)
     xp.exp(xp.negative(xp.abs(z, out=z), out=z), out=z)      # z = exp(-|alpha v|), in out
     denominator = 1 + z
-    xp.divide(z, denominator, out=out)                       # z / (1 + z) for v < 0
-    xp.copyto(out, 1 / denominator, where=v >= 0)            # 1 / (1 + z) for v >= 0
+    numerator = xp.maximum(z, v >= 0)                        # 1 for v >= 0 (z <= 1 there), z for v < 0
+    xp.divide(numerator, denominator, out=out)               # 1 / (1 + z) for v >= 0, z / (1 + z) for v < 0
 
 
 def sigmoid_backward(y, dy, alpha=1.0):
@@ -109,8 +113,26 @@ def relu(v):
     return _elementwise(_relu_into, v)
 
 
+# NumPy's maximum runs its vector loop only when both operands step through memory, not against a scalar 0: ReLU's
+# NumPy path compares rows of this many elements of a flat input with one row of zeros.
+_ROW = 4096
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros_row(dtype):
+    row = numpy.zeros(_ROW, dtype=dtype)
+    row.flags.writeable = False
+    return row
+
+
 def _relu_into(v, out):
-    get_array_module(v).maximum(v, 0, out=out)
+    """out = max(v, 0) on the NumPy path (the kernel path has its own launch)."""
+    rows = v.size // _ROW if v.ndim == 1 else 0
+    if rows:
+        head = rows * _ROW
+        numpy.maximum(v[:head].reshape(rows, _ROW), _zeros_row(out.dtype), out=out[:head].reshape(rows, _ROW))
+        v, out = v[head:], out[head:]
+    numpy.maximum(v, 0, out=out)
 
 
 def relu_backward(v, dy):
@@ -121,7 +143,9 @@ def relu_backward(v, dy):
 
 
 def _relu_backward_into(v, dy, out):
-    get_array_module(v).multiply(dy, v > 0, out=out)
+    xp = get_array_module(v)
+    xp.greater(v, 0, out=out)                  # the mask as 0.0 and 1.0: cheaper to multiply than booleans
+    xp.multiply(out, dy, out=out)
 
 
 def softplus(v):

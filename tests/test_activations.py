@@ -97,3 +97,12 @@ def test_logistic_keeps_its_two_branch_formula_bit_for_bit(alpha, dtype):
         expected = np.where(v >= 0, 1 / (1 + z), z / (1 + z))
         y = F.sigmoid(v, alpha)
     assert_same_bits(y, expected)
+
+
+@pytest.mark.parametrize("alpha", [0, -1.0, float("nan")])
+def test_sigmoid_refuses_a_slope_that_is_not_positive(alpha):
+    # the overflow-free formula picks its branch by the sign of v, right only for alpha > 0
+    with pytest.raises(ValueError, match="slope alpha must be positive"):
+        nn.Sigmoid(alpha)
+    with pytest.raises(ValueError, match="slope alpha must be positive"):
+        F.sigmoid(np.zeros(3), alpha)

@@ -3,8 +3,8 @@
 Where a CUDA kernel of ours exists, the op keeps a NumPy path (the reference and the CPU implementation) and a kernel
 path, chosen by one seam (dispatch.on_kernel_path). Nothing outside this package branches on the device.
 """
-from .activations import (relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward, softplus,
-                          softplus_backward, step, step_backward, tanh, tanh_backward)
+from .activations import (check_slope, relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward,
+                          softplus, softplus_backward, step, step_backward, tanh, tanh_backward)
 from .arrays import add_into, copied, copy_into, fill_, one_hot_rows, swap01, zeros
 from .conv import col2im, conv2d, conv2d_backward, im2col
 from .linear import dense, dense_backward, matmul, matmul_add

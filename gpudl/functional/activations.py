@@ -55,8 +55,16 @@ def sign_backward(v, dy):
     return get_array_module(dy).zeros_like(dy)
 
 
+def check_slope(alpha):
+    """The logistic slope alpha as a float, or a ValueError: alpha must be a positive number."""
+    if not alpha > 0:       # also refuses NaN
+        raise ValueError(f"sigmoid: the slope alpha must be positive, got {alpha!r}")
+    return float(alpha)
+
+
 def sigmoid(v, alpha=1.0):
     """Logistic function phi(v) = 1 / (1 + exp(-alpha v)), computed without overflow for large |v|."""
+    check_slope(alpha)
     if on_kernel_path(v):
         return kernels.activation("sigmoid", v, alpha)
     return _elementwise(_sigmoid_into, v, alpha=alpha).astype(v.dtype, copy=False)

@@ -42,7 +42,7 @@ class Sigmoid(Activation):
     keeps_output = True
 
     def __init__(self, alpha=1.0):
-        self.alpha = float(alpha)
+        self.alpha = F.check_slope(alpha)
 
     def _phi(self, v):
         return F.sigmoid(v, self.alpha)

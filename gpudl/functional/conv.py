@@ -145,50 +145,63 @@ def _conv2d_strips(x, W, b, pads, reuse):
 
 def _conv2d_strips_backward(dy, img, W, x_shape, pads, input_grad):
     """The NumPy path of a stride-1 conv2d_backward from img, block by block (the blocks split over the threads):
-    dW sums the per-sample products over the batch, the same sums for every thread count."""
+    dW sums the per-sample products over the batch, the same sums for every thread count.
+
+    dx by kernel rows: rows[(i, c), u] = sum_{j, f} W[f, c, i, j] dy[f, u - j] (dy in strip positions, zero
+    outside) is one product of W, its columns in (j, f) order, with dy shifted by 0..KW-1, and dx in strip
+    positions is the sum over i of rows[i] moved down i*WP: KH contiguous adds instead of KH*KW."""
     n, f = dy.shape[:2]
     strips = _Strips(x_shape, W.shape, pads)
+    kh, kw, t = strips.kh, strips.kw, strips.t
     windows = strips.windows(img)
     dtype = numpy.result_type(dy, W)
     per_sample = numpy.empty((n, strips.depth, f), dtype=dtype)
     dx = numpy.empty(x_shape, dtype=dtype) if input_grad else None
-    # W^T with its rows in (i, j, c) order: a window offset's dcol rows for every channel lie next to each other
-    W_T = W.transpose(2, 3, 1, 0).reshape(strips.depth, f)
+    c = x_shape[1]
+    W_rows = W.transpose(2, 1, 3, 0).reshape(kh * c, kw * f)
+    reach = t + kw - 1                                          # the positions u a kernel row's sum reaches
 
     def backward(first, last):
-        col = numpy.empty((strips.block, strips.depth, strips.t), dtype=img.dtype)
-        wide = numpy.zeros((strips.block, f, strips.t), dtype=dtype)     # the wasted columns stay zero
-        # dcol as (KH*KW*C, m, S): only the first T of every S entries are written, the rest stay zero
-        dcol = numpy.zeros((strips.depth, strips.block, strips.s), dtype=dtype) if input_grad else None
+        col = numpy.empty((strips.block, strips.depth, t), dtype=img.dtype)
+        # dy in strip positions after KW - 1 zeros and before KW - 1 more: (m, F, T + 2(KW - 1)); only the cells of
+        # dy are ever written, every other entry stays zero
+        padded = numpy.zeros((strips.block, f, t + 2 * (kw - 1)), dtype=dtype)
+        shifted = numpy.empty((strips.block, kw, f, reach), dtype=dtype) if input_grad else None
+        rows = numpy.zeros((kh * c, strips.block, strips.s), dtype=dtype) if input_grad else None
         for index in range(first, last):
             start, stop = strips.samples(index, n)
             m = stop - start
             col[:m].reshape(windows[start:stop].shape)[...] = windows[start:stop]
-            strips.crop(wide[:m], m)[...] = dy[start:stop]
+            wide = padded[:m, :, kw - 1:kw - 1 + t]
+            strips.crop(wide, m)[...] = dy[start:stop]
             # col @ dy^T, summed over the batch below: no transposed copy of col
-            numpy.matmul(col[:m], wide[:m].transpose(0, 2, 1), out=per_sample[start:stop])
+            numpy.matmul(col[:m], wide.transpose(0, 2, 1), out=per_sample[start:stop])
             if input_grad:
-                block_dcol = dcol if m == strips.block else numpy.zeros((strips.depth, m, strips.s), dtype=dtype)
-                numpy.matmul(W_T, wide[:m], out=block_dcol[:, :, :strips.t].transpose(1, 0, 2))
-                _fold_strips(block_dcol, dx[start:stop], strips)
+                # shifted[s, j, f, u] = dy[s, f, u - j]: one copy of a view stepping back one entry per j
+                unit = padded.itemsize
+                shifted[:m] = numpy.lib.stride_tricks.as_strided(
+                    padded[:m, :, kw - 1:], (m, kw, f, reach), (padded.strides[0], -unit, padded.strides[1], unit),
+                    writeable=False)
+                block_rows = rows if m == strips.block else numpy.zeros((kh * c, m, strips.s), dtype=dtype)
+                numpy.matmul(W_rows, shifted[:m].reshape(m, kw * f, reach),
+                             out=block_rows[:, :, :reach].transpose(1, 0, 2))
+                _fold_rows(block_rows, dx[start:stop], strips)
     parallel_chunks(strips.blocks, backward, 2 * strips.work)
     return dx, per_sample.sum(axis=0).T.reshape(W.shape), dy.sum(axis=(0, 2, 3))
 
 
-def _fold_strips(dcol, dx, strips):
-    """dx of a block from its dcol (KH*KW*C, m, S): each strip added back where it was read, then cropped.
+def _fold_rows(rows, dx, strips):
+    """dx of a block from its kernel rows' sums (KH*C, m, S): row i added at i*WP down the strip image, then cropped.
 
-    The image is one flat row, channel after channel, each of m*S entries; a window offset's dcol for every
-    channel is one flat row too, so each add is a single contiguous one. The entries of dcol past T in every S are
-    zero: what they add into the next sample or channel changes nothing."""
+    The image is one flat row, channel after channel, each of m*S entries; a kernel row's sums for every channel
+    are one flat row too, so each add is a single contiguous one. The entries of rows past T + KW - 1 in every S
+    are zero: what they add into the next sample or channel changes nothing."""
     m, c, h, w = dx.shape
     length = c * m * strips.s
-    dcol = dcol.reshape(strips.kh, strips.kw, length)
+    rows = rows.reshape(strips.kh, length)
     img = numpy.zeros(length + strips.s, dtype=dx.dtype)
     for i in range(strips.kh):
-        for j in range(strips.kw):
-            offset = i * strips.wp + j
-            img[offset:offset + length] += dcol[i, j]
+        img[i * strips.wp:i * strips.wp + length] += rows[i]
     dx[...] = img[:length].reshape(c, m, -1, strips.wp)[:, :, strips.top:strips.top + h,
                                                         strips.left:strips.left + w].transpose(1, 0, 2, 3)
 

@@ -108,6 +108,17 @@ def test_work_buffers_survive_other_shapes_and_other_threads():
     assert not errors
 
 
+def test_work_buffers_over_the_bound_are_not_kept(monkeypatch):
+    from gpudl.functional import lstm
+    monkeypatch.setattr(lstm, "KEEP_BYTES", 64)
+    a, c_prev, dh, dc = sample(4, 3, np.float64, seed=6)             # gates (4, 4, 3) float64: 384 bytes
+    h_ref, c_ref = plain_step(a, c_prev)
+    assert lstm._work("gates", (4, 4, 3), np.float64) is not lstm._work("gates", (4, 4, 3), np.float64)
+    h_t, c_t = F.lstm_step(a, c_prev)
+    assert np.array_equal(h_t, h_ref) and np.array_equal(c_t, c_ref)
+    assert lstm._work("small", (2, 2), np.float64) is lstm._work("small", (2, 2), np.float64)
+
+
 def test_transpose_for_products_is_a_contiguous_copy_on_numpy_and_the_view_on_the_kernel_path(monkeypatch):
     W = np.arange(12.0).reshape(3, 4)
     W_T = transpose_for_products(W)

@@ -16,13 +16,17 @@ from .threads import parallel_chunks
 
 
 _local = threading.local()     # each thread's work buffers of the NumPy path (_work)
+KEEP_BYTES = 16 << 20           # larger work buffers are not kept between calls
 
 
 def _work(name, shape, dtype):
     """A work buffer of this thread, reused from call to call (a step allocates nothing); contents undefined.
 
-    One buffer per name and this thread: a call with another shape or dtype replaces it.
+    One buffer per name and this thread: a call with another shape or dtype replaces it. One over KEEP_BYTES is
+    made anew for each call instead of being held on to.
     """
+    if numpy.prod(shape) * numpy.dtype(dtype).itemsize > KEEP_BYTES:
+        return numpy.empty(shape, dtype=dtype)
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}

@@ -84,6 +84,17 @@ def dense_backward(x, W, dy, into=None, input_grad=True):
     return dx, dW, db
 
 
+def transpose_for_products(W):
+    """W^T (2-D) for many products x W^T in a row, such as da_t W_h^T at every step of a recurrent backward.
+
+    NumPy path: a C-contiguous copy, which BLAS multiplies faster than the transposed view (one copy for the whole
+    loop); kernel path: the view itself, which cuBLAS reads as op T without a copy.
+    """
+    if on_kernel_path(W):
+        return W.T
+    return numpy.ascontiguousarray(W.T)
+
+
 def matmul_add(x, W, out):
     """out += x W in place, for x (N, K), W (K, M) (a transposed view such as W.T works too), out (N, M).
 

@@ -6,7 +6,7 @@ c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t).
 Both ops take optional output arrays (`out=`), so a layer can write every step straight into its sequence buffers
 and allocate nothing inside its time loop; both paths accept and check the same `out` (kernels.output_arrays).
 """
-import functools
+import threading
 
 import numpy
 
@@ -15,24 +15,44 @@ from .dispatch import on_kernel_path
 from .threads import parallel_chunks
 
 
-@functools.lru_cache(maxsize=32)
-def _gate_scale(h, dtype):
-    """(4H,): 1/2 on the sigmoid blocks i, f, o and 1 on the tanh block g."""
-    scale = numpy.full(4 * h, 0.5, dtype=dtype)
-    scale[2 * h:3 * h] = 1
-    return scale
+_local = threading.local()     # each thread's work buffers of the NumPy path (_work)
+KEEP_BYTES = 16 << 20           # larger work buffers are not kept between calls
+
+
+def _work(name, shape, dtype):
+    """A work buffer of this thread, reused from call to call (a step allocates nothing); contents undefined.
+
+    One buffer per name and this thread: a call with another shape or dtype replaces it. One over KEEP_BYTES is
+    made anew for each call instead of being held on to.
+    """
+    if numpy.prod(shape) * numpy.dtype(dtype).itemsize > KEEP_BYTES:
+        return numpy.empty(shape, dtype=dtype)
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[name] = numpy.empty(shape, dtype=dtype)
+    return buffer
 
 
 def _gates_into(gates, a):
-    """The NumPy path's gates (i, f, g, o) into gates (rows, 4H): one tanh over all blocks, with
-    sigma(x) = 1/2 + 1/2 tanh(x/2) on the sigmoid blocks (no overflow for any x)."""
-    h = a.shape[1] // 4
-    numpy.multiply(a, _gate_scale(h, a.dtype), out=gates)
-    numpy.tanh(gates, out=gates)
-    for block in (gates[:, :2 * h], gates[:, 3 * h:]):
-        block *= 0.5
-        block += 0.5
-    return gates[:, :h], gates[:, h:2 * h], gates[:, 2 * h:3 * h], gates[:, 3 * h:]
+    """The NumPy path's gates into gates (4, rows, H), block-major in the order i, f, o, g (the sigmoid blocks
+    first, so they are one contiguous run), from a (rows, 4H) in the order i, f, g, o.
+
+    sigma(x) = 1/2 + 1/2 tanh(x/2) (no overflow for any x). Working on whole contiguous blocks instead of column
+    slices of a keeps NumPy's inner loops long: a strided (rows, H) slice costs a loop call per row.
+    """
+    rows, h = a.shape[0], a.shape[1] // 4
+    blocks = a.reshape(rows, 4, h)
+    sigmoids = gates[0:3]
+    numpy.multiply(blocks[:, 0:2].transpose(1, 0, 2), 0.5, out=gates[0:2])
+    numpy.multiply(blocks[:, 3], 0.5, out=gates[2])
+    numpy.tanh(sigmoids, out=sigmoids)
+    sigmoids *= 0.5
+    sigmoids += 0.5
+    numpy.tanh(blocks[:, 2], out=gates[3])
+    return gates[0], gates[1], gates[3], gates[2]
 
 
 def _rows(value, start, stop, n):
@@ -40,34 +60,42 @@ def _rows(value, start, stop, n):
     return value[start:stop] if getattr(value, "ndim", 0) >= 1 and value.shape[0] == n else value
 
 
-def _step_rows(a, c_prev, h_out, c_out):
-    i, f, g, o = _gates_into(numpy.empty_like(a), a)
+def _step_rows(a, c_prev, h_out, c_out, gates, product):
+    i, f, g, o = _gates_into(gates, a)
     numpy.multiply(f, c_prev, out=c_out)        # c_out may be c_prev: each element is read before it is written
-    c_out += numpy.multiply(i, g, out=i)
+    c_out += numpy.multiply(i, g, out=product)
     numpy.tanh(c_out, out=h_out)
     h_out *= o
 
 
-def _step_backward_rows(dh, dc, a, c_prev, c, da, dc_prev):
-    h = c.shape[1]
-    gates = numpy.empty_like(a)
+def _step_backward_rows(dh, dc, a, c_prev, c, da, dc_prev, gates, slopes, tanh_c, dc_total):
+    rows, h = a.shape[0], a.shape[1] // 4
     i, f, g, o = _gates_into(gates, a)          # from here on, a may be overwritten (da may be a)
-    slopes = numpy.subtract(1, gates)           # sigma' = s (1 - s) on i, f, o; tanh' = 1 - g^2 on g
-    slopes[:, :2 * h] *= gates[:, :2 * h]
-    slopes[:, 3 * h:] *= o
-    slope_g = numpy.multiply(g, g, out=slopes[:, 2 * h:3 * h])
-    numpy.subtract(1, slope_g, out=slope_g)
-    tc = numpy.tanh(c)
-    dc_total = numpy.multiply(tc, tc)
+    numpy.subtract(1, gates[0:3], out=slopes[0:3])
+    slopes[0:3] *= gates[0:3]                   # sigma' = s (1 - s) on i, f, o
+    numpy.multiply(g, g, out=slopes[3])
+    numpy.subtract(1, slopes[3], out=slopes[3])  # tanh' = 1 - g^2 on g
+    numpy.tanh(c, out=tanh_c)
+    numpy.multiply(tanh_c, tanh_c, out=dc_total)
     numpy.subtract(1, dc_total, out=dc_total)
     dc_total *= o
     dc_total *= dh
     dc_total += dc                              # dc_t + dh_t o (1 - tanh^2 c_t); dc_prev may be dc
-    for block, first, second in ((slice(0, h), g, dc_total), (slice(h, 2 * h), c_prev, dc_total),
-                                 (slice(2 * h, 3 * h), i, dc_total), (slice(3 * h, 4 * h), tc, dh)):
-        numpy.multiply(slopes[:, block], first, out=da[:, block])
-        da[:, block] *= second
+    slope_i, slope_f, slope_o, slope_g = slopes
+    slope_i *= g
+    slope_f *= c_prev
+    slope_o *= tanh_c
+    slope_g *= i
+    da_blocks = da.reshape(rows, 4, h)
+    numpy.multiply(slopes[0:2], dc_total, out=da_blocks[:, 0:2].transpose(1, 0, 2))
+    numpy.multiply(slope_g, dc_total, out=da_blocks[:, 2])
+    numpy.multiply(slope_o, dh, out=da_blocks[:, 3])
     numpy.multiply(dc_total, f, out=dc_prev)
+
+
+def _block_rows(buffers, start, stop):
+    """Rows start:stop of block-major work buffers (4, n, H) and of row-major ones (n, H)."""
+    return tuple(b[:, start:stop] if b.ndim == 3 else b[start:stop] for b in buffers)
 
 
 def lstm_step(a, c_prev, out=None):
@@ -80,7 +108,9 @@ def lstm_step(a, c_prev, out=None):
     n, h = a.shape[0], a.shape[1] // 4
     h_out, c_out = kernels.output_arrays("lstm_step", out, ((n, h), (n, h)), a)
     rows = (a, c_prev, h_out, c_out)
-    parallel_chunks(n, lambda start, stop: _step_rows(*(_rows(r, start, stop, n) for r in rows)), 4 * h)
+    work = (_work("gates", (4, n, h), a.dtype), _work("product", (n, h), a.dtype))
+    parallel_chunks(n, lambda start, stop: _step_rows(*(_rows(r, start, stop, n) for r in rows),
+                                                      *_block_rows(work, start, stop)), 4 * h)
     return h_out, c_out
 
 
@@ -97,5 +127,8 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     n, h = a.shape[0], a.shape[1] // 4
     da, dc_prev = kernels.output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
     rows = (dh, dc, a, c_prev, c, da, dc_prev)
-    parallel_chunks(n, lambda start, stop: _step_backward_rows(*(_rows(r, start, stop, n) for r in rows)), 8 * h)
+    work = (_work("gates", (4, n, h), a.dtype), _work("slopes", (4, n, h), a.dtype),
+            _work("tanh_c", (n, h), a.dtype), _work("dc_total", (n, h), a.dtype))
+    parallel_chunks(n, lambda start, stop: _step_backward_rows(*(_rows(r, start, stop, n) for r in rows),
+                                                               *_block_rows(work, start, stop)), 8 * h)
     return da, dc_prev

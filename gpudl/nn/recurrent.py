@@ -24,7 +24,6 @@ import numpy
 
 from .. import functional as F
 from ..backend import get_array_module
-from ..functional.linear import transpose_for_products
 from . import init
 from .module import Module, Parameter, check_input
 
@@ -215,7 +214,7 @@ class RNN(_Recurrent):
         xp = get_array_module(self._hs)
         dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
         da = xp.empty_like(dh)
-        W_h_T = transpose_for_products(self.W_h.data)
+        W_h_T = F.transpose_for_products(self.W_h.data)
         hs = self._hs[1:]
         slope = 1 - hs * hs                     # tanh'(a_t) = 1 - h_t^2 for every t at once
         da_at, dh_at, slope_at = list(da), list(dh), list(slope)   # step views, sliced once (see module doc)
@@ -273,7 +272,7 @@ class LSTM(_Recurrent):
         a = self._a
         dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
         # dc: dL/dc_t, carried back through the steps in this one buffer (a new array from _upstream)
-        W_h_T = transpose_for_products(self.W_h.data)
+        W_h_T = F.transpose_for_products(self.W_h.data)
         a_at, dh_at, c_at = list(a), list(dh), list(self._cs)     # step views, sliced once (see module doc)
         for step in reversed(range(len(a_at))):
             # a_t is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).

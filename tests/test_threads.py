@@ -185,6 +185,27 @@ def test_blas_runs_on_one_thread_inside_a_split_and_is_restored_after(split_ever
         lib.set_num_threads(before)
 
 
+def test_work_too_small_to_split_keeps_the_blas_threads(monkeypatch):
+    # a lone product (an LSTM step's h W_h) is left to BLAS's native threads instead of one Python thread
+    libraries = threads._numpy_blas()
+    if not libraries:
+        pytest.skip("threadpoolctl does not see NumPy's BLAS")
+    monkeypatch.setattr(threads, "GRAIN", 100)
+    lib = libraries[0]
+    before = lib.get_num_threads()
+    lib.set_num_threads(2)
+    try:
+        threads.set_num_threads(2)
+        seen = []
+        threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 10)
+        assert seen == [(0, 4, 2)]                      # 40 elements: one chunk, BLAS untouched
+        threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 50)
+        assert sorted(seen[1:]) == [(0, 2, 1), (2, 4, 1)]
+        assert lib.get_num_threads() == 2
+    finally:
+        lib.set_num_threads(before)
+
+
 def _split_in_child(queue):
     threads.GRAIN = 1
     out = np.zeros(6)

@@ -9,9 +9,11 @@ same arithmetic as without threads, so results do not depend on the thread count
 The number of threads: set_num_threads(n), else the environment variable GPUDL_NUM_THREADS, else the cores this
 process may run on, capped by OMP_NUM_THREADS (or OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) when one is set.
 
-With more than one thread the pool owns the cores: the NumPy path splits its matrix products over the pool too
-(functional.linear.matmul), and while a split runs NumPy's BLAS is held to one thread (through threadpoolctl), so
-BLAS threads neither compete with the pool nor keep spinning after a product while the pool works.
+While a split runs, NumPy's BLAS is held to one thread (through threadpoolctl), so BLAS threads do not compete with
+the pool; work too small to split runs on the calling thread with BLAS's own threads, so a lone product (an LSTM
+step's h W_h) still uses every core through BLAS, whose native threads need no GIL. Python threads do: every
+NumPy call a chunk makes hands the GIL over, so on a machine where waking a thread is slow (a VM) only chunks of
+large calls gain from the pool (RESULTS.md, "CPU threads").
 """
 import operator
 import os
@@ -150,14 +152,11 @@ def parallel_chunks(n, work, item_size=1):
     here once every chunk has finished.
     """
     threads = get_num_threads()
-    if threads == 1:
-        work(0, n)
-        return
     chunks = max(1, min(threads, n, n * item_size // GRAIN))
+    if chunks == 1:
+        work(0, n)          # unsplit: its products keep BLAS's own threads
+        return
     with _SingleThreadedBlas():
-        if chunks == 1:
-            work(0, n)
-            return
         first, *rest = chunk_bounds(n, chunks)
         futures = [_workers().submit(work, start, stop) for start, stop in rest]
         try:

@@ -165,45 +165,41 @@ def test_an_exception_in_a_chunk_is_raised_after_every_chunk_ran(split_everythin
     assert done == [0]
 
 
-def test_blas_runs_on_one_thread_inside_a_split_and_is_restored_after(split_everything):
+@pytest.fixture
+def blas_at_two_threads():
+    """NumPy's BLAS (threadpoolctl's controller) set to two threads for the test, its setting restored after."""
     libraries = threads._numpy_blas()
     if not libraries:
         pytest.skip("threadpoolctl does not see NumPy's BLAS")
     lib = libraries[0]
     before = lib.get_num_threads()
     lib.set_num_threads(2)
-    try:
-        threads.set_num_threads(2)
-        seen = []
-        threads.parallel_chunks(4, lambda start, stop: seen.append(lib.get_num_threads()))
-        assert seen == [1, 1]
-        assert lib.get_num_threads() == 2
-        threads.set_num_threads(1)                      # one thread: BLAS keeps its own setting
-        threads.parallel_chunks(4, lambda start, stop: seen.append(lib.get_num_threads()))
-        assert seen[-1] == 2
-    finally:
-        lib.set_num_threads(before)
+    threads.set_num_threads(2)
+    yield lib
+    lib.set_num_threads(before)
 
 
-def test_work_too_small_to_split_keeps_the_blas_threads(monkeypatch):
+def test_blas_runs_on_one_thread_inside_a_split_and_is_restored_after(split_everything, blas_at_two_threads):
+    lib = blas_at_two_threads
+    seen = []
+    threads.parallel_chunks(4, lambda start, stop: seen.append(lib.get_num_threads()))
+    assert seen == [1, 1]
+    assert lib.get_num_threads() == 2
+    threads.set_num_threads(1)                      # one thread: BLAS keeps its own setting
+    threads.parallel_chunks(4, lambda start, stop: seen.append(lib.get_num_threads()))
+    assert seen[-1] == 2
+
+
+def test_work_too_small_to_split_keeps_the_blas_threads(monkeypatch, blas_at_two_threads):
     # a lone product (an LSTM step's h W_h) is left to BLAS's native threads instead of one Python thread
-    libraries = threads._numpy_blas()
-    if not libraries:
-        pytest.skip("threadpoolctl does not see NumPy's BLAS")
+    lib = blas_at_two_threads
     monkeypatch.setattr(threads, "GRAIN", 100)
-    lib = libraries[0]
-    before = lib.get_num_threads()
-    lib.set_num_threads(2)
-    try:
-        threads.set_num_threads(2)
-        seen = []
-        threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 10)
-        assert seen == [(0, 4, 2)]                      # 40 elements: one chunk, BLAS untouched
-        threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 50)
-        assert sorted(seen[1:]) == [(0, 2, 1), (2, 4, 1)]
-        assert lib.get_num_threads() == 2
-    finally:
-        lib.set_num_threads(before)
+    seen = []
+    threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 10)
+    assert seen == [(0, 4, 2)]                      # 40 elements: one chunk, BLAS untouched
+    threads.parallel_chunks(4, lambda start, stop: seen.append((start, stop, lib.get_num_threads())), 50)
+    assert sorted(seen[1:]) == [(0, 2, 1), (2, 4, 1)]
+    assert lib.get_num_threads() == 2
 
 
 def _split_in_child(queue):

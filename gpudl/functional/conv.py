@@ -90,9 +90,7 @@ class _Strips:
         self.depth = c * self.kh * self.kw                  # rows of a sample's col: (c, i, j)
         self.block = max(1, min(n, BLOCK_ELEMENTS // (self.depth * self.t)))
         self.blocks = -(-n // self.block)
-        # a block's work for parallel_chunks' grain, in element passes: its col, plus its products (F multiply-adds
-        # per col entry, ~16 to a vectorized element pass)
-        self.work = self.block * self.depth * self.t * (1 + w_shape[0] / 16)
+        self.work = self.block * self.depth * self.t        # a block's elements, for parallel_chunks' grain
 
     def samples(self, index, n):
         """The samples (start, stop) of block `index`."""
@@ -186,7 +184,7 @@ def _conv2d_strips_backward(dy, img, W, x_shape, pads, input_grad):
                 numpy.matmul(W_rows, shifted[:m].reshape(m, kw * f, reach),
                              out=block_rows[:, :, :reach].transpose(1, 0, 2))
                 _fold_rows(block_rows, dx[start:stop], strips)
-    parallel_chunks(strips.blocks, backward, 2 * strips.work)
+    parallel_chunks(strips.blocks, backward, strips.work)
     return dx, per_sample.sum(axis=0).T.reshape(W.shape), dy.sum(axis=(0, 2, 3))
 
 

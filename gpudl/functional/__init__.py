@@ -7,8 +7,11 @@ from .activations import (check_slope, relu, relu_backward, sigmoid, sigmoid_bac
                           softplus, softplus_backward, step, step_backward, tanh, tanh_backward)
 from .arrays import add_into, copied, copy_into, fill_, one_hot_rows, swap01, zeros
 from .conv import col2im, conv2d, conv2d_backward, im2col
+from .host_memory import keep_freed_memory
 from .linear import dense, dense_backward, matmul, matmul_add, transpose_for_products
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy, softmax_cross_entropy_labels
 from .lstm import lstm_step, lstm_step_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .rnn import rnn_step_backward
+
+keep_freed_memory()     # once per process: the NumPy path's steps reuse the memory the last step freed

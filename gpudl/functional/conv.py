@@ -30,10 +30,10 @@ def _im2col_into(col, x, kh, kw, sh, sw, pads, fill):
         col[:, :, k // kw, k % kw] = view
 
 
-def _im2col_xp(x, kh, kw, sh, sw, pads, fill, out=None):
+def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
     n, c, h, w = x.shape
     oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
-    col = _buffer(out, (n, c, kh, kw, oh, ow), x.dtype)
+    col = numpy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
     parallel_chunks(n, lambda start, stop: _im2col_into(col[start:stop], x[start:stop], kh, kw, sh, sw, pads, fill),
                     col[0].size)
     return col

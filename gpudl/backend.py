@@ -164,3 +164,25 @@ def to_numpy(array):
     if is_cupy_array(array):
         return _cupy.asnumpy(array)
     return numpy.asarray(array)
+
+
+def output_arrays(what, out, shapes, like):
+    """Arrays for an op's results: new ones of `shapes` (like's dtype and device) when out is None, else `out`.
+
+    out is a tuple of one array per shape, of like's array type and dtype, of exactly that shape, and C-contiguous;
+    anything else is a TypeError/ValueError naming `what`. The NumPy paths use this too, so both paths accept the
+    same `out`. An output may only overlap an input where the op says so.
+    """
+    xp = get_array_module(like)
+    if out is None:
+        return tuple(xp.empty(shape, dtype=like.dtype) for shape in shapes)
+    if not isinstance(out, (tuple, list)) or len(out) != len(shapes):
+        raise TypeError(f"{what}: out must be a tuple of {len(shapes)} arrays, got {type(out).__name__}")
+    for k, (array, shape) in enumerate(zip(out, shapes)):
+        if get_array_module(array) is not xp or getattr(array, "dtype", None) != like.dtype:
+            raise TypeError(f"{what}: out[{k}] must be a {xp.__name__} array of dtype {like.dtype}, got "
+                            f"{type(array).__name__} of dtype {getattr(array, 'dtype', None)}")
+        if tuple(array.shape) != shape or not array.flags.c_contiguous:
+            raise ValueError(f"{what}: out[{k}] must be C-contiguous of shape {shape}, got shape "
+                             f"{tuple(array.shape)}{'' if array.flags.c_contiguous else ' (not C-contiguous)'}")
+    return tuple(out)

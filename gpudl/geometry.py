@@ -2,10 +2,11 @@
 
 Per spatial axis, a window of `kernel` cells moves by `stride` over an axis of `size` cells padded with `before` and
 `after` cells: it takes floor((size + before + after - kernel) / stride) + 1 positions. Pads travel as one tuple
-(top, bottom, left, right). The checks here raise the errors that name a bad window argument, for the layers in nn and
-for the kernel launches alike.
+(top, bottom, left, right). A layer describes its windows over one input by a `Window`, checked once where it is made
+and passed whole to every op below.
 """
 import math
+from dataclasses import dataclass
 
 from .backend import get_array_module
 
@@ -60,7 +61,80 @@ def output_hw(h, w, kh, kw, sh, sw, pads):
     return output_size(h, kh, sh, top, bottom), output_size(w, kw, sw, left, right)
 
 
-# -- the checks of window arguments -------------------------------------------------------------------------------
+# -- the window value ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Window:
+    """KH x KW windows moved by (SH, SW) over an H x W image padded by (top, bottom, left, right): OH x OW of them.
+
+    Made (and checked) once where a layer meets its input, by `Window.of`; every window op below takes it whole,
+    the NumPy path and the kernels alike. The bottom and right pads only show in OH and OW.
+    """
+    h: int
+    w: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+    oh: int
+    ow: int
+
+    @property
+    def pads(self):
+        """(top, bottom, left, right)."""
+        return self.top, self.bottom, self.left, self.right
+
+    @property
+    def padded_hw(self):
+        """The height and width of the padded image."""
+        return self.h + self.top + self.bottom, self.w + self.left + self.right
+
+    @classmethod
+    def of(cls, x_shape, kernel, strides, padding, what="window", pooling=False):
+        """The window of a layer (kernel size, strides: ints or pairs; padding: "valid", "same" or an int) over
+        images of shape (N, C, H, W), or a TypeError/ValueError naming `what`.
+
+        pooling: each window must also hold a real cell (pads smaller than the window).
+        """
+        (kh, kw), (sh, sw), padding = check_window_args(what, kernel, strides, padding)
+        h, w = x_shape[-2:]
+        pads = pad_amounts(h, kh, sh, padding) + pad_amounts(w, kw, sw, padding)
+        return cls.with_pads(x_shape, (kh, kw), (sh, sw), pads, what, pooling)
+
+    @classmethod
+    def with_pads(cls, x_shape, kernel, strides, pads, what="window", pooling=False):
+        """The window with explicit pads (top, bottom, left, right), checked like `of`."""
+        (kh, kw), (sh, sw) = kernel, strides
+        h, w = x_shape[-2:]
+        top, bottom, left, right = pads
+        if min(kh, kw, sh, sw) < 1 or min(pads) < 0:
+            raise ValueError(f"{what}: window {kh}x{kw}, strides {sh}x{sw} and pads {tuple(pads)} must be positive "
+                             f"(pads non-negative)")
+        if pooling and (max(top, bottom) >= kh or max(left, right) >= kw):
+            raise ValueError(f"{what}: padding {tuple(pads)} must be smaller than the pool size {kh}x{kw}")
+        if h + top + bottom < kh or w + left + right < kw:
+            raise ValueError(f"{what}: kernel {kh}x{kw} is larger than the padded input {h + top + bottom}x"
+                             f"{w + left + right} (input shape {tuple(x_shape)})")
+        oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
+        return cls(h, w, kh, kw, sh, sw, top, bottom, left, right, oh, ow)
+
+    def check_input(self, what, x_shape):
+        """A ValueError naming `what` unless images of x_shape (N, C, H, W) are the ones this window was made for."""
+        if len(x_shape) != 4 or tuple(x_shape[2:]) != (self.h, self.w):
+            raise ValueError(f"{what}: an array of shape {tuple(x_shape)} does not fit a window over {self.h}x"
+                             f"{self.w} images")
+
+    def check_output(self, what, name, y_shape, x_shape):
+        """A ValueError naming `what` unless `name` of y_shape is (N, C, OH, OW) for the images of x_shape."""
+        expected = (x_shape[0], x_shape[1], self.oh, self.ow)
+        if tuple(y_shape) != expected:
+            raise ValueError(f"{what}: {name} has shape {tuple(y_shape)}, expected {expected} for input shape "
+                             f"{tuple(x_shape)}")
+
 
 def check_window_args(name, kernel, strides, padding):
     """A window layer's kernel size, strides and padding, normalized, or an error naming `name`."""
@@ -77,65 +151,33 @@ def check_window_args(name, kernel, strides, padding):
     return kernel, strides, padding
 
 
-def window_output(what, x_shape, kh, kw, sh, sw, pads):
-    """(OH, OW) of KH x KW windows over images of shape (N, C, H, W), or a ValueError naming `what`."""
-    h, w = x_shape[2], x_shape[3]
-    top, bottom, left, right = pads
-    if min(kh, kw, sh, sw) < 1 or min(pads) < 0:
-        raise ValueError(f"{what}: window {kh}x{kw}, strides {sh}x{sw} and pads {tuple(pads)} must be positive "
-                         f"(pads non-negative)")
-    if h + top + bottom < kh or w + left + right < kw:
-        raise ValueError(f"{what}: kernel {kh}x{kw} is larger than the padded input {h + top + bottom}x"
-                         f"{w + left + right} (input shape {tuple(x_shape)})")
-    return output_hw(h, w, kh, kw, sh, sw, pads)
-
-
-def pool_output(what, x_shape, kh, kw, sh, sw, pads):
-    """window_output for pooling, where each window must also hold a real cell: pads smaller than the window."""
-    if max(pads[:2]) >= kh or max(pads[2:]) >= kw:
-        raise ValueError(f"{what}: padding {tuple(pads)} must be smaller than the pool size {kh}x{kw}")
-    return window_output(what, x_shape, kh, kw, sh, sw, pads)
-
-
-def window_pads(what, x_shape, kernel, strides, padding, check=window_output):
-    """Pads (top, bottom, left, right) of a window layer's padding mode, checked by `check` to fit x_shape.
-
-    `what` names the layer in an error (a layer itself will do: it is formatted only when an error is raised).
-    """
-    (kh, kw), (sh, sw) = kernel, strides
-    pads = pad_amounts(x_shape[2], kh, sh, padding) + pad_amounts(x_shape[3], kw, sw, padding)
-    check(what, x_shape, kh, kw, sh, sw, pads)
-    return pads
-
-
 # -- padded images and window views -------------------------------------------------------------------------------
 
-def padded(x, pads, fill):
-    """x (N, C, H, W) with `fill` added around it: pads = (top, bottom, left, right)."""
-    if not any(pads):
+def padded(x, window, fill):
+    """x (N, C, H, W) with `fill` added around it by the window's pads."""
+    if not any(window.pads):
         return x
-    top, bottom, left, right = pads
-    return get_array_module(x).pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode="constant",
-                                   constant_values=fill)
+    return get_array_module(x).pad(x, ((0, 0), (0, 0), (window.top, window.bottom), (window.left, window.right)),
+                                   mode="constant", constant_values=fill)
 
 
-def blank_padded(shape, pads, xp, dtype):
-    """A zero image of shape (N, C, H, W) plus its padding, to gather window contributions into."""
-    n, c, h, w = shape
-    top, bottom, left, right = pads
-    return xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dtype)
+def blank_padded(n, c, window, xp, dtype):
+    """A zero image (N, C, H, W) plus the window's padding, to gather window contributions into."""
+    return xp.zeros((n, c) + window.padded_hw, dtype=dtype)
 
 
-def unpadded(img, h, w, pads):
+def unpadded(img, window):
     """The H x W interior of a padded image."""
-    return img[:, :, pads[0]:pads[0] + h, pads[2]:pads[2] + w]
+    return img[:, :, window.top:window.top + window.h, window.left:window.left + window.w]
 
 
-def window_views(img, kh, kw, sh, sw, oh, ow):
-    """For each window offset (i, j), the strided view v of img with v[n, c, p, q] = img[n, c, p*sh + i, q*sw + j].
+def window_views(img, window):
+    """For each window offset (i, j), the strided view v of the padded image with
+    v[n, c, p, q] = img[n, c, p*SH + i, q*SW + j].
 
-    Yields (i * kw + j, v): the offset's row-major index within the window, and a view that writes through to img.
+    Yields (i * KW + j, v): the offset's row-major index within the window, and a view that writes through to img.
     """
-    for i in range(kh):
-        for j in range(kw):
-            yield i * kw + j, img[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+    sh, sw, oh, ow = window.sh, window.sw, window.oh, window.ow
+    for i in range(window.kh):
+        for j in range(window.kw):
+            yield i * window.kw + j, img[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]

@@ -1,13 +1,15 @@
 """Our CUDA kernels: the sources in this folder (im2col.cu, pooling.cu, lstm.cu, optim.cu, softmax.cu,
 elementwise.cu, reduce.cu, and the header common.cuh they share), compiled at run time by CuPy; matrix products
-through cuBLAS (blas.py); recording and replaying a whole step (graph.py).
+through cuBLAS (blas.py); a convolution each way in one call (conv.py); recording and replaying a whole step
+(graph.py).
 
 loader.py compiles, checks and launches; one module per .cu file wraps its kernels as ops. Each op takes and returns
 cupy arrays and gives the results of the NumPy path of the same name in gpudl.functional, which calls it when its
 input takes the kernel path (gpudl.functional.dispatch).
 """
+from .conv import conv2d, conv2d_backward
 from .im2col import col2im, im2col
-from .loader import COMMON_HEADER, KERNEL_DIR, output_arrays, read_source
+from .loader import COMMON_HEADER, KERNEL_DIR, read_source
 from .lstm import lstm_step, lstm_step_backward
 from .optim import adam_scalars, adam_step, sgd_step
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward

@@ -3,8 +3,8 @@ array, one-hot rows and the mean squared error's rows; plus the mean squared err
 
 Each op writes into an array it is given or allocates its result; none reads a value back to the host.
 """
-from ..backend import get_array_module
-from .loader import INDEX_TYPE, check_args, ints, launch, output_arrays, real_input
+from ..backend import get_array_module, output_arrays
+from .loader import INDEX_TYPE, check_args, ints, launch, real_input
 from .reduce import scaled_sum
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")

@@ -4,7 +4,7 @@ A .cu file is compiled into a cupy.RawModule once per (file, dtype, device), wit
 lazily on its first launch; CuPy keeps the binary in its disk cache (CUPY_CACHE_DIR), so a second process loads it
 without compiling. Every launch is checked first (dtypes, C-contiguity, device) and raises a clear error instead of
 computing garbage. Nothing here reads a device value back to the host, so a forward or backward never waits for the
-GPU. The op wrappers (one module per .cu file) build on launch, real_input, ints and output_arrays.
+GPU. The op wrappers (one module per .cu file) build on launch, real_input, ints and backend.output_arrays.
 
 Every op of a training step on the kernel path reaches the device through `run` (launch here, and blas.gemm), the
 one seam where a step can be recorded: inside `recording()` the calls are appended to a tape instead of run, over
@@ -171,44 +171,22 @@ def real_input(x, what, ndim):
     return xp.ascontiguousarray(x)
 
 
-def output_arrays(what, out, shapes, like):
-    """Arrays for an op's results: new ones of `shapes` (like's dtype and device) when out is None, else `out`.
-
-    out is a tuple of one array per shape, of like's array type and dtype, of exactly that shape, and C-contiguous;
-    anything else is a TypeError/ValueError naming `what`. The NumPy paths use this too, so both paths accept the
-    same `out`. An output may only overlap an input where the op says so.
-    """
-    xp = get_array_module(like)
-    if out is None:
-        return tuple(xp.empty(shape, dtype=like.dtype) for shape in shapes)
-    if not isinstance(out, (tuple, list)) or len(out) != len(shapes):
-        raise TypeError(f"{what}: out must be a tuple of {len(shapes)} arrays, got {type(out).__name__}")
-    for k, (array, shape) in enumerate(zip(out, shapes)):
-        if get_array_module(array) is not xp or getattr(array, "dtype", None) != like.dtype:
-            raise TypeError(f"{what}: out[{k}] must be a {xp.__name__} array of dtype {like.dtype}, got "
-                            f"{type(array).__name__} of dtype {getattr(array, 'dtype', None)}")
-        if tuple(array.shape) != shape or not array.flags.c_contiguous:
-            raise ValueError(f"{what}: out[{k}] must be C-contiguous of shape {shape}, got shape "
-                             f"{tuple(array.shape)}{'' if array.flags.c_contiguous else ' (not C-contiguous)'}")
-    return tuple(out)
-
-
-def window_ints(x_shape, kh, kw, oh, ow, sh, sw, pads):
+def window_ints(n, c, window):
     """The 12 sizes of a window kernel (common.cuh's WINDOW_PARAMS): N, C, H, W, KH, KW, OH, OW, SH, SW, top, left.
 
     The bottom and right pads only show in OH and OW.
     """
-    n, c, h, w = x_shape
-    return ints(n, c, h, w, kh, kw, oh, ow, sh, sw, pads[0], pads[2])
+    return ints(n, c, window.h, window.w, window.kh, window.kw, window.oh, window.ow, window.sh, window.sw,
+                window.top, window.left)
 
 
 INT32_LIMIT = 2 ** 31   # a window kernel takes its 32-bit entry point when every size it sees is below this
 
 
-def window_variant(name, x_shape, kh, kw, oh, ow, sh, sw, pads, element_counts):
+def window_variant(name, n, c, window, element_counts):
     """The entry point of window kernel `name` for one launch: `name` (32-bit index math) when every one of its 12
     sizes, the padded image height and width, and every array's element count (`element_counts`) are below 2^31,
     else `name_i64` (64-bit). Every index and intermediate the kernel forms is bounded by one of these."""
-    n, c, h, w = x_shape
-    sizes = (n, c, h, w, kh, kw, oh, ow, sh, sw, pads[0], pads[2], h + pads[0] + pads[1], w + pads[2] + pads[3])
+    sizes = (n, c, window.h, window.w, window.kh, window.kw, window.oh, window.ow, window.sh, window.sw,
+             window.top, window.left) + window.padded_hw
     return name if max(*sizes, *element_counts) < INT32_LIMIT else f"{name}_i64"

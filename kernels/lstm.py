@@ -4,8 +4,8 @@ Both can write into arrays the caller gives (out=, checked by output_arrays), so
 """
 import numpy
 
-from ..backend import get_array_module
-from .loader import ints, launch, output_arrays, real_input
+from ..backend import get_array_module, output_arrays
+from .loader import ints, launch, real_input
 
 
 def _lstm_state(v, what, n, h, like):

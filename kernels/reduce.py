@@ -8,13 +8,17 @@ from .loader import INDEX_TYPE, ints, launch
 NORM_PARTS = 256        # partial sums per parameter in clip_by_global_norm
 
 
-def sum_axes(x, out, inner=1, accumulate=False):
-    """out[c] (+)= sum over o and i of x viewed as (outer, C, inner), C = out.size; returns out.
+def sum_axes(x, out=None, into=None, inner=1):
+    """The sums s[c] over o and i of x viewed as (outer, C, inner): written to `out`, or added into `into` (one of
+    them, of C elements); returns it.
 
     With both outer and inner above 1 the sum takes two launches (over inner first, then outer), so that the
     threads are outer * C, not C, for the long part of a convolution's channel sums.
     """
-    c = out.size
+    if (out is None) == (into is None):
+        raise TypeError("sum_axes: give one of out= (written) and into= (added into)")
+    target = out if out is not None else into
+    c = target.size
     if x.size % (c * inner):
         raise ValueError(f"sum_axes: x of shape {tuple(x.shape)} does not split into (outer, {c}, {inner})")
     outer = x.size // (c * inner)
@@ -22,8 +26,8 @@ def sum_axes(x, out, inner=1, accumulate=False):
         partial = get_array_module(x).empty((outer * c,), dtype=x.dtype)
         launch("reduce.cu", "sum_axes", partial.size, (partial, x) + ints(1, outer * c, inner, 0))
         x, inner = partial, 1
-    launch("reduce.cu", "sum_axes", c, (out, x) + ints(outer, c, inner, 1 if accumulate else 0))
-    return out
+    launch("reduce.cu", "sum_axes", c, (target, x) + ints(outer, c, inner, 0 if out is not None else 1))
+    return target
 
 
 def scaled_sum(x, scale, divisor):

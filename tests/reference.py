@@ -1,7 +1,12 @@
 """Naive loop implementations: the definitions, written the slow and obvious way, to test the fast paths against."""
 import numpy as np
 
-from gpudl.geometry import pad_amounts
+from gpudl.geometry import Window, pad_amounts
+
+
+def window(x_shape, kernel, strides, pads):
+    """The checked Window of kernel and strides (pairs) with explicit pads over images of x_shape."""
+    return Window.with_pads(x_shape, kernel, strides, pads)
 
 
 def pads_of(h, w, kernel, strides, padding):

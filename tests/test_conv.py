@@ -56,10 +56,11 @@ def test_conv2d_property_random_shapes(n, c, f, h, w, kh, kw, sh, sw, padding, s
     y = layer.forward(x)
     np.testing.assert_allclose(y, reference.conv2d(x, W, b, (sh, sw), padding), rtol=1e-9, atol=1e-9)
     # col2im is the adjoint of im2col: <im2col(x), c> = <x, col2im(c)>
-    col = F.im2col(x, kh, kw, sh, sw, pads)
+    window = reference.window(x.shape, (kh, kw), (sh, sw), pads)
+    col = F.im2col(x, window)
     probe = rng.standard_normal(col.shape)
     lhs = (col * probe).sum()
-    rhs = (x * F.col2im(probe, h, w, sh, sw, pads)).sum()
+    rhs = (x * F.col2im(probe, window)).sum()
     assert np.isclose(lhs, rhs, rtol=1e-9, atol=1e-9)
 
 
@@ -183,26 +184,27 @@ def test_stride_one_strip_blocks_change_nothing(monkeypatch, n, c, f, hw, kernel
     rng = np.random.default_rng(n * 100 + c)
     x = rng.standard_normal((n, c, *hw)).astype(dtype)
     W, b = rng.standard_normal((f, c, *kernel)).astype(dtype), rng.standard_normal(f).astype(dtype)
-    strips = conv._Strips(x.shape, W.shape, pads)
+    window = reference.window(x.shape, kernel, (1, 1), pads)
+    strips = conv._Strips(x.shape, window)
     results = []
     for block in (n, 1, 2):
         monkeypatch.setattr(conv, "BLOCK_ELEMENTS", block * strips.depth * strips.t)
-        assert conv._Strips(x.shape, W.shape, pads).block == block
-        y, saved = F.conv2d(x, W, b, (1, 1), pads)
+        assert conv._Strips(x.shape, window).block == block
+        y, saved = F.conv2d(x, W, b, window)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        results.append((y, *F.conv2d_backward(dy, saved, W, x.shape, (1, 1), pads)))
+        results.append((y, *F.conv2d_backward(dy, saved, W)))
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
             assert a.dtype == dtype and np.array_equal(a, b_)
     y, dx, dW, db = results[0]
     tol = 1e-10 if dtype == np.float64 else 1e-4
     # against the general path: float64 im2col (checked against plain loops above), its products and its adjoint
-    col = F.im2col(x.astype(np.float64), kernel[0], kernel[1], 1, 1, pads)
+    col = F.im2col(x.astype(np.float64), window)
     np.testing.assert_allclose(y, np.einsum("fcij,ncijpq->nfpq", W.astype(np.float64), col) + b[:, None, None],
                                rtol=tol, atol=tol)
     dy64 = np.random.default_rng(1).standard_normal(y.shape).astype(dtype).astype(np.float64)
     naive_dW = np.einsum("nfpq,ncijpq->fcij", dy64, col)
-    naive_dx = F.col2im(np.einsum("nfpq,fcij->ncijpq", dy64, W.astype(np.float64)), *hw, 1, 1, pads)
+    naive_dx = F.col2im(np.einsum("nfpq,fcij->ncijpq", dy64, W.astype(np.float64)), window)
     np.testing.assert_allclose(dW, naive_dW, rtol=tol, atol=tol * 10)
     np.testing.assert_allclose(dx, naive_dx, rtol=tol, atol=tol * 10)
     np.testing.assert_allclose(db, dy64.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)

@@ -12,6 +12,7 @@ from cuda_host import build_library
 
 from gpudl import functional as F
 from gpudl.backend import to_numpy
+from gpudl.geometry import Window
 from gpudl.kernels import loader
 
 LIMIT = 2 ** 31
@@ -28,7 +29,8 @@ GEOMETRIES = [
 
 
 def variant(x_shape=(1, 1, 8, 8), k=(2, 2), out=(4, 4), s=(2, 2), pads=(0, 0, 0, 0), counts=(64, 16)):
-    return loader.window_variant("op", x_shape, *k, *out, *s, pads, counts)
+    n, c, h, w = x_shape
+    return loader.window_variant("op", n, c, Window(h, w, *k, *s, *pads, *out), counts)
 
 
 @pytest.mark.parametrize("change", [
@@ -67,13 +69,14 @@ def test_every_wrapper_asks_for_its_variant(monkeypatch, kernel_path):
 
 def run_all_ops(x, kh, kw, sh, sw, pads):
     """Every window op once: im2col (fill 0 and -inf), col2im, max and average pooling forward and backward; their results in order."""
-    col = F.im2col(x, kh, kw, sh, sw, pads)
-    col_min = F.im2col(x, kh, kw, sh, sw, pads, fill=-numpy.inf)
-    img = F.col2im(col, x.shape[2], x.shape[3], sh, sw, pads)
-    y_max, argmax = F.max_pool2d(x, kh, kw, sh, sw, pads)
-    dx_max = F.max_pool2d_backward(y_max + 0.5, argmax, x.shape, kh, kw, sh, sw, pads)
-    y_avg = F.avg_pool2d(x, kh, kw, sh, sw, pads)
-    dx_avg = F.avg_pool2d_backward(y_avg - 0.25, x.shape, kh, kw, sh, sw, pads)
+    window = Window.with_pads(x.shape, (kh, kw), (sh, sw), pads)
+    col = F.im2col(x, window)
+    col_min = F.im2col(x, window, fill=-numpy.inf)
+    img = F.col2im(col, window)
+    y_max, argmax = F.max_pool2d(x, window)
+    dx_max = F.max_pool2d_backward(y_max + 0.5, argmax, x.shape, window)
+    y_avg = F.avg_pool2d(x, window)
+    dx_avg = F.avg_pool2d_backward(y_avg - 0.25, x.shape, window)
     return [col, col_min, img, y_max, argmax, dx_max, y_avg, dx_avg]
 
 

@@ -168,11 +168,12 @@ def test_each_module_is_built_once(cupy, monkeypatch):
     monkeypatch.setattr(loader, "_kernels", {})
     monkeypatch.setattr(cupy, "RawModule", counting)
     x = cupy.random.standard_normal((2, 3, 6, 6), dtype=cupy.float32)
+    window = Window.of(x.shape, 2, 2, "valid")
     for _ in range(3):
-        y, argmax = F.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
-        F.max_pool2d_backward(y, argmax, x.shape, 2, 2, 2, 2, (0, 0, 0, 0))
-        F.avg_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
-    F.max_pool2d(x.astype(cupy.float64), 2, 2, 2, 2, (0, 0, 0, 0))
+        y, argmax = F.max_pool2d(x, window)
+        F.max_pool2d_backward(y, argmax, x.shape, window)
+        F.avg_pool2d(x, window)
+    F.max_pool2d(x.astype(cupy.float64), window)
     assert built == [("-Dreal_t=float",), ("-Dreal_t=double",)]
 
 
@@ -187,8 +188,9 @@ if sys.argv[1] == "forbid":
     compiler._compile_using_nvrtc_no_warning = refuse
     compiler.compile_using_nvcc = refuse
 from gpudl import kernels
+from gpudl.geometry import Window
 x = cupy.arange(16, dtype=cupy.float32).reshape(1, 1, 4, 4)
-y, argmax = kernels.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
+y, argmax = kernels.max_pool2d(x, Window.of(x.shape, 2, 2, "valid"))
 assert cupy.asnumpy(y).ravel().tolist() == [5, 7, 13, 15]
 print("ok")
 """
@@ -219,13 +221,14 @@ def test_indices_past_two_to_the_31(cupy):
     x = cupy.zeros((1, 1, h, w), dtype=cupy.float32)
     assert x.size > 2 ** 31
     x[0, 0, -2:, -2:] = cupy.asarray([[1.0, 4.0], [3.0, 2.0]], dtype=cupy.float32)
-    col = F.im2col(x, 1, 1, 1, 1, (0, 0, 0, 0))
+    col = F.im2col(x, Window.of(x.shape, 1, 1, "valid"))
     assert cupy.asnumpy(col[0, 0, 0, 0, -2:, -2:]).tolist() == [[1, 4], [3, 2]]
-    img = F.col2im(col, h, w, 1, 1, (0, 0, 0, 0))
+    img = F.col2im(col, Window.of(x.shape, 1, 1, "valid"))
     del col
     assert cupy.asnumpy(img[0, 0, -2:, -2:]).tolist() == [[1, 4], [3, 2]]
     del img
-    y, argmax = F.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
+    window = Window.of(x.shape, 2, 2, "valid")
+    y, argmax = F.max_pool2d(x, window)
     assert float(y[0, 0, -1, -1]) == 4.0 and int(argmax[0, 0, -1, -1]) == 1
-    dx = F.max_pool2d_backward(y, argmax, x.shape, 2, 2, 2, 2, (0, 0, 0, 0))
+    dx = F.max_pool2d_backward(y, argmax, x.shape, window)
     assert cupy.asnumpy(dx[0, 0, -2:, -2:]).tolist() == [[0, 4], [0, 0]]

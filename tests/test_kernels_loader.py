@@ -12,6 +12,7 @@ import numpy
 import pytest
 
 from gpudl import kernels
+from gpudl.geometry import Window
 from gpudl.kernels import loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,25 +131,23 @@ def test_launch_refuses_bad_arguments(monkeypatch, args, error, words):
 def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
     monkeypatch.setattr(loader, "get_kernel", lambda *a: pytest.fail("launched despite bad input"))
     x = numpy.zeros((1, 1, 4, 4), numpy.float32)
-    no_pad = (0, 0, 0, 0)
+    unroll, pool = Window.of(x.shape, 2, 1, "valid"), Window.of(x.shape, 2, 2, "valid")
     with pytest.raises(TypeError, match="im2col: x: expected a float32 or float64"):
-        kernels.im2col(x.astype(numpy.int32), 2, 2, 1, 1, no_pad)
+        kernels.im2col(x.astype(numpy.int32), unroll)
     with pytest.raises(ValueError, match="rank 4"):
-        kernels.im2col(x[0], 2, 2, 1, 1, no_pad)
-    with pytest.raises(ValueError, match="larger than the padded input"):
-        kernels.im2col(x, 5, 5, 1, 1, no_pad)
-    with pytest.raises(ValueError, match="does not fit an image 4x4"):
-        kernels.col2im(numpy.zeros((1, 1, 2, 2, 2, 2), numpy.float32), 4, 4, 1, 1, no_pad)
+        kernels.im2col(x[0], unroll)
+    with pytest.raises(ValueError, match="does not fit a window over 4x4 images"):
+        kernels.im2col(numpy.zeros((1, 1, 5, 4), numpy.float32), unroll)
+    with pytest.raises(ValueError, match="col2im: col of shape .* does not fit"):
+        kernels.col2im(numpy.zeros((1, 1, 2, 2, 2, 2), numpy.float32), unroll)
     with pytest.raises(ValueError, match="dy has shape"):
-        kernels.avg_pool2d_backward(numpy.zeros((1, 1, 3, 3), numpy.float32), x.shape, 2, 2, 2, 2, no_pad)
+        kernels.avg_pool2d_backward(numpy.zeros((1, 1, 3, 3), numpy.float32), x.shape, pool)
     with pytest.raises(ValueError, match="argmax has shape"):
         kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32), numpy.zeros((1, 1, 2), numpy.int64),
-                                    x.shape, 2, 2, 2, 2, no_pad)
+                                    x.shape, pool)
     with pytest.raises(TypeError, match="int64"):
         kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32),
-                                    numpy.zeros((1, 1, 2, 2), numpy.int32), x.shape, 2, 2, 2, 2, no_pad)
-    with pytest.raises(ValueError, match="smaller than the pool size"):
-        kernels.max_pool2d(x, 2, 2, 2, 2, (2, 0, 0, 0))
+                                    numpy.zeros((1, 1, 2, 2), numpy.int32), x.shape, pool)
     a = numpy.zeros((2, 8), numpy.float32)
     with pytest.raises(ValueError, match=r"\(N, 4H\)"):
         kernels.lstm_step(numpy.zeros((2, 6), numpy.float32), numpy.zeros((2, 1), numpy.float32))

@@ -13,7 +13,7 @@ from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID
 from gpudl import functional as F
 from gpudl import kernels
 from gpudl.backend import to_numpy
-from gpudl.geometry import pad_amounts
+from gpudl.geometry import Window
 from gpudl.kernels import loader
 
 pytestmark = pytest.mark.usefixtures("small_launches")
@@ -33,8 +33,8 @@ GEOMETRIES = [
 POOL_GEOMETRIES = GEOMETRIES + [(5, 5, (3, 3), (1, 1), "same"), (7, 6, (2, 2), (2, 2), 1)]
 
 
-def pads_of(h, w, kernel, strides, padding):
-    return pad_amounts(h, kernel[0], strides[0], padding) + pad_amounts(w, kernel[1], strides[1], padding)
+def window_of(x, kernel, strides, padding):
+    return Window.of(x.shape, kernel, strides, padding)
 
 
 def tolerance(dtype):
@@ -57,18 +57,18 @@ def counts(path):
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_im2col_col2im_match_numpy(kernel_path, dtype, geometry):
     h, w, (kh, kw), (sh, sw), padding = geometry
-    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
     rng = numpy.random.default_rng(0)
     x = rng.standard_normal((2, 3, h, w)).astype(dtype)
+    window = window_of(x, (kh, kw), (sh, sw), padding)
     before = counts(kernel_path)
-    col = F.im2col(kernel_path.asarray(x), kh, kw, sh, sw, pads)
-    col_min = F.im2col(kernel_path.asarray(x), kh, kw, sh, sw, pads, fill=-numpy.inf)
+    col = F.im2col(kernel_path.asarray(x), window)
+    col_min = F.im2col(kernel_path.asarray(x), window, fill=-numpy.inf)
     dcol = rng.standard_normal(col.shape).astype(dtype)
-    img = F.col2im(kernel_path.asarray(dcol), h, w, sh, sw, pads)
+    img = F.col2im(kernel_path.asarray(dcol), window)
     with kernel_path.reference():
-        col_ref = F.im2col(x, kh, kw, sh, sw, pads)
-        col_min_ref = F.im2col(x, kh, kw, sh, sw, pads, fill=-numpy.inf)
-        img_ref = F.col2im(dcol, h, w, sh, sw, pads)
+        col_ref = F.im2col(x, window)
+        col_min_ref = F.im2col(x, window, fill=-numpy.inf)
+        img_ref = F.col2im(dcol, window)
     launches_fewer_threads_than(kernel_path, before, col.size)
     numpy.testing.assert_array_equal(to_numpy(col), col_ref)
     numpy.testing.assert_array_equal(to_numpy(col_min), col_min_ref)
@@ -81,17 +81,17 @@ def test_im2col_col2im_match_numpy(kernel_path, dtype, geometry):
 @pytest.mark.parametrize("geometry", POOL_GEOMETRIES)
 def test_max_pool_matches_numpy_with_ties(kernel_path, dtype, geometry):
     h, w, (kh, kw), (sh, sw), padding = geometry
-    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
     rng = numpy.random.default_rng(1)
     x = rng.integers(-2, 2, size=(2, 3, h, w)).astype(dtype)    # four values only: ties in almost every window
-    y, argmax = F.max_pool2d(kernel_path.asarray(x), kh, kw, sh, sw, pads)
+    window = Window.of(x.shape, (kh, kw), (sh, sw), padding, pooling=True)
+    y, argmax = F.max_pool2d(kernel_path.asarray(x), window)
     dy = rng.standard_normal(y.shape).astype(dtype)
     before = counts(kernel_path)
-    dx = F.max_pool2d_backward(kernel_path.asarray(dy), argmax, x.shape, kh, kw, sh, sw, pads)
+    dx = F.max_pool2d_backward(kernel_path.asarray(dy), argmax, x.shape, window)
     launches_fewer_threads_than(kernel_path, before, dx.size)
     with kernel_path.reference():
-        y_ref, argmax_ref = F.max_pool2d(x, kh, kw, sh, sw, pads)
-        dx_ref = F.max_pool2d_backward(dy, argmax_ref, x.shape, kh, kw, sh, sw, pads)
+        y_ref, argmax_ref = F.max_pool2d(x, window)
+        dx_ref = F.max_pool2d_backward(dy, argmax_ref, x.shape, window)
     numpy.testing.assert_array_equal(to_numpy(y), y_ref)
     numpy.testing.assert_array_equal(to_numpy(argmax), argmax_ref)      # the first maximum wins on both paths
     numpy.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
@@ -103,9 +103,9 @@ def test_max_pool_nan_wins_like_numpy(kernel_path, dtype):
     x = numpy.arange(2 * 4 * 4, dtype=dtype).reshape(2, 1, 4, 4)
     x[0, 0, 0, 1] = numpy.nan        # second cell of window (0, 0)
     x[1, 0, 3, 2] = x[1, 0, 2, 3] = numpy.nan
-    y, argmax = F.max_pool2d(kernel_path.asarray(x), 2, 2, 2, 2, (0, 0, 0, 0))
+    y, argmax = F.max_pool2d(kernel_path.asarray(x), Window.of((1, 1, 4, 4), 2, 2, "valid"))
     with kernel_path.reference():
-        y_ref, argmax_ref = F.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
+        y_ref, argmax_ref = F.max_pool2d(x, Window.of((1, 1, 4, 4), 2, 2, "valid"))
     numpy.testing.assert_array_equal(to_numpy(y), y_ref)                # NaN == NaN here
     numpy.testing.assert_array_equal(to_numpy(argmax), argmax_ref)
     assert argmax_ref[0, 0, 0, 0] == 1 and argmax_ref[1, 0, 1, 1] == 1
@@ -115,17 +115,17 @@ def test_max_pool_nan_wins_like_numpy(kernel_path, dtype):
 @pytest.mark.parametrize("geometry", POOL_GEOMETRIES)
 def test_avg_pool_matches_numpy(kernel_path, dtype, geometry):
     h, w, (kh, kw), (sh, sw), padding = geometry
-    pads = pads_of(h, w, (kh, kw), (sh, sw), padding)
     rng = numpy.random.default_rng(2)
     x = rng.standard_normal((2, 3, h, w)).astype(dtype)
-    y = F.avg_pool2d(kernel_path.asarray(x), kh, kw, sh, sw, pads)
+    window = Window.of(x.shape, (kh, kw), (sh, sw), padding, pooling=True)
+    y = F.avg_pool2d(kernel_path.asarray(x), window)
     dy = rng.standard_normal(y.shape).astype(dtype)
     before = counts(kernel_path)
-    dx = F.avg_pool2d_backward(kernel_path.asarray(dy), x.shape, kh, kw, sh, sw, pads)
+    dx = F.avg_pool2d_backward(kernel_path.asarray(dy), x.shape, window)
     launches_fewer_threads_than(kernel_path, before, dx.size)
     with kernel_path.reference():
-        y_ref = F.avg_pool2d(x, kh, kw, sh, sw, pads)
-        dx_ref = F.avg_pool2d_backward(dy, x.shape, kh, kw, sh, sw, pads)
+        y_ref = F.avg_pool2d(x, window)
+        dx_ref = F.avg_pool2d_backward(dy, x.shape, window)
     numpy.testing.assert_allclose(to_numpy(y), y_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
     numpy.testing.assert_allclose(to_numpy(dx), dx_ref, rtol=tolerance(dtype), atol=tolerance(dtype))
     assert y.dtype == dx.dtype == dtype
@@ -133,9 +133,10 @@ def test_avg_pool_matches_numpy(kernel_path, dtype, geometry):
 
 def test_avg_pool_does_not_count_padding(kernel_path):
     x = kernel_path.xp.ones((1, 1, 3, 3), numpy.float64)
-    y = F.avg_pool2d(x, 2, 2, 2, 2, (1, 0, 1, 0))                # corner windows hold one real cell
+    window = Window.with_pads(x.shape, (2, 2), (2, 2), (1, 0, 1, 0), pooling=True)
+    y = F.avg_pool2d(x, window)                                  # corner windows hold one real cell
     numpy.testing.assert_array_equal(to_numpy(y), numpy.ones((1, 1, 2, 2)))
-    dx = F.avg_pool2d_backward(kernel_path.xp.ones_like(y), x.shape, 2, 2, 2, 2, (1, 0, 1, 0))
+    dx = F.avg_pool2d_backward(kernel_path.xp.ones_like(y), x.shape, window)
     numpy.testing.assert_array_equal(to_numpy(dx)[0, 0], [[1, 0.5, 0.5], [0.5, 0.25, 0.25], [0.5, 0.25, 0.25]])
 
 
@@ -177,9 +178,10 @@ def test_non_contiguous_input_is_made_contiguous(kernel_path):
     x = numpy.random.default_rng(5).standard_normal((2, 5, 6, 3))
     x_dev = kernel_path.asarray(x).transpose(0, 3, 1, 2)            # (2, 3, 5, 6), strided
     assert not x_dev.flags.c_contiguous
-    col = F.im2col(x_dev, 2, 2, 1, 1, (0, 0, 0, 0))
+    window = Window.of(x_dev.shape, 2, 1, "valid")
+    col = F.im2col(x_dev, window)
     with kernel_path.reference():
-        numpy.testing.assert_array_equal(to_numpy(col), F.im2col(x.transpose(0, 3, 1, 2), 2, 2, 1, 1, (0, 0, 0, 0)))
+        numpy.testing.assert_array_equal(to_numpy(col), F.im2col(x.transpose(0, 3, 1, 2), window))
 
 
 def test_host_target_really_runs_the_kernels(kernel_path):
@@ -187,7 +189,7 @@ def test_host_target_really_runs_the_kernels(kernel_path):
     if kernel_path.counter is None:
         pytest.skip("only the host target counts its launches")
     before = counts(kernel_path)
-    F.max_pool2d(numpy.zeros((1, 1, 4, 4)), 2, 2, 2, 2, (0, 0, 0, 0))
+    F.max_pool2d(numpy.zeros((1, 1, 4, 4)), Window.of((1, 1, 4, 4), 2, 2, "valid"))
     assert kernel_path.counter["launches"] == before[1] + 1
     assert loader.BLOCK == SMALL_BLOCK
 

@@ -126,7 +126,7 @@ def test_sum_axes_and_bias_add(kernel_path, dtype, outer, channels, inner):
     b = sample((channels,), dtype, 1)
     acc = numpy.ones(channels, dtype)
     out = kernel_path.asarray(acc)
-    kernels.sum_axes(kernel_path.asarray(x), out, inner=inner, accumulate=True)
+    kernels.sum_axes(kernel_path.asarray(x), into=out, inner=inner)
     close(kernel_path, out, acc + x.sum(axis=(0, 2)), dtype, exact_on_host=False)
     y = kernel_path.asarray(x)
     kernels.add_bias(y, kernel_path.asarray(b), inner=inner)

@@ -68,7 +68,7 @@ def test_pool_strides_default_to_the_pool_size():
 
 def test_max_pool_argmax_indexes_the_window():
     x = np.arange(16.0).reshape(1, 1, 4, 4)
-    _, argmax = F.max_pool2d(x, 2, 2, 2, 2, (0, 0, 0, 0))
+    _, argmax = F.max_pool2d(x, reference.window(x.shape, (2, 2), (2, 2), (0, 0, 0, 0)))
     np.testing.assert_array_equal(argmax[0, 0], [[3, 3], [3, 3]])
 
 
@@ -129,20 +129,22 @@ def test_max_pool_matches_the_definition_bit_for_bit(h, w, kernel, strides, padd
     if not nan:
         x[np.isnan(x)] = 1.0
     pads = reference.pads_of(h, w, kernel, strides, padding)
-    y, argmax = F.max_pool2d(x, *kernel, *strides, pads)
+    window = reference.window(x.shape, kernel, strides, pads)
+    y, argmax = F.max_pool2d(x, window)
     y_ref, argmax_ref = naive_max_pool(x, *kernel, *strides, pads)
     np.testing.assert_array_equal(y.view(np.uint8), y_ref.view(np.uint8))
     np.testing.assert_array_equal(argmax, argmax_ref)
     assert argmax.dtype == F.pooling.argmax_type(*kernel)
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    dx = F.max_pool2d_backward(dy, argmax, x.shape, *kernel, *strides, pads)
+    dx = F.max_pool2d_backward(dy, argmax, x.shape, window)
     np.testing.assert_array_equal(dx, naive_max_pool_backward(dy, argmax_ref, x.shape, *kernel, *strides, pads))
 
 
 def test_max_pool_argmax_past_127_needs_a_wider_type():
     x = np.zeros((1, 1, 12, 12))
     x[0, 0, 11, 10] = 1.0                       # cell 11 * 12 + 10 = 142 of the one window
-    y, argmax = F.max_pool2d(x, 12, 12, 12, 12, (0, 0, 0, 0))
+    window = reference.window(x.shape, (12, 12), (12, 12), (0, 0, 0, 0))
+    y, argmax = F.max_pool2d(x, window)
     assert y.item() == 1.0 and argmax.item() == 142 and argmax.dtype == np.int16
-    dx = F.max_pool2d_backward(np.full((1, 1, 1, 1), 3.0), argmax, x.shape, 12, 12, 12, 12, (0, 0, 0, 0))
+    dx = F.max_pool2d_backward(np.full((1, 1, 1, 1), 3.0), argmax, x.shape, window)
     np.testing.assert_array_equal(dx, 3.0 * x)

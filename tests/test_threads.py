@@ -20,6 +20,7 @@ import gpudl
 from gpudl import functional as F
 from gpudl import models, nn, optim
 from gpudl.functional import threads
+from gpudl.geometry import Window
 
 THREAD_COUNTS = (2, 3)
 BATCHES = (1, 2, 5)         # one sample, fewer samples than threads, an odd batch
@@ -243,19 +244,21 @@ def rand(shape, seed=0, dtype=np.float32):
 @pytest.mark.parametrize("stride,pads", [((1, 1), (2, 2, 2, 2)), ((1, 1), (0, 0, 0, 0)), ((2, 2), (1, 0, 1, 0))])
 def test_conv2d_forward_and_backward(split_everything, n, stride, pads):
     x, W, b = rand((n, 3, 9, 8)), rand((4, 3, 3, 3), 1), rand(4, 2)
-    y, col = F.conv2d(x, W, b, stride, pads)
+    window = Window.with_pads(x.shape, (3, 3), stride, pads)
+    y, saved = F.conv2d(x, W, b, window)
     dy = rand(y.shape, 3)
-    assert_same_for_every_thread_count(lambda: F.conv2d(x, W, b, stride, pads))
-    assert_same_for_every_thread_count(lambda: F.conv2d_backward(dy, col, W, x.shape, stride, pads))
+    assert_same_for_every_thread_count(lambda: (lambda y, saved: (y, saved.unrolled))(*F.conv2d(x, W, b, window)))
+    assert_same_for_every_thread_count(lambda: F.conv2d_backward(dy, saved, W))
 
 
 @pytest.mark.parametrize("n", BATCHES)
 def test_im2col_and_col2im(split_everything, n):
     x = rand((n, 2, 7, 6))
-    col = F.im2col(x, 3, 2, 2, 1, (1, 1, 0, 1), fill=-np.inf)
-    assert_same_for_every_thread_count(lambda: F.im2col(x, 3, 2, 2, 1, (1, 1, 0, 1), fill=-np.inf))
+    window = Window.with_pads(x.shape, (3, 2), (2, 1), (1, 1, 0, 1))
+    col = F.im2col(x, window, fill=-np.inf)
+    assert_same_for_every_thread_count(lambda: F.im2col(x, window, fill=-np.inf))
     dcol = rand(col.shape, 1)
-    assert_same_for_every_thread_count(lambda: F.col2im(dcol, 7, 6, 2, 1, (1, 1, 0, 1)))
+    assert_same_for_every_thread_count(lambda: F.col2im(dcol, window))
 
 
 @pytest.mark.parametrize("n", BATCHES)
@@ -264,12 +267,13 @@ def test_pooling_forward_and_backward(split_everything, n, window):
     kh, kw, sh, sw, pads = window
     x = rand((n, 3, 8, 7))
     x[0, 0, :2, :2] = 1.0                                   # a tie: the first maximum must win on every split
-    y, argmax = F.max_pool2d(x, kh, kw, sh, sw, pads)
+    window = Window.with_pads(x.shape, (kh, kw), (sh, sw), pads, pooling=True)
+    y, argmax = F.max_pool2d(x, window)
     dy = rand(y.shape, 1)
-    assert_same_for_every_thread_count(lambda: F.max_pool2d(x, kh, kw, sh, sw, pads))
-    assert_same_for_every_thread_count(lambda: F.max_pool2d_backward(dy, argmax, x.shape, kh, kw, sh, sw, pads))
-    assert_same_for_every_thread_count(lambda: F.avg_pool2d(x, kh, kw, sh, sw, pads))
-    assert_same_for_every_thread_count(lambda: F.avg_pool2d_backward(dy, x.shape, kh, kw, sh, sw, pads))
+    assert_same_for_every_thread_count(lambda: F.max_pool2d(x, window))
+    assert_same_for_every_thread_count(lambda: F.max_pool2d_backward(dy, argmax, x.shape, window))
+    assert_same_for_every_thread_count(lambda: F.avg_pool2d(x, window))
+    assert_same_for_every_thread_count(lambda: F.avg_pool2d_backward(dy, x.shape, window))
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
@@ -329,8 +333,9 @@ def test_matrix_products(split_everything, n):
 def test_float32_stays_float32(split_everything):
     threads.set_num_threads(2)
     x, W, b = rand((3, 2, 6, 6)), rand((3, 2, 3, 3), 1), rand(3, 2)
-    y, col = F.conv2d(x, W, b, (1, 1), (1, 1, 1, 1))
-    dx, dW, db = F.conv2d_backward(y, col, W, x.shape, (1, 1), (1, 1, 1, 1))
+    y, saved = F.conv2d(x, W, b, Window.with_pads(x.shape, (3, 3), (1, 1), (1, 1, 1, 1)))
+    dx, dW, db = F.conv2d_backward(y, saved, W)
+    col = saved.unrolled
     h, c = F.lstm_step(rand((3, 8)), rand((3, 2), 1))
     da, dc = F.lstm_step_backward(h, c, rand((3, 8)), c, c)
     for array in (y, col, dx, dW, db, h, c, da, dc, F.relu(x), F.sigmoid(x), F.tanh_backward(x, x),
@@ -367,26 +372,3 @@ def test_lstm_layer_is_deterministic_for_each_thread_count(split_everything):
         dx = layer.backward(dy)
         return (y, dx, *(p.grad for p in layer.parameters()))
     assert_same_for_every_thread_count(forward_backward, exact=False)
-
-
-# -- the reused col buffer ------------------------------------------------------------------------------------------
-
-def test_conv2d_reuses_its_col_only_after_the_backward():
-    layer = nn.Conv2D(2, 3, 3, padding="same")
-    fresh = nn.Conv2D(2, 3, 3, padding="same")
-    fresh.W.data[...], fresh.b.data[...] = layer.W.data, layer.b.data
-    x1, x2 = rand((4, 2, 6, 6)), rand((4, 2, 6, 6), 1)
-    layer.forward(x1)
-    first_col = layer._col
-    layer.forward(x2)                                   # no backward in between: a new col, the old one untouched
-    assert layer._col is not first_col
-    layer.backward(rand((4, 3, 6, 6), 2))
-    y = layer.forward(x1)                               # after the backward: the same buffer, written over
-    assert np.array_equal(y, fresh.forward(x1))
-    dx = layer.backward(rand((4, 3, 6, 6), 3))
-    assert np.array_equal(dx, fresh.backward(rand((4, 3, 6, 6), 3)))
-    col = layer._spare_col
-    layer.forward(x2)
-    assert layer._col is col
-    layer.forward(rand((5, 2, 6, 6)))                   # another batch size: a buffer of its own shape
-    assert layer._col.shape[0] == 5

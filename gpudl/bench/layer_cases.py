@@ -1,7 +1,7 @@
 """Layer cases: Dense, Conv2D and the pooling layers forward and forward + backward, and im2col and col2im alone."""
 from .. import functional as F
 from .. import nn
-from ..geometry import output_size, pad_amounts
+from ..geometry import Window, output_size, pad_amounts
 from ..nn.init import manual_seed
 from .common import ALL_DEVICES, Case, fwd_and_bwd, gpudl_variant, nbytes, rand, require_torch, torch_variant, trand
 
@@ -67,18 +67,18 @@ def pool_cases(kind, n, c, hw, k, devices=ALL_DEVICES):
 def unroll_cases(n, c, hw, k, devices=ALL_DEVICES):
     """im2col and col2im of a k x k window with stride 1 and 'same' padding, alone."""
     pad = k // 2
-    pads = (pad, pad, pad, pad)
+    window = Window.of((n, c, hw, hw), k, 1, pad)
     x_shape, col_shape = (n, c, hw, hw), (n, c, k, k, hw, hw)
     moved = nbytes(x_shape, col_shape)
     size = f"b{n} {c}ch {hw}x{hw} {k}x{k} pad{pad}"
 
     def im2col(dev):
         x = rand(x_shape, dev)
-        return lambda: F.im2col(x, k, k, 1, 1, pads)
+        return lambda: F.im2col(x, window)
 
     def col2im(dev):
         col = rand(col_shape, dev)
-        return lambda: F.col2im(col, hw, hw, 1, 1, pads)
+        return lambda: F.col2im(col, window)
 
     def unfold(dev):
         torch = require_torch()

@@ -9,9 +9,8 @@ import functools
 
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
-from .dispatch import on_kernel_path
+from .dispatch import kernels_for, on_kernel_path
 from .threads import parallel_chunks
 
 
@@ -65,7 +64,8 @@ def check_slope(alpha):
 def sigmoid(v, alpha=1.0):
     """Logistic function phi(v) = 1 / (1 + exp(-alpha v)), computed without overflow for large |v|."""
     check_slope(alpha)
-    if on_kernel_path(v):
+    kernels = kernels_for(v)
+    if kernels is not None:
         return kernels.activation("sigmoid", v, alpha)
     return _elementwise(_sigmoid_into, v, alpha=alpha).astype(v.dtype, copy=False)
 
@@ -81,7 +81,8 @@ def _sigmoid_into(v, out, alpha):
 
 def sigmoid_backward(y, dy, alpha=1.0):
     """phi'(v) = alpha * y * (1 - y), from the output y."""
-    if on_kernel_path(dy):
+    kernels = kernels_for(dy)
+    if kernels is not None:
         return kernels.activation_backward("sigmoid", y, dy, alpha)
     return _elementwise(_sigmoid_backward_into, y, dy, alpha=alpha)
 
@@ -95,14 +96,16 @@ def _sigmoid_backward_into(y, dy, out, alpha):
 
 def tanh(v):
     """Hyperbolic tangent phi(v) = (e^v - e^-v) / (e^v + e^-v)."""
-    if on_kernel_path(v):
+    kernels = kernels_for(v)
+    if kernels is not None:
         return kernels.activation("tanh", v)
     return _elementwise(get_array_module(v).tanh, v)
 
 
 def tanh_backward(y, dy):
     """phi'(v) = 1 - y^2, from the output y."""
-    if on_kernel_path(dy):
+    kernels = kernels_for(dy)
+    if kernels is not None:
         return kernels.activation_backward("tanh", y, dy)
     return _elementwise(_tanh_backward_into, y, dy)
 
@@ -116,7 +119,8 @@ def _tanh_backward_into(y, dy, out):
 
 def relu(v):
     """Rectified linear unit phi(v) = max(0, v)."""
-    if on_kernel_path(v):
+    kernels = kernels_for(v)
+    if kernels is not None:
         return kernels.activation("relu", v)
     return _elementwise(_relu_into, v)
 
@@ -145,7 +149,8 @@ def _relu_into(v, out):
 
 def relu_backward(v, dy):
     """phi'(v) = 1 for v > 0, else 0."""
-    if on_kernel_path(dy):
+    kernels = kernels_for(dy)
+    if kernels is not None:
         return kernels.activation_backward("relu", v, dy)
     return _elementwise(_relu_backward_into, v, dy)
 

@@ -6,9 +6,8 @@ replayed whole (kernels.loader.recording); the NumPy path is plain NumPy.
 """
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
-from .dispatch import on_kernel_path
+from .dispatch import kernels_for
 
 
 def _contiguous(a):
@@ -19,14 +18,16 @@ def _contiguous(a):
 def zeros(shape, like):
     """A new array of zeros of `shape`, like's dtype and device."""
     xp = get_array_module(like)
-    if on_kernel_path(like):
+    kernels = kernels_for(like)
+    if kernels is not None:
         return kernels.fill(xp.empty(shape, dtype=like.dtype), 0)
     return xp.zeros(shape, dtype=like.dtype)
 
 
 def fill_(out, value):
     """out[...] = value, in place (C-contiguous out); returns out."""
-    if on_kernel_path(out):
+    kernels = kernels_for(out)
+    if kernels is not None:
         return kernels.fill(out, value)
     out.fill(value)
     return out
@@ -34,7 +35,8 @@ def fill_(out, value):
 
 def copy_into(out, src):
     """out[...] = src (same shape; out C-contiguous), in place; returns out."""
-    if on_kernel_path(out):
+    kernels = kernels_for(out)
+    if kernels is not None:
         return kernels.copy(out, _contiguous(src))
     out[...] = src
     return out
@@ -47,7 +49,8 @@ def copied(src):
 
 def add_into(out, src):
     """out += src (same shape; out C-contiguous), in place; returns out."""
-    if on_kernel_path(out):
+    kernels = kernels_for(out)
+    if kernels is not None:
         kernels.add_bias(out.reshape(1, -1), _contiguous(src).reshape(-1))
         return out
     out += src
@@ -56,7 +59,8 @@ def add_into(out, src):
 
 def swap01(x):
     """x (A, B, C) -> a new C-contiguous (B, A, C) (never a view of x): batch-major to time-major and back."""
-    if on_kernel_path(x):
+    kernels = kernels_for(x)
+    if kernels is not None:
         return kernels.swap01(_contiguous(x))
     return x.transpose(1, 0, 2).copy()
 
@@ -64,6 +68,7 @@ def swap01(x):
 def one_hot_rows(indices, classes, dtype):
     """Integer indices (R,) as rows of a (R, classes) identity; an index outside [0, classes) gives a zero row."""
     xp = get_array_module(indices)
-    if on_kernel_path(indices):
+    kernels = kernels_for(indices)
+    if kernels is not None:
         return kernels.one_hot(_contiguous(indices.astype(numpy.int64, copy=False)), classes, dtype)
     return (indices[:, None] == xp.arange(classes)[None, :]).astype(dtype)

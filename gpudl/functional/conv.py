@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, NCHW) through im2col and one matrix product.
+"""2-D convolution (cross-correlation, NCHW) through im2col and one matrix product, over a geometry.Window.
 
 im2col unrolls every kernel window into a column: col[n, c, i, j, oh, ow] = x_padded[n, c, oh*sh + i, ow*sw + j].
 Then y[n, f, :] = W[f, :] @ col[n, :, :] + b[f], with W flattened to (F, C*KH*KW) and col to (N, C*KH*KW, OH*OW).
@@ -7,64 +7,63 @@ col2im is the adjoint: each image cell receives the sum of the column entries th
 The NumPy path computes stride-1 convolutions (the common case) from "row strips" of the padded image instead, in
 blocks of samples (see below); the kernel path and other strides use im2col as above.
 """
+from typing import Any, NamedTuple
+
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
-from ..geometry import blank_padded, output_hw, padded, unpadded, window_views
-from .dispatch import on_kernel_path
+from ..geometry import Window, blank_padded, padded, unpadded, window_views
+from .dispatch import kernels_for
 from .threads import parallel_chunks
 
 
-def _buffer(reuse, shape, dtype):
-    """`reuse` when it is a C-contiguous numpy array of this shape and dtype, else a new empty one."""
-    if isinstance(reuse, numpy.ndarray) and reuse.shape == shape and reuse.dtype == dtype and \
-            reuse.flags.c_contiguous:
-        return reuse
-    return numpy.empty(shape, dtype=dtype)
+class ConvSaved(NamedTuple):
+    """What conv2d_backward needs of its forward: the window, the input's shape, and the unrolled input as the path
+    that ran the forward keeps it (the col on the kernel path and at other strides, the strip image at stride 1 on
+    the NumPy path)."""
+    window: Window
+    x_shape: tuple
+    unrolled: Any
 
 
-def _im2col_into(col, x, kh, kw, sh, sw, pads, fill):
-    oh, ow = col.shape[4:]
-    for k, view in window_views(padded(x, pads, fill), kh, kw, sh, sw, oh, ow):
-        col[:, :, k // kw, k % kw] = view
+def _im2col_into(col, x, window, fill):
+    for k, view in window_views(padded(x, window, fill), window):
+        col[:, :, k // window.kw, k % window.kw] = view
 
 
-def _im2col_xp(x, kh, kw, sh, sw, pads, fill):
-    n, c, h, w = x.shape
-    oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
-    col = numpy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    parallel_chunks(n, lambda start, stop: _im2col_into(col[start:stop], x[start:stop], kh, kw, sh, sw, pads, fill),
-                    col[0].size)
+def _im2col_xp(x, window, fill):
+    n, c = x.shape[:2]
+    col = numpy.empty((n, c, window.kh, window.kw, window.oh, window.ow), dtype=x.dtype)
+    parallel_chunks(n, lambda start, stop: _im2col_into(col[start:stop], x[start:stop], window, fill), col[0].size)
     return col
 
 
-def _col2im_xp(col, h, w, sh, sw, pads):
-    n, c, kh, kw, oh, ow = col.shape
-    img = blank_padded((n, c, h, w), pads, numpy, col.dtype)
+def _col2im_xp(col, window):
+    n, c = col.shape[:2]
+    img = blank_padded(n, c, window, numpy, col.dtype)
 
     def fold(start, stop):
-        for k, view in window_views(img[start:stop], kh, kw, sh, sw, oh, ow):
-            view += col[start:stop, :, k // kw, k % kw]
+        for k, view in window_views(img[start:stop], window):
+            view += col[start:stop, :, k // window.kw, k % window.kw]
     parallel_chunks(n, fold, col[0].size)
-    return unpadded(img, h, w, pads)
+    return unpadded(img, window)
 
 
-def im2col(x, kh, kw, sh, sw, pads, fill=0.0):
-    """Unroll the windows of x (N, C, H, W) into col (N, C, KH, KW, OH, OW).
+def im2col(x, window, fill=0.0):
+    """Unroll the windows of x (N, C, H, W) into col (N, C, KH, KW, OH, OW); padded cells read `fill` (0 for
+    convolution, -inf for max pooling)."""
+    kernels = kernels_for(x)
+    if kernels is not None:
+        return kernels.im2col(x, window, fill)
+    return _im2col_xp(x, window, fill)
 
-    pads = (top, bottom, left, right); padded cells read `fill` (0 for convolution, -inf for max pooling).
-    """
-    if on_kernel_path(x):
-        return kernels.im2col(x, kh, kw, sh, sw, pads, fill)
-    return _im2col_xp(x, kh, kw, sh, sw, pads, fill)
 
-
-def col2im(col, h, w, sh, sw, pads):
+def col2im(col, window):
     """Fold col (N, C, KH, KW, OH, OW) back to an image (N, C, H, W), summing overlapping windows."""
-    if on_kernel_path(col):
-        return kernels.col2im(col, h, w, sh, sw, pads)
-    return _col2im_xp(col, h, w, sh, sw, pads)
+    kernels = kernels_for(col)
+    if kernels is not None:
+        return kernels.col2im(col, window)
+    return _col2im_xp(col, window)
 
 
 # A stride-1 convolution on the NumPy path works on "row strips": the padded image is laid out as flat rows of pitch
@@ -80,12 +79,11 @@ BLOCK_ELEMENTS = 1 << 17    # strip col entries per block: a block's col stays i
 class _Strips:
     """The geometry of a stride-1 convolution's strips, and the blocks of samples worked on at a time."""
 
-    def __init__(self, x_shape, w_shape, pads):
-        n, c, h, w = x_shape
-        _, _, self.kh, self.kw = w_shape
-        self.top, self.left = pads[0], pads[2]
-        self.hp, self.wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
-        self.oh, self.ow = output_hw(h, w, self.kh, self.kw, 1, 1, pads)
+    def __init__(self, x_shape, window):
+        n, c = x_shape[:2]
+        self.kh, self.kw, self.top, self.left = window.kh, window.kw, window.top, window.left
+        self.hp, self.wp = window.padded_hw
+        self.oh, self.ow = window.oh, window.ow
         self.t, self.s = self.oh * self.wp, (self.hp + 1) * self.wp
         self.depth = c * self.kh * self.kw                  # rows of a sample's col: (c, i, j)
         self.block = max(1, min(n, BLOCK_ELEMENTS // (self.depth * self.t)))
@@ -96,12 +94,10 @@ class _Strips:
         """The samples (start, stop) of block `index`."""
         return index * self.block, min(n, (index + 1) * self.block)
 
-    def image(self, x, reuse=None):
-        """x zero-padded into flat rows of pitch WP, (N, C, S): a spare zero row, so every strip fits. Written into
-        `reuse` when it fits (see _buffer)."""
+    def image(self, x):
+        """x zero-padded into flat rows of pitch WP, (N, C, S): a spare zero row, so every strip fits."""
         n, c, h, w = x.shape
-        img = _buffer(reuse, (n, c, self.s), x.dtype)
-        img.fill(0)
+        img = numpy.zeros((n, c, self.s), dtype=x.dtype)
         img.reshape(n, c, -1, self.wp)[:, :, self.top:self.top + h, self.left:self.left + w] = x
         return img
 
@@ -116,13 +112,13 @@ class _Strips:
         return wide.reshape(m, -1, self.oh, self.wp)[..., :self.ow]
 
 
-def _conv2d_strips(x, W, b, pads, reuse):
+def _conv2d_strips(x, W, b, window):
     """The NumPy path of a stride-1 conv2d, block by block, the blocks split over the threads; returns y and img.
 
     The bias rides in the product: W gets b as one more column and every col a row of ones."""
     n, f = x.shape[0], W.shape[0]
-    strips = _Strips(x.shape, W.shape, pads)
-    img = strips.image(x, reuse)
+    strips = _Strips(x.shape, window)
+    img = strips.image(x)
     windows = strips.windows(img)
     y = numpy.empty((n, f, strips.oh, strips.ow), dtype=numpy.result_type(x, W))
     W_b = numpy.concatenate([W.reshape(f, -1), b.reshape(f, 1)], axis=1)
@@ -141,7 +137,7 @@ def _conv2d_strips(x, W, b, pads, reuse):
     return y, img
 
 
-def _conv2d_strips_backward(dy, img, W, x_shape, pads, input_grad):
+def _conv2d_strips_backward(dy, img, W, x_shape, window, input_grad):
     """The NumPy path of a stride-1 conv2d_backward from img, block by block (the blocks split over the threads):
     dW sums the per-sample products over the batch, the same sums for every thread count.
 
@@ -149,7 +145,7 @@ def _conv2d_strips_backward(dy, img, W, x_shape, pads, input_grad):
     outside) is one product of W, its columns in (j, f) order, with dy shifted by 0..KW-1, and dx in strip
     positions is the sum over i of rows[i] moved down i*WP: KH contiguous adds instead of KH*KW."""
     n, f = dy.shape[:2]
-    strips = _Strips(x_shape, W.shape, pads)
+    strips = _Strips(x_shape, window)
     kh, kw, t = strips.kh, strips.kw, strips.t
     windows = strips.windows(img)
     dtype = numpy.result_type(dy, W)
@@ -204,33 +200,35 @@ def _fold_rows(rows, dx, strips):
                                                         strips.left:strips.left + w].transpose(1, 0, 2, 3)
 
 
-def _conv2d_xp(x, W, b, stride, pads, col):
-    """The NumPy path of conv2d: im2col and the product sample by sample, the batch split over the threads."""
-    if tuple(stride) == (1, 1):
-        return _conv2d_strips(x, W, b, pads, col)
-    n = x.shape[0]
-    f, _, kh, kw = W.shape
-    oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, stride[0], stride[1], pads)
-    col = _buffer(col, (n, x.shape[1], kh, kw, oh, ow), x.dtype)
-    y = numpy.empty((n, f, oh * ow), dtype=numpy.result_type(x, W))
+def _conv2d_xp(x, W, b, window):
+    """The NumPy path of conv2d: im2col and the product sample by sample, the batch split over the threads; returns
+    y and the col (the strip image at stride 1)."""
+    if (window.sh, window.sw) == (1, 1):
+        return _conv2d_strips(x, W, b, window)
+    n, f = x.shape[0], W.shape[0]
+    positions = window.oh * window.ow
+    col = numpy.empty((n, x.shape[1], window.kh, window.kw, window.oh, window.ow), dtype=x.dtype)
+    y = numpy.empty((n, f, positions), dtype=numpy.result_type(x, W))
     W2 = W.reshape(f, -1)
 
     def forward(start, stop):
-        _im2col_into(col[start:stop], x[start:stop], kh, kw, stride[0], stride[1], pads, 0.0)
-        numpy.matmul(W2, col[start:stop].reshape(stop - start, -1, oh * ow), out=y[start:stop])
+        _im2col_into(col[start:stop], x[start:stop], window, 0.0)
+        numpy.matmul(W2, col[start:stop].reshape(stop - start, -1, positions), out=y[start:stop])
         y[start:stop] += b.reshape(1, f, 1)
     parallel_chunks(n, forward, col[0].size)
-    return y.reshape(n, f, oh, ow), col
+    return y.reshape(n, f, window.oh, window.ow), col
 
 
-def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad):
+def _conv2d_backward_xp(dy, saved, W, input_grad):
     """The NumPy path of conv2d_backward, the per-sample products split over the threads (same sums as unsplit)."""
-    if tuple(stride) == (1, 1):
-        return _conv2d_strips_backward(dy, col, W, x_shape, pads, input_grad)
-    n, f, oh, ow = dy.shape
+    window = saved.window
+    if (window.sh, window.sw) == (1, 1):
+        return _conv2d_strips_backward(dy, saved.unrolled, W, saved.x_shape, window, input_grad)
+    n, f = dy.shape[:2]
+    positions = window.oh * window.ow
     dtype = numpy.result_type(dy, W)
-    dy3 = dy.reshape(n, f, oh * ow)
-    col3 = col.reshape(n, -1, oh * ow)
+    dy3 = dy.reshape(n, f, positions)
+    col3 = saved.unrolled.reshape(n, -1, positions)
     per_sample = numpy.empty((n, col3.shape[1], f), dtype=dtype)
     dcol = numpy.empty(col3.shape, dtype=dtype) if input_grad else None
 
@@ -241,61 +239,36 @@ def _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad):
     parallel_chunks(n, backward, col3[0].size)
     dW = per_sample.sum(axis=0).T.reshape(W.shape)
     db = dy3.sum(axis=(0, 2))
-    dx = _col2im_xp(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads) if input_grad \
-        else None
+    dx = _col2im_xp(dcol.reshape(saved.unrolled.shape), window) if input_grad else None
     return dx, dW, db
 
 
-def conv2d(x, W, b, stride, pads, col=None):
-    """Forward: y (N, F, OH, OW) and what the backward needs: the col y was computed from (on the NumPy path at
-    stride 1, the strip image instead).
-
-    col: that second result of an earlier call, no longer needed; the NumPy path writes into it when its shape and dtype
-    fit (a layer reuses its buffer from step to step).
-    """
-    if not on_kernel_path(x):
-        return _conv2d_xp(x, W, b, stride, pads, col)
-    xp = get_array_module(x)
-    f, _, kh, kw = W.shape
-    col = im2col(x, kh, kw, stride[0], stride[1], pads)
-    n, _, _, _, oh, ow = col.shape
-    # one batched GEMM (W shared by the batch), one bias launch
-    y = kernels.gemm("N", "N", W.reshape(f, -1), col.reshape(n, -1, oh * ow), xp.empty((n, f, oh * ow), dtype=x.dtype))
-    return kernels.add_bias(y, b, inner=oh * ow).reshape(n, f, oh, ow), col
+def conv2d(x, W, b, window):
+    """Forward: y (N, F, OH, OW) = W * x + b over `window`, and the ConvSaved that conv2d_backward reads."""
+    kernels = kernels_for(x)
+    if kernels is not None:
+        y, col = kernels.conv2d(x, W, b, window)
+    else:
+        y, col = _conv2d_xp(x, W, b, window)
+    return y, ConvSaved(window, tuple(x.shape), col)
 
 
-def conv2d_backward(dy, col, W, x_shape, stride, pads, into=None, input_grad=True):
-    """Backward: dx (N, C, H, W), dW (F, C, KH, KW), db (F,), from dy and the second result of conv2d.
+def conv2d_backward(dy, saved, W, into=None, input_grad=True):
+    """Backward: (dx (N, C, H, W), dW (F, C, KH, KW), db (F,)) from dy and what conv2d saved.
 
     into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
     input_grad=False: dx is not computed (None); dW and db are the same.
     """
-    if on_kernel_path(dy):
-        return _conv2d_backward_kernels(get_array_module(dy).ascontiguousarray(dy), col, W, x_shape, stride, pads,
-                                        into, input_grad)
-    dx, dW, db = _conv2d_backward_xp(dy, col, W, x_shape, stride, pads, input_grad)
+    kernels = kernels_for(dy)
+    if kernels is not None:
+        if into is None:
+            xp = get_array_module(W)
+            into = (xp.zeros_like(W), xp.zeros((W.shape[0],), dtype=W.dtype))
+        dx = kernels.conv2d_backward(dy, saved.unrolled, W, saved.window, into, input_grad)
+        return dx, into[0], into[1]
+    dx, dW, db = _conv2d_backward_xp(dy, saved, W, input_grad)
     if into is not None:
         into[0][...] += dW
         into[1][...] += db
         dW, db = into
     return dx, dW, db
-
-
-def _conv2d_backward_kernels(dy, col, W, x_shape, stride, pads, into, input_grad):
-    """The kernel path of conv2d_backward: three batched GEMMs, two sums over the batch, and col2im (the last GEMM
-    and col2im make dx, left out without input_grad)."""
-    xp = get_array_module(dy)
-    n, f, oh, ow = dy.shape
-    dy3 = dy.reshape(n, f, oh * ow)
-    col3 = col.reshape(n, -1, oh * ow)
-    W2 = W.reshape(f, -1)
-    if into is None:
-        into = (xp.zeros_like(W), xp.zeros((f,), dtype=W.dtype))
-    per_sample = kernels.gemm("N", "T", dy3, col3, xp.empty((n,) + W2.shape, dtype=W.dtype))   # dy_n col_n^T
-    kernels.sum_axes(per_sample, into[0], accumulate=True)
-    kernels.sum_axes(dy3, into[1], inner=oh * ow, accumulate=True)
-    if not input_grad:
-        return None, into[0], into[1]
-    dcol = kernels.gemm("T", "N", W2, dy3, xp.empty(col3.shape, dtype=dy.dtype))
-    dx = col2im(dcol.reshape(col.shape), x_shape[2], x_shape[3], stride[0], stride[1], pads)
-    return dx, into[0], into[1]

@@ -7,9 +7,8 @@ of a dense layer can be recorded and replayed (kernels.loader.recording).
 """
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
-from .dispatch import on_kernel_path
+from .dispatch import kernels_for, on_kernel_path
 from .threads import parallel_chunks
 
 
@@ -35,7 +34,7 @@ def _gemm(a, b, out=None, beta=0.0):
     n = b.shape[1] if tb == "N" else b.shape[0]
     if out is None:
         out = get_array_module(a).empty((m, n), dtype=a.dtype)
-    return kernels.gemm(ta, tb, a, b, out, 1.0, beta)
+    return kernels_for(out).gemm(ta, tb, a, b, out, 1.0, beta)
 
 
 def matmul(a, b):
@@ -53,7 +52,8 @@ def matmul(a, b):
 
 def dense(x, W, b):
     """y = x W + b, with x (N, in), W (in, out), b (out,)."""
-    if on_kernel_path(x):
+    kernels = kernels_for(x)
+    if kernels is not None:
         return kernels.add_bias(_gemm(x, W), b)
     y = matmul(x, W)
     if y.dtype != numpy.result_type(y, b):
@@ -68,12 +68,13 @@ def dense_backward(x, W, dy, into=None, input_grad=True):
     into=(dW_acc, db_acc): add dW and db into these (a layer's .grad) and return them in their place.
     input_grad=False: dx is not computed (None); dW and db are the same.
     """
-    if on_kernel_path(dy):
+    kernels = kernels_for(dy)
+    if kernels is not None:
         dy = get_array_module(dy).ascontiguousarray(dy)
         if into is None:
             into = (get_array_module(W).zeros_like(W), get_array_module(W).zeros(W.shape[1], dtype=W.dtype))
         _gemm(x.T, dy, out=into[0], beta=1.0)
-        kernels.sum_axes(dy, into[1], accumulate=True)
+        kernels.sum_axes(dy, into=into[1])
         return _gemm(dy, W.T) if input_grad else None, into[0], into[1]
     dx = matmul(dy, W.T) if input_grad else None
     dW, db = matmul(x.T, dy), dy.sum(axis=0)

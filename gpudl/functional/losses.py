@@ -1,10 +1,9 @@
 """Loss functions: the lecture's mean squared error J and the softmax cross-entropy."""
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
 from .arrays import one_hot_rows
-from .dispatch import on_kernel_path
+from .dispatch import kernels_for
 from .threads import parallel_chunks
 
 
@@ -13,7 +12,8 @@ def mse(pred, target):
 
     On the kernel path: one launch for dJ/dpred and the rows' squared errors, one for their sum (J 0-d, on the device).
     """
-    if on_kernel_path(pred):
+    kernels = kernels_for(pred)
+    if kernels is not None:
         xp = get_array_module(pred)
         return kernels.mse(xp.ascontiguousarray(pred), xp.ascontiguousarray(target))
     m = pred.shape[0]
@@ -48,7 +48,8 @@ def softmax_cross_entropy_labels(logits, labels):
     On cupy arrays one kernel (gpudl/kernels/softmax.cu) computes every row's loss and gradient in one pass and the
     loss is the mean of the row losses (a second launch). A label outside [0, K) matches no class on both paths.
     """
-    if on_kernel_path(logits):
+    kernels = kernels_for(logits)
+    if kernels is not None:
         loss_rows, dlogits = kernels.softmax_cross_entropy(logits, labels)
         return kernels.scaled_sum(loss_rows, 1, loss_rows.size), dlogits
     return _softmax_cross_entropy_labels_xp(logits, labels)

@@ -4,14 +4,14 @@ a = x_t W_x + h_{t-1} W_h + b, shape (N, 4H);  i = sigma(a_i), f = sigma(a_f), g
 c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t).
 
 Both ops take optional output arrays (`out=`), so a layer can write every step straight into its sequence buffers
-and allocate nothing inside its time loop; both paths accept and check the same `out` (kernels.output_arrays).
+and allocate nothing inside its time loop; both paths accept and check the same `out` (backend.output_arrays).
 """
 import threading
 
 import numpy
 
-from .. import kernels
-from .dispatch import on_kernel_path
+from ..backend import output_arrays
+from .dispatch import kernels_for
 from .threads import parallel_chunks
 
 
@@ -103,10 +103,11 @@ def lstm_step(a, c_prev, out=None):
 
     out=(h_out, c_out), each C-contiguous (N, H) of a's dtype: the results go there (c_out may be c_prev).
     """
-    if on_kernel_path(a):
+    kernels = kernels_for(a)
+    if kernels is not None:
         return kernels.lstm_step(a, c_prev, out)
     n, h = a.shape[0], a.shape[1] // 4
-    h_out, c_out = kernels.output_arrays("lstm_step", out, ((n, h), (n, h)), a)
+    h_out, c_out = output_arrays("lstm_step", out, ((n, h), (n, h)), a)
     rows = (a, c_prev, h_out, c_out)
     work = (_work("gates", (4, n, h), a.dtype), _work("product", (n, h), a.dtype))
     parallel_chunks(n, lambda start, stop: _step_rows(*(_rows(r, start, stop, n) for r in rows),
@@ -122,10 +123,11 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     and dc_{t-1} = dc_t f. out=(da, dc_prev): the results go there; da may be a and dc_prev may be dc (in place:
     the layer writes da_t over a_t).
     """
-    if on_kernel_path(a):
+    kernels = kernels_for(a)
+    if kernels is not None:
         return kernels.lstm_step_backward(dh, dc, a, c_prev, c, out)
     n, h = a.shape[0], a.shape[1] // 4
-    da, dc_prev = kernels.output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
+    da, dc_prev = output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
     rows = (dh, dc, a, c_prev, c, da, dc_prev)
     work = (_work("gates", (4, n, h), a.dtype), _work("slopes", (4, n, h), a.dtype),
             _work("tanh_c", (n, h), a.dtype), _work("dc_total", (n, h), a.dtype))

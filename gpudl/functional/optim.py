@@ -12,9 +12,8 @@ host and a captured step follows every change to them.
 """
 import numpy
 
-from .. import kernels
 from ..backend import get_array_module
-from .dispatch import on_kernel_path
+from .dispatch import kernels_for
 
 
 def _decayed(w, grad, weight_decay):
@@ -39,7 +38,8 @@ def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None, 
     count, when given ((1,) int64), is incremented by one when `counts` (the optimizer counts with its first
     parameter only).
     """
-    if on_kernel_path(w):
+    kernels = kernels_for(w)
+    if kernels is not None:
         xp = get_array_module(w)
         if momentum and velocity is None:
             velocity = xp.zeros_like(w)     # mu * 0 + g = g: the first step keeps v = g
@@ -65,7 +65,8 @@ def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None, 
 
 def adam_scalars(lr, count, betas, scalars):
     """Once per step, before the updates: count += 1 (t), scalars = (lr / (1 - b1^t), 1 - b2^t); returns scalars."""
-    if on_kernel_path(scalars):
+    kernels = kernels_for(scalars)
+    if kernels is not None:
         kernels.adam_scalars(lr, count, betas, scalars)
         return scalars
     count += 1
@@ -78,7 +79,8 @@ def adam_scalars(lr, count, betas, scalars):
 def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay=0.0):
     """Update w, m and v in place with the step's scalars (from adam_scalars); m and v start as zeros."""
     b1, b2 = betas
-    if on_kernel_path(w):
+    kernels = kernels_for(w)
+    if kernels is not None:
         kernels.adam_step(w, grad, m, v, scalars, betas, eps, weight_decay)
         return
     xp = get_array_module(w)
@@ -95,7 +97,8 @@ def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay=0.0):
 def zero_grads(grads):
     """Every array of `grads` set to zero in place (one launch each on the kernel path)."""
     for g in grads:
-        if on_kernel_path(g):
+        kernels = kernels_for(g)
+        if kernels is not None:
             kernels.fill(g, 0)
         else:
             g.fill(0)
@@ -104,7 +107,8 @@ def zero_grads(grads):
 def clip_grad_norm(grads, max_norm):
     """Scale all gradients by min(1, max_norm / (||g|| + 1e-6)), ||g|| their global L2 norm (summed in float64);
     returns ||g|| as a 0-d float64 array, on the device (nothing is read back)."""
-    if on_kernel_path(grads[0]):
+    kernels = kernels_for(grads[0])
+    if kernels is not None:
         return kernels.clip_by_global_norm(grads, max_norm)
     xp = get_array_module(grads[0])
     total = xp.sqrt(sum((g.astype(xp.float64) ** 2).sum() for g in grads))

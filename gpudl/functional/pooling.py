@@ -1,13 +1,13 @@
-"""Max and average pooling over KH x KW windows (NCHW); the NumPy path loops over the KH*KW window offsets.
+"""Max and average pooling over the KH x KW windows of NCHW images (a geometry.Window); the NumPy path loops over the
+KH*KW window offsets.
 
 Max pooling keeps, per window, the index of its first maximum (row-major within the window), so ties resolve the
 same way on every device. Average pooling divides by the number of real (unpadded) cells in each window.
 """
 import numpy
 
-from .. import kernels
-from ..geometry import blank_padded, output_hw, padded, unpadded, window_views
-from .dispatch import on_kernel_path
+from ..geometry import blank_padded, padded, unpadded, window_views
+from .dispatch import kernels_for
 from .threads import parallel_chunks
 
 
@@ -16,11 +16,11 @@ def argmax_type(kh, kw):
     return next(t for t in (numpy.int8, numpy.int16, numpy.int32, numpy.int64) if numpy.iinfo(t).max >= kh * kw - 1)
 
 
-def _max_pool_into(y, argmax, x, kh, kw, sh, sw, pads):
+def _max_pool_into(y, argmax, x, window):
     # Each window offset's cells, copied once into a contiguous plane: NumPy is several times faster on contiguous
     # arrays than on the strided views, which it would otherwise read twice.
-    cells = numpy.empty((kh * kw,) + y.shape, dtype=x.dtype)
-    for k, view in window_views(padded(x, pads, -numpy.inf), kh, kw, sh, sw, *y.shape[2:]):
+    cells = numpy.empty((window.kh * window.kw,) + y.shape, dtype=x.dtype)
+    for k, view in window_views(padded(x, window, -numpy.inf), window):
         cells[k] = view
     y[...] = cells[0]
     for plane in cells[1:]:
@@ -38,70 +38,69 @@ def _max_pool_into(y, argmax, x, kh, kw, sh, sw, pads):
         argmax += missed_all.view(numpy.int8)
 
 
-def max_pool2d(x, kh, kw, sh, sw, pads):
+def max_pool2d(x, window):
     """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window.
 
     A running maximum over the KH*KW window offsets; the first cell equal to it wins (the first NaN where there is
     one). On the NumPy path argmax has the small integer type argmax_type(kh, kw); the kernel path's is int64.
     """
-    if on_kernel_path(x):
-        return kernels.max_pool2d(x, kh, kw, sh, sw, pads)
+    kernels = kernels_for(x)
+    if kernels is not None:
+        return kernels.max_pool2d(x, window)
     n, c = x.shape[:2]
-    oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, sh, sw, pads)
-    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
-    argmax = numpy.empty((n, c, oh, ow), dtype=argmax_type(kh, kw))
-    parallel_chunks(n, lambda start, stop: _max_pool_into(y[start:stop], argmax[start:stop], x[start:stop], kh, kw,
-                                                          sh, sw, pads), x[0].size)
+    y = numpy.empty((n, c, window.oh, window.ow), dtype=x.dtype)
+    argmax = numpy.empty(y.shape, dtype=argmax_type(window.kh, window.kw))
+    parallel_chunks(n, lambda start, stop: _max_pool_into(y[start:stop], argmax[start:stop], x[start:stop], window),
+                    x[0].size)
     return y, argmax
 
 
-def _gather_windows(img, kh, kw, sh, sw, oh, ow, part_of):
+def _gather_windows(img, window, part_of):
     """img (zeros, padded) += each window offset k's part_of(k) of the window gradients, at that offset's cells."""
-    if sh >= kh and sw >= kw:               # each cell in at most one window: write, no read-add-write
-        for k, view in window_views(img, kh, kw, sh, sw, oh, ow):
+    if window.sh >= window.kh and window.sw >= window.kw:   # each cell in at most one window: write, no read-add-write
+        for k, view in window_views(img, window):
             part_of(k, view)
     else:
-        for k, view in window_views(img, kh, kw, sh, sw, oh, ow):
+        for k, view in window_views(img, window):
             view += part_of(k, None)
 
 
-def max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads):
+def max_pool2d_backward(dy, argmax, x_shape, window):
     """Route each window's gradient to the cell that won it; cells in several windows sum them."""
-    if on_kernel_path(dy):
-        return kernels.max_pool2d_backward(dy, argmax, x_shape, kh, kw, sh, sw, pads)
-    img = blank_padded(x_shape, pads, numpy, dy.dtype)
+    kernels = kernels_for(dy)
+    if kernels is not None:
+        return kernels.max_pool2d_backward(dy, argmax, x_shape, window)
+    img = blank_padded(*x_shape[:2], window, numpy, dy.dtype)
 
     def route(start, stop):
         dy_part, argmax_part = dy[start:stop], argmax[start:stop]
-        _gather_windows(img[start:stop], kh, kw, sh, sw, *dy.shape[2:],
-                        lambda k, out: numpy.multiply(argmax_part == k, dy_part, out=out))
-    parallel_chunks(dy.shape[0], route, dy[0].size * kh * kw)
-    return unpadded(img, x_shape[2], x_shape[3], pads)
+        _gather_windows(img[start:stop], window, lambda k, out: numpy.multiply(argmax_part == k, dy_part, out=out))
+    parallel_chunks(dy.shape[0], route, dy[0].size * window.kh * window.kw)
+    return unpadded(img, window)
 
 
-def pool_counts(h, w, kh, kw, sh, sw, pads, xp, dtype):
+def pool_counts(window, xp, dtype):
     """Number of real input cells in each window, shape (OH, OW): real rows times real columns."""
-    oh, ow = output_hw(h, w, kh, kw, sh, sw, pads)
-
     def real(size, k, s, before, out):
         start = xp.arange(out) * s - before
         return xp.minimum(start + k, size) - xp.maximum(start, 0)
 
-    return xp.outer(real(h, kh, sh, pads[0], oh), real(w, kw, sw, pads[2], ow)).astype(dtype)
+    w = window
+    return xp.outer(real(w.h, w.kh, w.sh, w.top, w.oh), real(w.w, w.kw, w.sw, w.left, w.ow)).astype(dtype)
 
 
-def avg_pool2d(x, kh, kw, sh, sw, pads):
+def avg_pool2d(x, window):
     """Forward: y (N, C, OH, OW), the mean of each window's real cells."""
-    if on_kernel_path(x):
-        return kernels.avg_pool2d(x, kh, kw, sh, sw, pads)
+    kernels = kernels_for(x)
+    if kernels is not None:
+        return kernels.avg_pool2d(x, window)
     n, c = x.shape[:2]
-    oh, ow = output_hw(x.shape[2], x.shape[3], kh, kw, sh, sw, pads)
-    counts = pool_counts(x.shape[2], x.shape[3], kh, kw, sh, sw, pads, numpy, x.dtype)
-    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
+    counts = pool_counts(window, numpy, x.dtype)
+    y = numpy.empty((n, c, window.oh, window.ow), dtype=x.dtype)
 
     def mean(start, stop):
         total = y[start:stop]
-        views = window_views(padded(x[start:stop], pads, 0), kh, kw, sh, sw, oh, ow)
+        views = window_views(padded(x[start:stop], window, 0), window)
         _, first = next(views)
         total[...] = first
         for _, view in views:
@@ -111,16 +110,16 @@ def avg_pool2d(x, kh, kw, sh, sw, pads):
     return y
 
 
-def avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads):
+def avg_pool2d_backward(dy, x_shape, window):
     """Each real cell of a window receives dy / count; padded cells are dropped with the padding."""
-    if on_kernel_path(dy):
-        return kernels.avg_pool2d_backward(dy, x_shape, kh, kw, sh, sw, pads)
-    counts = pool_counts(x_shape[2], x_shape[3], kh, kw, sh, sw, pads, numpy, dy.dtype)
-    img = blank_padded(x_shape, pads, numpy, dy.dtype)
+    kernels = kernels_for(dy)
+    if kernels is not None:
+        return kernels.avg_pool2d_backward(dy, x_shape, window)
+    counts = pool_counts(window, numpy, dy.dtype)
+    img = blank_padded(*x_shape[:2], window, numpy, dy.dtype)
 
     def spread(start, stop):
         share = dy[start:stop] / counts
-        _gather_windows(img[start:stop], kh, kw, sh, sw, *dy.shape[2:],
-                        lambda k, out: share if out is None else numpy.copyto(out, share))
-    parallel_chunks(dy.shape[0], spread, dy[0].size * kh * kw)
-    return unpadded(img, x_shape[2], x_shape[3], pads)
+        _gather_windows(img[start:stop], window, lambda k, out: share if out is None else numpy.copyto(out, share))
+    parallel_chunks(dy.shape[0], spread, dy[0].size * window.kh * window.kw)
+    return unpadded(img, window)

@@ -45,12 +45,12 @@ def activation(name, v, alpha=1.0, out=None):
     return y
 
 
-def activation_backward(name, kept, dy, alpha=1.0):
-    """dv = dy * phi'(.) from what the forward kept: v for relu, y for sigmoid and tanh."""
+def activation_backward(name, kept, dy, alpha=1.0, out=None):
+    """dv = dy * phi'(.) from what the forward kept: v for relu, y for sigmoid and tanh; out=(dv,) writes there."""
     kept, dy = (real_input(a, f"{name}_backward", a.ndim) for a in (kept, dy))
     if tuple(kept.shape) != tuple(dy.shape):
         raise ValueError(f"{name}_backward: dy has shape {tuple(dy.shape)}, the forward's {tuple(kept.shape)}")
-    dv = get_array_module(dy).empty(dy.shape, dtype=dy.dtype)
+    (dv,) = output_arrays(f"{name}_backward", out, (tuple(dy.shape),), dy)
     launch("elementwise.cu", f"{name}_backward", dy.size,
            (dv, kept, dy) + ints(dy.size) + _alpha(name, dy.dtype, alpha))
     return dv

@@ -59,8 +59,34 @@ def char_lstm(dtype, optimizer):
     return model, nn.SequenceCrossEntropy(), make, batch
 
 
+class SequenceRegressor(nn.Module):
+    """RNN(3, 5) -> Dense(5, 1) at every step: sequences (N, T, 3) -> predictions (N*T, 1)."""
+
+    def __init__(self, dtype, rng):
+        self.rnn = nn.RNN(3, 5, dtype=dtype, rng=rng)
+        self.head = nn.Dense(5, 1, dtype=dtype, rng=rng)
+
+    def forward(self, x):
+        hs = self.rnn.forward(x)
+        self._hs_shape = hs.shape
+        return self._forward_output(self.head.forward(hs.reshape(-1, hs.shape[-1])))
+
+    def backward(self, dy, input_grad=True):
+        dh = self.head.backward(self._backward_input(dy))
+        return self.rnn.backward(dh.reshape(self._hs_shape), input_grad=input_grad)
+
+
+def rnn(dtype, optimizer):
+    model = SequenceRegressor(dtype, numpy.random.default_rng(3))
+
+    def batch(n, seed):
+        x = numpy.random.default_rng(seed).standard_normal((n, 4, 3)).astype(dtype)
+        return x, numpy.cumsum(x[..., :1], axis=1).reshape(-1, 1) / 4      # a running sum to learn
+    return model, nn.MSELoss(), lambda ps: optim.SGD(ps, lr=0.2, momentum=0.9), batch
+
+
 CASES = {"lenet5-sgd": (lenet, "sgd"), "lenet5-adam": (lenet, "adam"), "xor-mlp": (xor, "sgd"),
-         "char-lstm-adam": (char_lstm, "adam"), "char-lstm-sgd": (char_lstm, "sgd")}
+         "char-lstm-adam": (char_lstm, "adam"), "char-lstm-sgd": (char_lstm, "sgd"), "rnn-sgd": (rnn, "sgd")}
 
 
 class Run:

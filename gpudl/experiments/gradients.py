@@ -26,7 +26,7 @@ def backprop_norms(layer, x, u):
     dh = u                                   # dL_T/dh_T
     norms = [xp.linalg.norm(dh, axis=1).mean()]
     for k in range(x.shape[1] - 1, 0, -1):   # dL/dh_{k+1} -> dL/dh_k; h_k is hs[:, k-1]
-        _, dh = F.rnn_step_backward(dh, hs[:, k], layer.W_h.data)
+        dh = F.matmul(F.rnn_step_backward(dh, hs[:, k]), layer.W_h.data.T)
         norms.append(xp.linalg.norm(dh, axis=1).mean())
     return to_numpy(xp.stack(norms))
 

@@ -12,6 +12,6 @@ from .linear import dense, dense_backward, matmul, matmul_add, transpose_for_pro
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy, softmax_cross_entropy_labels
 from .lstm import lstm_step, lstm_step_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
-from .rnn import rnn_step_backward
+from .rnn import rnn_step, rnn_step_backward
 
 keep_freed_memory()     # once per process: the NumPy path's steps reuse the memory the last step freed

@@ -14,17 +14,22 @@ from .dispatch import kernels_for, on_kernel_path
 from .threads import parallel_chunks
 
 
-def _elementwise(into, *arrays, **options):
-    """A new array out filled by into(*arrays, out=out, **options), in float arrays of the inputs' result type.
+def _elementwise(into, *arrays, out=None, **options):
+    """out filled by into(*arrays, out=out, **options): a new array of the inputs' (floating) result type, or `out`
+    (C-contiguous, of the inputs' shape) written in place.
 
     On the NumPy path, with C-contiguous inputs of one shape, contiguous slices are filled on the threads.
     """
     xp = get_array_module(*arrays)
-    dtype = xp.result_type(*arrays)
-    if dtype.kind != "f":
-        dtype = xp.result_type(dtype, 0.0)
     first = arrays[0]
-    out = xp.empty(xp.broadcast(*arrays).shape, dtype=dtype)
+    if out is None:
+        dtype = xp.result_type(*arrays)
+        if dtype.kind != "f":
+            dtype = xp.result_type(dtype, 0.0)
+        out = xp.empty(xp.broadcast(*arrays).shape, dtype=dtype)
+    elif tuple(out.shape) != tuple(xp.broadcast(*arrays).shape) or not out.flags.c_contiguous:
+        raise ValueError(f"out of shape {tuple(out.shape)} must be C-contiguous and of the inputs' shape "
+                         f"{tuple(xp.broadcast(*arrays).shape)}")
     if on_kernel_path(out) or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays):
         into(*arrays, out=out, **options)
         return out
@@ -94,20 +99,20 @@ def _sigmoid_backward_into(y, dy, out, alpha):
     xp.multiply(dy, out, out=out)
 
 
-def tanh(v):
-    """Hyperbolic tangent phi(v) = (e^v - e^-v) / (e^v + e^-v)."""
+def tanh(v, out=None):
+    """Hyperbolic tangent phi(v) = (e^v - e^-v) / (e^v + e^-v); out: written there instead of a new array."""
     kernels = kernels_for(v)
     if kernels is not None:
-        return kernels.activation("tanh", v)
-    return _elementwise(get_array_module(v).tanh, v)
+        return kernels.activation("tanh", v, out=None if out is None else (out,))
+    return _elementwise(get_array_module(v).tanh, v, out=out)
 
 
-def tanh_backward(y, dy):
-    """phi'(v) = 1 - y^2, from the output y."""
+def tanh_backward(y, dy, out=None):
+    """phi'(v) = 1 - y^2, from the output y; out: written there instead of a new array."""
     kernels = kernels_for(dy)
     if kernels is not None:
-        return kernels.activation_backward("tanh", y, dy)
-    return _elementwise(_tanh_backward_into, y, dy)
+        return kernels.activation_backward("tanh", y, dy, out=None if out is None else (out,))
+    return _elementwise(_tanh_backward_into, y, dy, out=out)
 
 
 def _tanh_backward_into(y, dy, out):

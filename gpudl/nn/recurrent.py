@@ -194,11 +194,11 @@ class RNN(_Recurrent):
         n, t, _ = x.shape
         x_tm, a = self._input_products(x)     # a becomes a_t = x_t W_x + b + h_{t-1} W_h, step by step
         hs = xp.empty((t + 1, n, self.hidden_size), dtype=x.dtype)
-        hs[0] = h
+        F.copy_into(hs[0], h)
         h_prev, W_h = hs[0], self.W_h.data
         for a_t, h_t in zip(a, hs[1:]):
             F.matmul_add(h_prev, W_h, a_t)
-            xp.tanh(a_t, out=h_t)                       # h_t = tanh(a_t), written into the buffer
+            F.rnn_step(a_t, out=h_t)
             h_prev = h_t
         self._x, self._hs = x_tm, hs
         self._carry(hs[t])
@@ -215,11 +215,9 @@ class RNN(_Recurrent):
         dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
         da = xp.empty_like(dh)
         W_h_T = F.transpose_for_products(self.W_h.data)
-        hs = self._hs[1:]
-        slope = 1 - hs * hs                     # tanh'(a_t) = 1 - h_t^2 for every t at once
-        da_at, dh_at, slope_at = list(da), list(dh), list(slope)   # step views, sliced once (see module doc)
+        da_at, dh_at, h_at = list(da), list(dh), list(self._hs[1:])   # step views, sliced once (see module doc)
         for step in reversed(range(len(da_at))):
-            xp.multiply(dh_at[step], slope_at[step], out=da_at[step])     # functional.rnn_step_backward
+            F.rnn_step_backward(dh_at[step], h_at[step], out=da_at[step])
             if step:
                 F.matmul_add(da_at[step], W_h_T, dh_at[step - 1])
         self.state_grad = F.matmul(da_at[0], W_h_T)

@@ -4,7 +4,7 @@ this module as a plugin, so every test module can ask for its fixtures by name.
 "host": numpy arrays, the kernel path forced in gpudl.functional (its one seam, dispatch.takes_kernel_path), every launch run by the host build of the .cu
 file (cuda_host.h + g++ + ctypes) on small grids. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without
 one). Tests compute their NumPy references inside `with path.reference():`, where the host target lets numpy
-arrays take the NumPy path again.
+arrays take the NumPy reference again (not the CPU kernels: the CUDA kernels are checked against the reference).
 """
 import contextlib
 
@@ -32,11 +32,12 @@ class HostPath:
 
     @contextlib.contextmanager
     def reference(self):
-        self.forced = False
+        self.forced, cpu_kernels = False, dispatch.use_cpu_kernels
+        dispatch.use_cpu_kernels = False            # the NumPy reference itself, not the CPU kernels
         try:
             yield
         finally:
-            self.forced = True
+            self.forced, dispatch.use_cpu_kernels = True, cpu_kernels
 
     def asarray(self, array):
         return numpy.array(array)
@@ -84,7 +85,11 @@ class CupyPath:
 
     @contextlib.contextmanager
     def reference(self):
-        yield
+        cpu_kernels, dispatch.use_cpu_kernels = dispatch.use_cpu_kernels, False
+        try:
+            yield
+        finally:
+            dispatch.use_cpu_kernels = cpu_kernels
 
     def asarray(self, array):
         return self.xp.asarray(array)

@@ -57,6 +57,11 @@ def add_into(out, src):
     return out
 
 
+def all_finite(a):
+    """Whether every element of a is a finite number (no NaN, no infinity), as a Python bool: a read to the host."""
+    return bool(get_array_module(a).isfinite(a).all())
+
+
 def swap01(x):
     """x (A, B, C) -> a new C-contiguous (B, A, C) (never a view of x): batch-major to time-major and back."""
     kernels = kernels_for(x)

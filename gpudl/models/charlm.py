@@ -109,8 +109,7 @@ def sample(model, vocab, start="", length=200, temperature=1.0, rng=None):
         logits = model.forward(codes[None, :])[0, -1]
         out = []
         for _ in range(length):
-            z = to_numpy(logits).astype(numpy.float64) / temperature
-            p = numpy.exp(z - z.max())
+            p = F.softmax(to_numpy(logits).astype(numpy.float64) / temperature)
             code = int(rng.choice(len(p), p=p / p.sum()))
             out.append(code)
             logits = model.forward(numpy.array([[code]]))[0, -1]

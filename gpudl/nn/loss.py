@@ -24,11 +24,10 @@ class Loss:
         return self._dpred
 
     def _check_finite(self, pred, target):
-        xp = get_array_module(pred)
-        if not bool(xp.isfinite(pred).all()):
+        if not F.all_finite(pred):
             raise ValueError(f"{type(self).__name__}: the prediction contains NaN or infinity "
                              f"(shape {tuple(pred.shape)}); the model has diverged or its input holds NaN")
-        if numpy.issubdtype(target.dtype, numpy.floating) and not bool(xp.isfinite(target).all()):
+        if numpy.issubdtype(target.dtype, numpy.floating) and not F.all_finite(target):
             raise ValueError(f"{type(self).__name__}: the target contains NaN or infinity")
 
 

@@ -272,8 +272,8 @@ class _Counting(nn.Module):
         self.seen.append((self.training, self.count))
         return self.dense.forward(x)
 
-    def backward(self, dy):
-        return self.dense.backward(dy)
+    def backward(self, dy, input_grad=True):
+        return self.dense.backward(dy, input_grad=input_grad)
 
 
 def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():

@@ -5,7 +5,8 @@ path, chosen by one seam (dispatch.on_kernel_path). Nothing outside this package
 """
 from .activations import (check_slope, relu, relu_backward, sigmoid, sigmoid_backward, sign, sign_backward,
                           softplus, softplus_backward, step, step_backward, tanh, tanh_backward)
-from .arrays import add_into, all_finite, copied, copy_into, fill_, one_hot_rows, swap01, zeros
+from .arrays import (add_into, all_finite, copied, copy_into, fill_, one_hot_rows, swap01, value_checks,
+                     value_checks_enabled, zeros)
 from .conv import col2im, conv2d, conv2d_backward, im2col
 from .host_memory import keep_freed_memory
 from .linear import dense, dense_backward, matmul, matmul_add, transpose_for_products

@@ -53,7 +53,7 @@ class Perceptron(Module):
             raise ValueError(f"{self!r}: expected input of shape (N, {self.n_features}), got {tuple(x.shape)}")
         return self.activation.forward(F.dense(x, self.W.data, self.b.data))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         raise TypeError(f"{self!r}: the perceptron learns by its own rule (fit), not by back-propagation; "
                         f"its threshold has no useful gradient")
 

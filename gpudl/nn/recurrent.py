@@ -73,6 +73,10 @@ class _Recurrent(Module):
         self._carried = {}
         return super().to(device, dtype)
 
+    def carried_arrays(self):
+        """The arrays the final state is carried in, for every batch size seen (see _carry)."""
+        return [part for parts in self._carried.values() for part in parts]
+
     def _carry(self, *finals):
         """Keep the final state (h_T, or h_T and c_T) in this layer's own arrays, written in place from batch to
         batch (one set per batch size and dtype), which the next forward of a stateful layer reads (so a captured

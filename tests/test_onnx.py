@@ -1,6 +1,8 @@
 """gpudl.onnx: every export passes onnx's full check and runs in onnxruntime like gpudl's forward; loads give back
 the same model; graphs written the way other exporters write them load and match onnxruntime; bad files fail
 clearly."""
+import re
+
 import numpy
 import pytest
 import reference
@@ -338,34 +340,56 @@ def test_an_unsupported_attribute_is_named(tmp_path):
         gpudl.onnx.load(tmp_path / "gemm.onnx")
 
 
-def _view_graph(reduce_prod=False):
-    """x.view(x.size(0), -1) as PyTorch's TorchScript exporter writes it: Reshape's target comes from Shape(x);
-    reduce_prod: the features counted by a ReduceProd of the other dims, which gpudl does not follow."""
-    zero, minus_one = numpy.array([0], numpy.int64), numpy.array([-1], numpy.int64)
+def _view_graph(features):
+    """x.view(x.size(0), FEATURES) with Reshape's target computed from Shape(x), as PyTorch's TorchScript exporter
+    writes it. features: "-1"; "product": x.size(1) * x.size(2) * x.size(3) (Gather of scalars, Mul, Cast,
+    Unsqueeze); "reduce_prod": a ReduceProd of the other dims, which gpudl does not follow."""
+    def scalar_dim(k):
+        return [helper.make_node("Gather", ["s", f"i{k}"], [f"d{k}"], name=f"dim{k}", axis=0)]
+
     nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
              helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0)]
-    if reduce_prod:
+    if features == "-1":
+        nodes.append(helper.make_node("Concat", ["n", "minus_one"], ["target"], name="target", axis=0))
+    elif features == "product":
+        nodes += [*scalar_dim(1), *scalar_dim(2), *scalar_dim(3),
+                  helper.make_node("Mul", ["d1", "d2"], ["d12"], name="mul12"),
+                  helper.make_node("Mul", ["d12", "d3"], ["d123"], name="mul123"),
+                  helper.make_node("Cast", ["d123"], ["f"], name="cast", to=TensorProto.INT64),
+                  helper.make_node("Unsqueeze", ["f", "zero"], ["features"], name="unsqueeze"),
+                  helper.make_node("Concat", ["n", "features"], ["target"], name="target", axis=0)]
+    else:
         nodes += [helper.make_node("Slice", ["s", "one", "four"], ["rest"], name="rest"),
                   helper.make_node("ReduceProd", ["rest"], ["features"], name="count", keepdims=1),
                   helper.make_node("Concat", ["n", "features"], ["target"], name="target", axis=0)]
-    else:
-        nodes.append(helper.make_node("Concat", ["n", "minus_one"], ["target"], name="target", axis=0))
     nodes.append(helper.make_node("Reshape", ["x", "target"], ["y"], name="view"))
-    constants = {"zero": zero, "minus_one": minus_one, "one": numpy.array([1], numpy.int64),
-                 "four": numpy.array([4], numpy.int64)}
+    constants = {"zero": numpy.array([0], numpy.int64), "minus_one": numpy.array([-1], numpy.int64),
+                 "one": numpy.array([1], numpy.int64), "four": numpy.array([4], numpy.int64),
+                 **{f"i{k}": numpy.array(k, numpy.int64) for k in (1, 2, 3)}}
     return _chain_model(nodes, constants, ["N", 2, 3, 3], ["N", 18])
 
 
-def test_a_flatten_whose_shape_is_computed_from_the_input_loads(tmp_path):
-    onnx.save(_view_graph(), str(tmp_path / "view.onnx"))
+@pytest.mark.parametrize("features", ["-1", "product"])
+def test_a_flatten_whose_shape_is_computed_from_the_input_loads(tmp_path, features):
+    onnx.save(_view_graph(features), str(tmp_path / "view.onnx"))
     loaded = gpudl.onnx.load(tmp_path / "view.onnx")
     assert [type(layer) for layer in loaded] == [nn.Flatten]
     x = sample((2, 3, 3), batch=4)
     assert_close(loaded.forward(x), run_onnxruntime(tmp_path / "view.onnx", x), 0)
 
 
+@pytest.mark.parametrize("target", [[-1, 6], [0, 9, 2], [0, 7]])
+def test_a_reshape_other_than_a_flatten_is_refused(tmp_path, target):
+    nodes = [helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")]
+    onnx.save(_chain_model(nodes, {"target": numpy.array(target, numpy.int64)}, ["N", 2, 3, 3], ["N", None]),
+              str(tmp_path / "reshape.onnx"))
+    expected = f"Reshape node 'reshape': input 1 (shape {target}) is not a flatten to (N, -1)"
+    with pytest.raises(UnsupportedGraph, match=re.escape(expected)):
+        gpudl.onnx.load(tmp_path / "reshape.onnx")
+
+
 def test_a_shape_computed_by_an_op_gpudl_does_not_follow_is_refused(tmp_path):
-    onnx.save(_view_graph(reduce_prod=True), str(tmp_path / "view.onnx"))
+    onnx.save(_view_graph("reduce_prod"), str(tmp_path / "view.onnx"))
     with pytest.raises(UnsupportedGraph, match=r"Reshape node 'view': input 1 \('target'\) is computed in the graph "
                                                r"in a way gpudl does not follow: gpudl does not follow ReduceProd .*"
                                                r"\(at ReduceProd node 'count'\)"):

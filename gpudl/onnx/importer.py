@@ -280,7 +280,7 @@ def _reshaped(dims, target, allowzero):
             return None
     numbers = math.prod(d for d in rest if isinstance(d, int))
     names = [d for d in rest if not isinstance(d, int)]
-    if numbers % size:
+    if size == 0 or numbers % size:
         return None
     if not names:
         rest_dim = numbers // size
@@ -430,7 +430,9 @@ def _reshape(chain, node, follower):
         chain.advance(node, layout=_layout(chain.layout.replace("D", "")))
         return False
     chain.require_layout(node, "batch")
-    if result is None or len(result) != 2 or result[0] != shape[0] or len(shape) < 2:
+    features = math.prod(shape[1:]) if _known(shape[1:]) else None
+    if (len(shape) < 2 or result is None or len(result) != 2 or result[0] != shape[0]
+            or not (result[1] == features or features is None and target[1] == -1)):
         raise chain.error(node, f"input 1 (shape {target}) is not a flatten to (N, -1); gpudl's only reshape is "
                                 f"Flatten (input shape {shape})")
     chain.advance(node, nn.Flatten())

@@ -115,9 +115,8 @@ def _shape(beside, node, attributes):
 
 
 def _gather(beside, node, attributes):
-    data = beside._input(node, 0)
-    indices = numpy.array(beside._ints(node, 1), dtype=numpy.int64).reshape(beside._input(node, 1).shape)
-    return numpy.take(data, indices, axis=attributes.get("axis", 0))
+    indices = beside._input(node, 1).astype(numpy.int64)     # a name among the indices: ValueError
+    return numpy.take(beside._input(node, 0), indices, axis=attributes.get("axis", 0))
 
 
 def _slice(beside, node, attributes):

@@ -83,7 +83,7 @@ class UnsupportedGraph(ValueError):
 # How the tensor the chain follows is arranged, as letters for its axes in the graph (N batch, T time, D direction,
 # F features), while gpudl's layers hold it batch-first, (N, T, F). "batch" is a tensor arranged as gpudl holds it
 # (any rank: images, feature vectors, batch-first sequences).
-SEQUENCE_LAYOUTS = {
+LAYOUTS = {
     "batch": "batch-first", "TNF": "time-major (T, N, F)", "TDNF": "(T, directions, N, H)",
     "NTDF": "(N, T, directions, H)", "TNDF": "(T, N, directions, H)",
 }
@@ -92,7 +92,7 @@ SEQUENCE_LAYOUTS = {
 class _Chain:
     """Walks the nodes in order, following the one tensor that flows from the graph's input to its output.
 
-    `layout` (a key of SEQUENCE_LAYOUTS) says how the graph arranges that tensor; values computed beside the chain
+    `layout` (a key of LAYOUTS) says how the graph arranges that tensor; values computed beside the chain
     (shapes, zero states) are read through `beside`.
     """
 
@@ -145,7 +145,7 @@ class _Chain:
         if self.current != self.output or self.layout != "batch":
             raise UnsupportedGraph(f"gpudl.onnx.load: {self.path}: the graph is not a chain of layers from its "
                                    f"input to its output {self.output!r} (the chain stops at {self.current!r}, "
-                                   f"arranged {SEQUENCE_LAYOUTS[self.layout]})")
+                                   f"arranged {LAYOUTS[self.layout]})")
         return nn.Sequential(*self.layers)
 
     # -- helpers for the handlers ------------------------------------------------------------------------------
@@ -227,8 +227,8 @@ class _Chain:
 
     def require_layout(self, node, *layouts):
         if self.layout not in layouts:
-            raise self.error(node, f"its input is arranged {SEQUENCE_LAYOUTS[self.layout]}, gpudl needs "
-                                   f"{' or '.join(SEQUENCE_LAYOUTS[layout] for layout in layouts)}")
+            raise self.error(node, f"its input is arranged {LAYOUTS[self.layout]}, gpudl needs "
+                                   f"{' or '.join(LAYOUTS[layout] for layout in layouts)}")
 
 
 def _plain(value):
@@ -425,7 +425,7 @@ def _reshape(chain, node, follower):
         without_direction = [d for d, axis in zip(shape, chain.layout) if axis != "D"]
         if result != without_direction:
             raise chain.error(node, f"input 1 (shape {target}) on a tensor of shape {shape} arranged "
-                                    f"{SEQUENCE_LAYOUTS[chain.layout]}: gpudl takes a Reshape there only when it "
+                                    f"{LAYOUTS[chain.layout]}: gpudl takes a Reshape there only when it "
                                     f"drops the direction axis, to {without_direction}")
         chain.advance(node, layout=_layout(chain.layout.replace("D", "")))
         return False
@@ -481,9 +481,9 @@ def _transpose(chain, node, follower):
     perm = [int(p) for p in chain.attributes(node).get("perm", [])]
     letters = "NTF" if chain.layout == "batch" else chain.layout
     moved = "".join(letters[p] for p in perm) if sorted(perm) == list(range(len(letters))) else None
-    if moved is None or _layout(moved) not in SEQUENCE_LAYOUTS:
+    if moved is None or _layout(moved) not in LAYOUTS:
         raise chain.error(node, f"attribute perm={perm} is not supported on a tensor arranged "
-                                f"{SEQUENCE_LAYOUTS[chain.layout]} (gpudl follows Transposes between batch-first "
+                                f"{LAYOUTS[chain.layout]} (gpudl follows Transposes between batch-first "
                                 f"and time-major sequences and of a recurrent op's direction axis)")
     chain.advance(node, layout=_layout(moved))
     return False
@@ -493,7 +493,7 @@ def _squeeze(chain, node, follower):
     axes = [int(a) for a in chain.shape_vector(node, 1)] if len(node.input) > 1 and node.input[1] else None
     direction = chain.layout.find("D")
     if direction < 0 or axes not in ([direction], [direction - 4]):
-        raise chain.error(node, f"input 1 (axes {axes}) on a tensor arranged {SEQUENCE_LAYOUTS[chain.layout]}: gpudl "
+        raise chain.error(node, f"input 1 (axes {axes}) on a tensor arranged {LAYOUTS[chain.layout]}: gpudl "
                                 f"squeezes only the direction axis of an RNN or LSTM output")
     chain.advance(node, layout=_layout(chain.layout.replace("D", "")))
     return False

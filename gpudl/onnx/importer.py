@@ -163,7 +163,8 @@ class _Chain:
                 raise self.error(node, f"attribute {name}={value!r} is not supported")
             expected = allowed[name]
             if expected is not None and _plain(value) != expected:
-                raise self.error(node, f"attribute {name}={_plain(value)!r} is not supported (gpudl takes {expected!r})")
+                raise self.error(node, f"attribute {name}={_plain(value)!r} is not supported "
+                                       f"(gpudl takes {expected!r})")
 
     def constant(self, node, index, required=True):
         """Input `index` of `node` as a numpy array; it must be an initializer or a Constant."""

@@ -3,6 +3,8 @@ BPTT on a text file, or on standard-library docstrings read at run time; `gpudl 
 
 Each epoch reports the mean cross-entropy per character, the per-character accuracy and the perplexity exp(loss), on
 the training text and on a held-out tail. model.npz also holds the vocabulary (models.load_charlm reads it back).
+With --distributed each rank trains on its streams of every batch (TextBatches(shard=...)), --batch-size streams in
+all, and evaluates the whole held-out tail.
 """
 import json
 import os
@@ -16,17 +18,19 @@ from ..models import CharLSTM, load_charlm, report_perplexity, sample, save_char
 from ..train import FREE_ON_RESUME, MODEL, REPORT, fit
 from .common import CLIError, out_dir, positive_float, positive_int, run_config, seed, settle
 from .entry import ModelEntry, Option
+from .ranks import shard
 
-DEFAULTS = dict(epochs=10, seq_len=50, batch_size=32, hidden=128, lr=0.01, max_chars=100_000, temperature=0.7,
-                sample_length=200)
+DEFAULTS = {"epochs": 10, "seq_len": 50, "batch_size": 32, "hidden": 128, "lr": 0.01, "max_chars": 100_000,
+            "temperature": 0.7, "sample_length": 200}
 CLIP = 5.0              # global gradient norm (optim.clip_grad_norm): an LSTM's gradients can still explode
 HELD_OUT = 0.1          # the fraction of the text, at its end, kept for the test perplexity
 
 
-def text_loaders(codes, batch_size, seq_len, device):
-    """(training batches, held-out batches or None): the first 90% of the text, then its tail."""
+def text_loaders(codes, batch_size, seq_len, device, ranks=None):
+    """(training batches, held-out batches or None): the first 90% of the text (this rank's streams of it with
+    ranks=(rank, size)), then its tail."""
     split = len(codes) - int(len(codes) * HELD_OUT)
-    train = TextBatches(codes[:split], batch_size, seq_len, device)
+    train = TextBatches(codes[:split], batch_size, seq_len, device, shard=ranks)
     tail = codes[split:]
     if len(tail) <= seq_len + 1:
         return train, None
@@ -55,7 +59,7 @@ def train(args):
         raise CLIError(f"--resume: the text has other characters than the run in {out} was trained on; "
                        f"pass the same --text (and --max-chars)")
     codes = vocab.encode(text)
-    train_batches, held_out = text_loaders(codes, args.batch_size, args.seq_len, args.dev)
+    train_batches, held_out = text_loaders(codes, args.batch_size, args.seq_len, args.dev, shard(args.comm))
     held_chars = int(len(codes) * HELD_OUT) if held_out else 0
     print(f"charlm: {len(codes) - int(len(codes) * HELD_OUT)} characters to train on, {held_chars} held out, "
           f"{len(vocab)} distinct; {len(train_batches)} batches of {args.batch_size} x {args.seq_len} per epoch; "
@@ -67,8 +71,10 @@ def train(args):
     report = fit(model, nn.SequenceCrossEntropy(check=False), optim.Adam(model.parameters(), lr=args.lr),
                  train_batches, held_out, epochs=args.epochs, out=out, resume=args.resume, progress=not args.quiet,
                  config=config, clip_norm=CLIP, on_epoch_end=report_perplexity, override=args.override,
-                 free_on_resume=FREE_ON_RESUME + ("temperature",), graph=args.graph)   # temperature: not training
-    save_charlm(model, vocab, os.path.join(out, MODEL))  # fit's model.npz plus the vocabulary
+                 free_on_resume=FREE_ON_RESUME + ("temperature",), graph=args.graph,   # temperature: not training
+                 comm=args.comm)
+    if args.comm is None or args.comm.rank == 0:
+        save_charlm(model, vocab, os.path.join(out, MODEL))  # fit's model.npz plus the vocabulary
     first, last = report["history"][0], report["history"][-1]
     print(f"charlm: perplexity {first['perplexity']:.2f} after epoch {first['epoch']}, "
           f"{last['perplexity']:.2f} after epoch {last['epoch']}"
@@ -106,16 +112,16 @@ def predict(args, model, config, device):
 
 ENTRY = ModelEntry(
     name="charlm", help="a character-level LSTM language model", train=train, build=build, predict=predict, load=load,
-    export=export_shape,
+    export=export_shape, distributed=True,
     train_options=(
-        Option("--hidden", "LSTM units (128)", dict(type=int)),
-        Option("--text", "UTF-8 text to train on (default: stdlib docstrings)", dict(metavar="FILE")),
-        Option("--max-chars", "use at most this many characters (100000)", dict(type=positive_int)),
-        Option("--seq-len", "steps of truncated BPTT per batch (50)", dict(type=positive_int)),
-        Option("--temperature", "sampling temperature (0.7)", dict(type=positive_float)),
-        Option("--sample-length", "characters sampled at the end (200)", dict(type=positive_int))),
+        Option("--hidden", "LSTM units (128)", {"type": int}),
+        Option("--text", "UTF-8 text to train on (default: stdlib docstrings)", {"metavar": "FILE"}),
+        Option("--max-chars", "use at most this many characters (100000)", {"type": positive_int}),
+        Option("--seq-len", "steps of truncated BPTT per batch (50)", {"type": positive_int}),
+        Option("--temperature", "sampling temperature (0.7)", {"type": positive_float}),
+        Option("--sample-length", "characters sampled at the end (200)", {"type": positive_int})),
     predict_options=(
         Option("--start", "text the sample begins with"),
-        Option("--temperature", "sampling temperature (the run's)", dict(type=positive_float)),
-        Option("--length", "characters to sample (200)", dict(type=positive_int)),
-        Option("--seed", "seed of the sampling (default: fresh randomness)", dict(type=seed))))
+        Option("--temperature", "sampling temperature (the run's)", {"type": positive_float}),
+        Option("--length", "characters to sample (200)", {"type": positive_int}),
+        Option("--seed", "seed of the sampling (default: fresh randomness)", {"type": seed})))

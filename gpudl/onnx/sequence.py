@@ -33,8 +33,9 @@ class SwapBatchTime(Module):
         check_input(self, x, 3, "(A, B, F)")
         return self._forward_output(x.transpose(1, 0, 2))
 
-    def backward(self, dy):
-        return self._backward_input(dy, consume=False).transpose(1, 0, 2)
+    def backward(self, dy, input_grad=True):
+        dy = self._backward_input(dy, consume=False)
+        return dy.transpose(1, 0, 2) if input_grad else None
 
     def __repr__(self):
         return "SwapBatchTime()"

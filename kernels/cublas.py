@@ -12,6 +12,8 @@ values).
 """
 import ctypes
 
+import numpy
+
 OPERATIONS = {"N": 0, "T": 1}       # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 
 STATUS_NAMES = {0: "CUBLAS_STATUS_SUCCESS", 1: "CUBLAS_STATUS_NOT_INITIALIZED", 3: "CUBLAS_STATUS_ALLOC_FAILED",
@@ -94,7 +96,7 @@ class Cublas:
 
 def _letter(dtype):
     """cuBLAS's type letter: S for float32, D for float64."""
-    letters = {"float32": "S", "float64": "D"}
-    if str(dtype) not in letters:
-        raise TypeError(f"cuBLAS GEMM: no routine for dtype {dtype}; expected float32 or float64")
-    return letters[str(dtype)]
+    letters = {numpy.dtype(numpy.float32): "S", numpy.dtype(numpy.float64): "D"}
+    if numpy.dtype(dtype) not in letters:
+        raise TypeError(f"cuBLAS GEMM: no routine for dtype {numpy.dtype(dtype)}; expected float32 or float64")
+    return letters[numpy.dtype(dtype)]

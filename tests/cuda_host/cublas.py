@@ -12,9 +12,10 @@ The rules of cuBLAS it keeps (a call that breaks one returns cuBLAS's status, an
 - a handle must come from cublasCreate_v2 and not be destroyed (CUBLAS_STATUS_NOT_INITIALIZED);
 - m, n, k, the batch count >= 0, lda >= max(1, rows of A as stored), the same for B and C, transposes N, T or C,
   a workspace aligned to 256 bytes (CUBLAS_STATUS_INVALID_VALUE);
-- cublasSetStream_v2 gives the handle back cuBLAS's own workspace pool; while a step is captured, a GEMM on a
-  handle without a workspace of its own (at least 16 KiB) would allocate from that pool inside the capture
-  (CUBLAS_STATUS_ALLOC_FAILED here);
+- cublasSetStream_v2 gives the handle back cuBLAS's own workspace pool (cuBLAS's documentation of
+  cublasSetWorkspace); a GEMM captured on a handle without a workspace of its own (at least 16 KiB, the size cuBLAS
+  names) would allocate from that pool inside the capture, which cuBLAS's notes on CUDA graphs advise against and
+  gpudl never does: CUBLAS_STATUS_ALLOC_FAILED here;
 - the work goes on the handle's stream, which must be the caller's current stream (tests/cuda_host/capture.py): a
   GEMM on another stream would run outside the capture, or race the launches around it
   (CUBLAS_STATUS_EXECUTION_FAILED).

@@ -96,6 +96,12 @@ def small_launches(monkeypatch):
 def kernel_path(request, monkeypatch):
     if request.param == "cupy":
         return CupyPath(request.getfixturevalue("cupy"))
+    return host_target(request, monkeypatch)
+
+
+def host_target(request, monkeypatch, guard=True):
+    """The host target, set up with `monkeypatch`: host kernels on small grids, gpudl's GEMM on the stand-in
+    libcublas, the kernel path for numpy arrays and (guard=True) the capture guard."""
     host_kernels = request.getfixturevalue("host_kernels")
     request.getfixturevalue("small_launches")
     path = HostPath(host_kernels)
@@ -104,5 +110,5 @@ def kernel_path(request, monkeypatch):
     gemm = host_blas(path.cublas)
     monkeypatch.setattr(blas, "get_blas", lambda xp: gemm)
     monkeypatch.setattr(dispatch, "takes_kernel_path", path.is_device_array)
-    path.guard = capture.CaptureGuard().install(monkeypatch)
+    path.guard = capture.CaptureGuard().install(monkeypatch) if guard else None
     return path

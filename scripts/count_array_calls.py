@@ -22,7 +22,10 @@ batch = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 sys.path[:0] = [repo, repo + "/tests"]
 import numpy
 
-from cuda_host.fixtures import HostBlas
+try:
+    from cuda_host.fixtures import host_blas as HostBlas     # gpudl's cuBLAS code on the stand-in libcublas
+except ImportError:
+    from cuda_host.fixtures import HostBlas                  # an older tree: NumPy in place of the whole GEMM
 from cuda_host.host import HostKernels
 
 import gpudl

@@ -73,9 +73,9 @@ def address(array):
 
 
 def _libcublas():
-    """The libcublas CuPy loads, as a ctypes library (CuPy loads it when its cublas module is imported; none of
-    that module's functions is called)."""
-    import cupy_backends.cuda.libs.cublas  # noqa: F401
+    """The libcublas CuPy loads, as a ctypes library (CuPy finds and loads it when its cublas module is first asked
+    for; none of that module's functions is called)."""
+    from cupy_backends.cuda.libs import cublas  # noqa: F401
     path = _loaded_library("libcublas.so")
     if path is None:
         raise RuntimeError("gemm: cannot find the libcublas CuPy loaded (no libcublas.so* in /proc/self/maps)")

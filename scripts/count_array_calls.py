@@ -23,15 +23,15 @@ sys.path[:0] = [repo, repo + "/tests"]
 import numpy
 
 try:
-    from cuda_host.fixtures import host_blas as HostBlas     # gpudl's cuBLAS code on the stand-in libcublas
+    from cuda_host.fixtures import host_blas as HostBlas  # gpudl's cuBLAS code on the stand-in libcublas
 except ImportError:
-    from cuda_host.fixtures import HostBlas                  # an older tree: NumPy in place of the whole GEMM
+    from cuda_host.fixtures import HostBlas  # an older tree: NumPy in place of the whole GEMM
 from cuda_host.host import HostKernels
+from gpudl.kernels import loader
 
 import gpudl
 from gpudl import nn, optim
 from gpudl.functional import dispatch
-from gpudl.kernels import loader
 from gpudl.models import LeNet5
 
 calls = collections.Counter()

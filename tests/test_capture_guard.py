@@ -101,8 +101,9 @@ def test_numpy_standing_for_a_cupy_library_call_is_refused(host, call, label):
 
 
 @pytest.mark.parametrize("read", [lambda x: gpudl.to_numpy(x), lambda x: x.item(0), lambda x: float(x.max()),
-                                  lambda x: bool((x < 0).any()), lambda x: x.sum(), lambda x: x.tolist()],
-                         ids=["to_numpy", "item", "max", "any", "sum", "tolist"])
+                                  lambda x: bool((x < 0).any()), lambda x: x.sum(), lambda x: x.tolist(),
+                                  lambda x: loader.is_recording() and gpudl.to_device(x, backend.Device("cuda", 0))],
+                         ids=["to_numpy", "item", "max", "any", "sum", "tolist", "to_device another device"])
 def test_a_host_read_of_a_device_value_is_refused(host, read):
     run = lenet_step(host, read)
     with pytest.raises(capture.CaptureUnsupported, match=CAPTURE_REFUSED):
@@ -120,7 +121,7 @@ def test_a_check_left_on_while_recording_is_refused(host, monkeypatch):
 def test_the_host_target_moves_nothing_to_its_own_device(host):
     """to_device(x, "cpu") on the host target is a cupy array's move to its own GPU: no copy, nothing refused;
     to_numpy stays refused."""
-    run = lenet_step(host, lambda x: backend.to_device(x, "cpu") is x or pytest.fail("a copy"))
+    run = lenet_step(host, lambda x: gpudl.to_device(x, "cpu") is x or pytest.fail("a copy"))
     run(4, 0)
     run(4, 1)
     assert run.step.replays == 1

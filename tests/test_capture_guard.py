@@ -36,7 +36,7 @@ def host(request, monkeypatch):
 
 STEPS = {"lenet5-sgd": ("lenet5-sgd", None), "lenet5-adam": ("lenet5-adam", None), "xor-mlp": ("xor-mlp", None),
          "char-lstm-adam": ("char-lstm-adam", None), "char-lstm-sgd": ("char-lstm-sgd", None),
-         "char-lstm-adam-clipped": ("char-lstm-adam", 0.05)}
+         "char-lstm-adam-clipped": ("char-lstm-adam", 0.05), "rnn-sgd": ("rnn-sgd", None)}
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
@@ -111,8 +111,8 @@ def test_a_host_read_of_a_device_value_is_refused(host, read):
 
 
 def test_a_check_left_on_while_recording_is_refused(host, monkeypatch):
-    """TrainStep turns the loss's and the model's checks off while it records: they read values on the host."""
-    monkeypatch.setattr(train_step, "_checks_off", lambda holders: contextlib.nullcontext())
+    """TrainStep turns value checks off while it records (F.value_checks(False)): they read values on the host."""
+    monkeypatch.setattr(train_step.F, "value_checks", lambda enabled: contextlib.nullcontext())
     run = Run(host, "lenet5-sgd", numpy.float32, True)
     with pytest.raises(capture.CaptureUnsupported, match=r"ndarray\.(all|any) reads a device value"):
         run(4, 0)

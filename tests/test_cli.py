@@ -103,7 +103,8 @@ def test_train_perceptron_converges_and_predicts(tmp_path, capsys):
     assert main(["train", "perceptron", "--out", run]) == 0
     out = capsys.readouterr().out
     assert "converged after" in out and "training accuracy 1.000" in out
-    assert json.loads(open(os.path.join(run, "report.json")).read())["status"] == "converged"
+    report = json.loads(open(os.path.join(run, "report.json")).read())
+    assert report["status"] == "completed" and report["converged"] is True and "converged after" in report["reason"]
     assert main(["predict", run]) == 0
     assert "accuracy 1.0000 on 200 samples" in capsys.readouterr().out
 
@@ -127,10 +128,12 @@ def test_train_xor_solves_it_and_predict_reads_the_run(tmp_path, capsys):
 
 
 def test_train_graph_option_passes_through(tmp_path, capsys):
-    """--graph on asks for a recorded step, which the CPU cannot give: the error says why; off runs eagerly."""
-    assert main(["train", "xor", "--graph", "on", "--device", "cpu", "--quiet", "--out", str(tmp_path / "on")]) != 0
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gpudl: error: ")]
-    assert len(errors) == 1 and "TrainStep(graph=True)" in errors[0] and "no CUDA graph" in errors[0]
+    """--graph on asks for a recorded step, which the CPU cannot give: refused in the flag's words before the run
+    folder is made; off runs eagerly."""
+    _fails_with_one_line(["train", "xor", "--graph", "on", "--device", "cpu", "--quiet", "--out",
+                          str(tmp_path / "on")], capsys, "--graph on: the CPU has no CUDA graph to record; pass "
+                         "--graph auto or off")
+    assert not (tmp_path / "on").exists()
     assert main(["train", "xor", "--graph", "off", "--epochs", "2", "--device", "cpu", "--quiet",
                  "--out", str(tmp_path / "off")]) == 0
     report = json.loads((tmp_path / "off" / "report.json").read_text())
@@ -162,6 +165,7 @@ def test_train_lenet5_one_epoch_then_resume_and_predict(tmp_path, capsys):
 
 def test_predict_needs_a_finished_run(tmp_path, capsys):
     _fails_with_one_line(["predict", str(tmp_path)], capsys, "report.json is missing")
+    _fails_with_one_line(["predict", str(tmp_path / "nothere")], capsys, "nothere: no such folder")
 
 
 @pytest.mark.slow
@@ -396,8 +400,13 @@ def test_resumed_charlm_ends_like_an_uninterrupted_run_and_needs_the_same_text(t
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
     other = tmp_path / "other.txt"
     other.write_text(SENTENCE + "#", encoding="utf-8")
-    _fails_with_one_line(["train", "charlm", "--text", str(other), "--epochs", "4", "--resume", "--device", "cpu",
-                          "--out", str(tmp_path / "cut")] + small, capsys, "other characters")
+    before = {name: (tmp_path / "cut" / name).read_bytes() for name in os.listdir(tmp_path / "cut")}
+    assert main(["train", "charlm", "--text", str(other), "--epochs", "4", "--resume", "--device", "cpu", "--out",
+                 str(tmp_path / "cut")] + small) == 1
+    line = capsys.readouterr().err.splitlines()[-1]    # after the line that describes the text
+    assert line.startswith("gpudl: error: --resume: ") and "the content of --text changed" in line
+    assert "holds a model built with other settings" in line       # another vocabulary: another model
+    assert {name: (tmp_path / "cut" / name).read_bytes() for name in os.listdir(tmp_path / "cut")} == before
 
 
 def test_charlm_defaults_to_the_standard_library_corpus(tmp_path, capsys):

@@ -184,8 +184,8 @@ def test_a_diverging_fit_stops_with_gpudl_s_message_and_no_numpy_warning(tmp_pat
     assert "TrainingDiverged" in run.stderr
     text = open(os.path.join(out, "report.json")).read()
     report = json.loads(text)
-    assert report["status"] == "diverged" and "Infinity" not in text and "NaN" not in text
-    assert "try a smaller learning rate" in report["error"]
+    assert report["status"] == "failed" and "Infinity" not in text and "NaN" not in text
+    assert report["reason"].startswith("diverged: ") and "try a smaller learning rate" in report["reason"]
 
 
 class _HugeOnEval(nn.MSELoss):
@@ -210,4 +210,4 @@ def test_an_infinite_or_enormous_test_loss_stops_the_run(tmp_path, huge, shown):
         fit(model, _HugeOnEval(huge), optim.SGD(model.parameters(), 0.1), DataLoader(X, X[:, :1], 8),
             DataLoader(X[:4], X[:4, :1], 4), epochs=2, out=str(tmp_path), progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["status"] == "diverged" and not (tmp_path / "model.npz").exists()
+    assert report["status"] == "failed" and not (tmp_path / "model.npz").exists()

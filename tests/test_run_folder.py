@@ -105,13 +105,12 @@ def test_a_finished_run_is_not_overwritten(finished, capsys):
     assert finished in line
 
 
-def test_an_interrupted_run_is_not_overwritten_either(tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "report.json").write_text(json.dumps({"config": {"model": "xor", "model_args": {}},
-                                                 "status": "interrupted"}))
-    cli_refuses(XOR + ["--out", str(run)], capsys, r"holds an unfinished run \(xor, interrupted\)",
-                unchanged=str(run))
+def test_a_stopped_run_with_a_checkpoint_is_not_overwritten_either(finished, capsys):
+    report = read_json(os.path.join(finished, "report.json"))
+    report.update(status="stopped", reason="stopped by SIGTERM after epoch 6")
+    write_report(finished, report, curves=False)
+    cli_refuses(XOR + ["--out", finished], capsys, r"holds an unfinished run \(xor, stopped: stopped by SIGTERM "
+                r"after epoch 6\)", "--resume", unchanged=finished)
 
 
 def test_a_folder_with_only_a_model_file_is_not_overwritten(tmp_path, capsys):
@@ -147,18 +146,20 @@ def test_readme_commands_use_distinct_out_folders():
 # ------------------------------------------------------------------------------------------ resuming the same run
 
 @pytest.mark.parametrize("change, match", [
-    (["--seed", "5"], r"seed 0 -> 5"),
-    (["--lr", "0.5"], r"lr 1\.0 -> 0\.5"),
-    (["--batch-size", "2"], r"batch_size 4 -> 2"),
+    (["--seed", "5"], r"--seed 0 -> 5"),
+    (["--lr", "0.5"], r"--lr 1\.0 -> 0\.5"),
+    (["--batch-size", "2"], r"--batch-size 4 -> 2"),
 ])
 def test_resume_refuses_settings_that_change_the_result(finished, capsys, change, match):
     cli_refuses(XOR[:-1] + ["9", "--out", finished, "--resume"] + change, capsys, match, "--override",
                 unchanged=finished)
 
 
-def test_resume_refuses_another_model_shape_by_its_checkpoint(finished, capsys):
-    cli_refuses(XOR[:-1] + ["9", "--out", finished, "--resume", "--hidden", "3"], capsys, "checkpoint.npz",
-                unchanged=finished)
+def test_resume_refuses_another_model_shape_naming_the_flag_even_with_override(finished, capsys):
+    for extra in ([], ["--override"]):
+        cli_refuses(XOR[:-1] + ["9", "--out", finished, "--resume", "--hidden", "3"] + extra, capsys,
+                    r"holds a model built with other settings \(--hidden 4 -> 3\); a resumed run keeps the model",
+                    "--force", unchanged=finished)
 
 
 def test_resume_with_fewer_epochs_than_the_checkpoint_has_trains_nothing_and_says_so(finished, capsys):

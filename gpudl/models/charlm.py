@@ -28,6 +28,7 @@ class CharLSTM(nn.Module):
     """
 
     check = True    # one_hot checks the index range, which reads two values back to the host (off in a graph)
+    vocabulary = None   # the Vocabulary its indices stand for, when known (load_charlm sets it from the file)
 
     def __init__(self, vocab_size, hidden_size, dtype=numpy.float32, rng=None):
         if vocab_size < 1 or hidden_size < 1:
@@ -146,4 +147,5 @@ def load_charlm(path, device="cpu", dtype=numpy.float32):
         if arrays[name].shape != p.shape:
             raise ValueError(f"{path}: parameter {name} has shape {arrays[name].shape}, {model!r} needs {p.shape}")
         p.data[...] = arrays[name]
+    model.vocabulary = vocab
     return model.to(device), vocab

@@ -1,7 +1,7 @@
 """Stopping a run on a signal. SIGINT (Ctrl-C) and SIGTERM (what a scheduler, `timeout` or a container stop sends)
 ask the loop to stop after the step it is in: it writes the checkpoint, report and curves and raises RunStopped,
-whose exit status is the shell's convention (128 + the signal: 130, 143). A second Ctrl-C stops at once
-(KeyboardInterrupt); the last checkpoint written stays."""
+whose exit status is the shell's convention (128 + the signal: 130, 143). A Ctrl-C after the first signal stops at
+once (KeyboardInterrupt); the last checkpoint written stays."""
 import signal
 import threading
 
@@ -38,8 +38,8 @@ class StopSignals:
         return signal.Signals(self.received).name if self.received is not None else None
 
     def _handle(self, signum, frame):
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt     # Ctrl-C twice: stop now
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt     # Ctrl-C after a first signal: stop now
         if self.received is None:
             self.received = signum
 

@@ -7,6 +7,8 @@ from importlib import metadata
 
 import numpy
 
+from .contention import describe
+
 
 def _cpu_model():
     try:
@@ -177,6 +179,8 @@ def table(result):
     def line(r):
         return "  ".join(str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
     lines = [line(HEADER), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
+    if "contention" in result:
+        lines.append(describe(result["contention"]))
     bw = result["copy_bandwidth_gb_per_s"]
     lines.append("")
     lines.append("medians; ratio = gpudl ms / PyTorch ms (below 1: gpudl is faster); GPU speedup = gpudl CPU ms / "

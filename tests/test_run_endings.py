@@ -13,8 +13,8 @@ import time
 
 import numpy
 import pytest
-
 from bad_files import cli_refuses, snapshot
+
 from gpudl import nn, optim
 from gpudl.cli import main
 from gpudl.data import DataLoader, random_shift
@@ -178,7 +178,7 @@ def _started(run, process, deadline):
     """Wait until `process` has written its running report (its folder is claimed and training has begun)."""
     path = os.path.join(run, "report.json")
     while time.monotonic() < deadline and process.poll() is None:
-        if os.path.exists(path) and '"status": "running"' in open(path).read():
+        if os.path.exists(path) and read_json(path).get("status") == "running":
             return
         time.sleep(0.05)
     raise AssertionError(f"no running report in {run}: {process.poll()} {process.stderr.read()}")
@@ -193,7 +193,7 @@ def test_a_signal_from_outside_ends_the_command_with_its_status_files_and_no_loc
         _started(run, process, time.monotonic() + 60)
         time.sleep(0.3)
         process.send_signal(signum)
-        out, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=60)
     finally:
         process.kill()
     name = signal.Signals(signum).name

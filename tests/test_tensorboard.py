@@ -5,8 +5,8 @@ import sys
 
 import numpy
 import pytest
-
 from bad_files import cli_refuses
+
 from gpudl.cli import main
 from gpudl.readers import read_json
 

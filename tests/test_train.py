@@ -10,8 +10,16 @@ import pytest
 from gpudl import nn, optim, serialization
 from gpudl.data import DataLoader, random_shift
 from gpudl.serialization import load_arrays
-from gpudl.train import (DivergenceWatch, Progress, TrainingDiverged, accuracy, cosine_schedule, evaluate, fit,
-                         plot_curves)
+from gpudl.train import (
+    DivergenceWatch,
+    Progress,
+    TrainingDiverged,
+    accuracy,
+    cosine_schedule,
+    evaluate,
+    fit,
+    plot_curves,
+)
 
 
 def _data(n=96, seed=0):
@@ -147,7 +155,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tmp_path):
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
-        model, _, opt, train, test = _setup()
+        model, _, opt, train, _ = _setup()
         fit(model, _NaNAfter(0), opt, train, None, epochs=2, out=str(tmp_path), progress=False)
 
 

@@ -22,15 +22,23 @@ from .cases import all_cases
 from .common import Case, Unavailable, torch_module
 from .contention import Contention
 from .targets import Target, targets
-from .timing import (Timing, copy_bandwidth, cupy_sync, peak_bytes_cupy, peak_bytes_torch, release_gpu_memory,
-                     time_call, torch_sync)
+from .timing import (
+    Timing,
+    copy_bandwidth,
+    cupy_sync,
+    peak_bytes_cupy,
+    peak_bytes_torch,
+    release_gpu_memory,
+    time_call,
+    torch_sync,
+)
 
 __all__ = ["Case", "Target", "Timing", "Unavailable", "all_cases", "main", "prepare", "profile", "run", "targets",
            "time_call"]
 
 # timing settings: quick keeps the whole CPU run to seconds; full gives steadier medians
-QUICK = dict(repeat=3, warmup_s=0.02, repeat_s=0.01, budget_s=1.0)
-FULL = dict(repeat=10, warmup_s=0.2, repeat_s=0.05, budget_s=8.0)
+QUICK = {"repeat": 3, "warmup_s": 0.02, "repeat_s": 0.01, "budget_s": 1.0}
+FULL = {"repeat": 10, "warmup_s": 0.2, "repeat_s": 0.05, "budget_s": 8.0}
 
 
 def prepare(case, device, impl="gpudl"):
@@ -80,7 +88,7 @@ def _measure(case, device, impl, settings, log, quick=False):
         return entry
     except Unavailable as exc:
         entry["skipped"] = str(exc)
-    except Exception as exc:  # a broken case must not hide the others; it is reported and fails the run
+    except Exception as exc:  # noqa: BLE001 -- a broken case must not hide the others; reported, it fails the run
         entry["skipped"] = f"error: {type(exc).__name__}: {exc}"
         entry["error"] = True
         log(f"  {case.key:<55} {device:<5} {impl:<14} ERROR {type(exc).__name__}: {exc}")

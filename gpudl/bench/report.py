@@ -34,8 +34,8 @@ def machine_info(devices):
         import threadpoolctl
         info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
                         for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
-    except Exception:
-        pass
+    except (ImportError, OSError, RuntimeError):
+        info["blas"] = None
     if "cuda" in devices:
         import cupy
         dev = cupy.cuda.runtime.getDevice()
@@ -54,14 +54,14 @@ def versions(with_torch):
     if cupy is None:
         try:
             import cupy
-        except Exception:
+        except Exception:   # noqa: BLE001 -- CuPy without a working CUDA fails to import in many ways
             cupy = None
     if cupy is not None:
         found["cupy"] = cupy.__version__
         try:
             found["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
-        except Exception:
-            pass
+        except Exception:   # noqa: BLE001 -- no CUDA runtime: the version stays unknown
+            found["cuda_runtime"] = None
     if with_torch:
         import torch
         found["torch"] = torch.__version__

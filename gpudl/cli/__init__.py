@@ -36,7 +36,7 @@ from .common import CLIError, __version__, count, error_message, positive_float,
 from .info import cmd_info, kernel_report
 from .registry import MODELS, model_options
 
-__all__ = ["CLIError", "MODELS", "kernel_report", "main", "make_parser"]
+__all__ = ["MODELS", "CLIError", "kernel_report", "main", "make_parser"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -99,14 +99,14 @@ ENTRY = ModelEntry(
     name="charlm", help="a character-level LSTM language model", train=train, build=build, predict=predict, load=load,
     export=export_shape,
     train_options=(
-        Option("--hidden", "LSTM units (128)", dict(type=int)),
-        Option("--text", "UTF-8 text to train on (default: stdlib docstrings)", dict(metavar="FILE")),
-        Option("--max-chars", "use at most this many characters (100000)", dict(type=positive_int)),
-        Option("--seq-len", "steps of truncated BPTT per batch (50)", dict(type=positive_int)),
-        Option("--temperature", "sampling temperature (0.7)", dict(type=positive_float)),
-        Option("--sample-length", "characters sampled at the end (200)", dict(type=positive_int))),
+        Option("--hidden", "LSTM units (128)", {"type": int}),
+        Option("--text", "UTF-8 text to train on (default: stdlib docstrings)", {"metavar": "FILE"}),
+        Option("--max-chars", "use at most this many characters (100000)", {"type": positive_int}),
+        Option("--seq-len", "steps of truncated BPTT per batch (50)", {"type": positive_int}),
+        Option("--temperature", "sampling temperature (0.7)", {"type": positive_float}),
+        Option("--sample-length", "characters sampled at the end (200)", {"type": positive_int})),
     predict_options=(
         Option("--start", "text the sample begins with"),
-        Option("--temperature", "sampling temperature (the run's)", dict(type=positive_float)),
-        Option("--length", "characters to sample (200)", dict(type=positive_int)),
-        Option("--seed", "seed of the sampling (default: fresh randomness)", dict(type=seed))))
+        Option("--temperature", "sampling temperature (the run's)", {"type": positive_float}),
+        Option("--length", "characters to sample (200)", {"type": positive_int}),
+        Option("--seed", "seed of the sampling (default: fresh randomness)", {"type": seed})))

@@ -198,7 +198,7 @@ def _predict_onnx(args):
 def cmd_predict(args):
     if args.run.lower().endswith(".onnx"):
         return _predict_onnx(args)
-    report, config, model_path = _finished_run(args.run)
+    _, config, model_path = _finished_run(args.run)
     entry = MODELS[config["model"]]
     refused = _given(args, entry, "predict_options")
     if refused:

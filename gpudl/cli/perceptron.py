@@ -63,5 +63,5 @@ def predict(args, model, config, device):
 
 ENTRY = ModelEntry(
     name="perceptron", help="Rosenblatt's perceptron on generated points", train=train, build=build, predict=predict,
-    train_options=(Option("--data", "which points (separable)", dict(choices=["separable", "xor"])),),
+    train_options=(Option("--data", "which points (separable)", {"choices": ["separable", "xor"]}),),
     resumable=False, export=export_shape)

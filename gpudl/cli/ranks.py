@@ -43,15 +43,14 @@ def rank_zero_speaks(comm):
         yield
         return
     try:
-        with open(os.devnull, "w") as sink:
-            with contextlib.ExitStack() as quiet:
-                if comm.rank != 0:
-                    quiet.enter_context(contextlib.redirect_stdout(sink))
-                    quiet.enter_context(contextlib.redirect_stderr(sink))
-                yield
+        with open(os.devnull, "w") as sink, contextlib.ExitStack() as quiet:
+            if comm.rank != 0:
+                quiet.enter_context(contextlib.redirect_stdout(sink))
+                quiet.enter_context(contextlib.redirect_stderr(sink))
+            yield
     except RunStopped:              # a signal: every rank agreed on the step to stop after, and stops there
         raise
-    except BaseException as exc:    # KeyboardInterrupt too: a rank that stops must not leave the others waiting
+    except BaseException as exc:    # noqa: BLE001 -- KeyboardInterrupt too: a rank that stops must not leave the others waiting
         print(f"gpudl: error: rank {comm.rank} of {comm.size}: {error_message(exc)}; aborting every rank",
               file=sys.stderr, flush=True)
         distributed.abort_every_rank(comm)

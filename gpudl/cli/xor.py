@@ -61,4 +61,4 @@ def predict(args, model, config, device):
 ENTRY = ModelEntry(
     name="xor", help="an MLP on the XOR points", train=train, build=build, predict=predict, export=export_shape,
     distributed=True,
-    train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", dict(type=int)),))
+    train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", {"type": int}),))

@@ -412,3 +412,28 @@ def test_predict_show_and_paths_in_the_cli_s_words(tmp_path, capsys):
                 "x.onnx: is a folder, not an ONNX file")
     cli_refuses(["predict", str(tmp_path / "nothere")], capsys, "nothere: no such folder")
     cli_refuses(["train", "xor", "--out", ""], capsys, "--out: the folder name is empty")
+
+
+class _OtherRankStopped:
+    """Two ranks, seen from rank 0: the other rank received a signal (its flag joins ours in the mean)."""
+    rank, size = 0, 2
+
+    def __init__(self):
+        self.calls = 0
+
+    def allreduce_mean_(self, arrays):
+        self.calls += 1
+        for array in arrays:
+            array[...] = (array + 1.0) / 2
+
+
+def test_ranks_agree_on_a_stop_only_at_boundaries_and_a_signal_on_any_rank_stops_all():
+    from gpudl.train.loop import RunState, _stop_asked
+    comm = _OtherRankStopped()
+    run = RunState(model=None, loss=None, optimizer=None, train_loader=None, comm=comm, stops=StopSignals())
+    assert _stop_asked(run, boundary=False) is False and comm.calls == 0      # no collective between boundaries
+    assert _stop_asked(run, boundary=True) is True and comm.calls == 1        # ours says no, the other rank yes
+    run.comm = None
+    assert _stop_asked(run, boundary=False) is False                         # one process: only its own signal
+    run.stops.received = signal.SIGTERM
+    assert _stop_asked(run, boundary=False) is True

@@ -355,3 +355,14 @@ def test_train_step_takes_one_step_of_the_optimizer_on_one_batch():
     assert float(value) == pytest.approx(0.5 * (residual ** 2).sum() / 4)
     numpy.testing.assert_allclose(model.W.data, W0 - 0.1 * x.T @ residual / 4)
     numpy.testing.assert_allclose(model.b.data, b0 - 0.1 * residual.sum(axis=0) / 4)
+
+
+class _GoneStream(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_progress_stream_that_is_gone_does_not_end_the_run(tmp_path):
+    """The terminal or pipe the progress went to closed (its reader died): the run trains on, silently."""
+    report = fit(*_setup(), epochs=2, out=str(tmp_path), progress=Progress(stream=_GoneStream()))
+    assert report["status"] == "completed" and (tmp_path / "model.npz").exists()

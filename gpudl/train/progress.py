@@ -1,4 +1,5 @@
 """Progress of a run: a tqdm bar per epoch on a terminal, else one plain line per epoch."""
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -38,16 +39,27 @@ class EpochBar:
 
     def update(self, postfix=None, steps=1):
         if self.bar is not None:
-            if postfix is not None:
-                self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(steps)
+            with _lost_stream_ignored(self):
+                if postfix is not None:
+                    self.bar.set_postfix(postfix, refresh=False)
+                self.bar.update(steps)
 
     def close(self, line):
-        if self.bar is not None:
-            self.bar.set_postfix_str(line)
-            self.bar.close()
-        elif self.enabled:
-            print(f"{self.desc}: {line}", file=self.stream, flush=True)
+        with _lost_stream_ignored(self):
+            if self.bar is not None:
+                self.bar.set_postfix_str(line)
+                self.bar.close()
+            elif self.enabled:
+                print(f"{self.desc}: {line}", file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def _lost_stream_ignored(bar):
+    """Progress is not worth a run: a stream that is gone (a closed pipe, a full log disk) silences the bar."""
+    try:
+        yield
+    except OSError:
+        bar.bar, bar.enabled = None, False
 
 
 def _is_terminal(stream):

@@ -259,7 +259,7 @@ def run_epoch(run, epoch, show=False, start=None):
     except FloatingPointError as exc:
         bar.close("stopped")
         raise TrainingDiverged(f"numpy reported '{exc}' at epoch {epoch}: the model diverged; training stopped "
-                               f"({_kept(run)}); try a smaller learning rate") from None
+                               f"({_kept(run)}); try a smaller learning rate (gpudl train: --lr)") from None
 
 
 def _sum_over_ranks(comm, totals):
@@ -293,7 +293,7 @@ def _epoch(run, epoch, bar, start):
             if watch.diverged(value):
                 bar.close("stopped")
                 raise TrainingDiverged(f"the loss became {value} at epoch {epoch}, step {totals['steps']}; training "
-                                       f"stopped ({_kept(run)}); try a smaller learning rate")
+                                       f"stopped ({_kept(run)}); try a smaller learning rate (gpudl train: --lr)")
             totals["loss"] += value * size
             totals["seen"] += size
         totals["correct"] += sum(h for h, _ in hits)
@@ -332,7 +332,7 @@ def _epoch(run, epoch, bar, start):
         if watch.diverged(record["test_loss"]):
             bar.close("stopped")
             raise TrainingDiverged(f"the test loss became {record['test_loss']} at epoch {epoch}; training stopped "
-                                   f"({_kept(run)}); try a smaller learning rate")
+                                   f"({_kept(run)}); try a smaller learning rate (gpudl train: --lr)")
     line = f"loss {record['train_loss']:.4f}"
     if record["train_accuracy"] is not None:
         line += f", acc {record['train_accuracy']:.4f}"

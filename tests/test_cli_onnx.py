@@ -77,7 +77,7 @@ def test_export_a_charlm_run_for_sequences_of_any_length(tmp_path, capsys):
 
 def test_export_refuses_what_it_cannot_export(tmp_path, capsys):
     run = _train(tmp_path, "xor", "--epochs", "3")
-    cli_refuses(["export", str(tmp_path / "none")], capsys, "is not a finished run folder", unchanged=str(tmp_path))
+    cli_refuses(["export", str(tmp_path / "none")], capsys, "none: no such folder", unchanged=str(tmp_path))
     cli_refuses(["export", run, str(tmp_path / "missing" / "m.onnx")], capsys, "its folder does not exist",
                 unchanged=run)
     cli_refuses(["export", run, str(tmp_path)], capsys, "is a folder", unchanged=run)
@@ -85,7 +85,7 @@ def test_export_refuses_what_it_cannot_export(tmp_path, capsys):
     with open(report) as f:
         text = f.read()
     with open(report, "w") as f:
-        f.write(text.replace('"status": "completed"', '"status": "interrupted"'))
+        f.write(text.replace('"status": "completed"', '"status": "stopped"'))
     cli_refuses(["export", run], capsys, "holds an unfinished run", unchanged=run)
 
 

@@ -27,6 +27,7 @@ class CharLSTM(nn.Module):
     The LSTM is stateful: consecutive forwards continue the text (truncated BPTT); reset_state() starts afresh.
     """
 
+    vocabulary = None   # the Vocabulary its indices stand for, when known (load_charlm sets it from the file)
 
     def __init__(self, vocab_size, hidden_size, dtype=numpy.float32, rng=None):
         if vocab_size < 1 or hidden_size < 1:
@@ -146,4 +147,5 @@ def load_charlm(path, device="cpu", dtype=numpy.float32):
         if arrays[name].shape != p.shape:
             raise ValueError(f"{path}: parameter {name} has shape {arrays[name].shape}, {model!r} needs {p.shape}")
         p.data[...] = arrays[name]
+    model.vocabulary = vocab
     return model.to(device), vocab

@@ -66,7 +66,7 @@ def _nccl():
         if not nccl.available:
             return None, "CuPy finds no NCCL library (pip install \"gpudl[nccl13]\" or \"gpudl[nccl12]\")"
         nccl.get_version()
-    except Exception as exc:  # ImportError, or libnccl that fails to load
+    except Exception as exc:  # noqa: BLE001  ImportError, or libnccl that fails to load
         return None, f"NCCL does not load through CuPy ({type(exc).__name__}: {exc})"
     return nccl, "NCCL " + str(nccl.get_version())
 
@@ -200,17 +200,16 @@ class NCCLCommunicator(MPICommunicator):
             super().__init__(world)
         else:
             self.world, self.rank, self.size, self.local_rank = None, 0, 1, 0
-        import cupy
-        cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
-        uid = numpy.zeros(128, dtype=numpy.int8)        # ncclUniqueId: 128 C chars, made by rank 0
-        if self.rank == 0:
-            uid[:] = numpy.array(nccl.get_unique_id()).astype(numpy.int8)     # C chars, signed or not
-        if world is not None:
-            world.Bcast(uid, root=0)
-        self.nccl, self.cupy = nccl, cupy
-        self.comm = nccl.NcclCommunicator(self.size, tuple(int(b) for b in uid), self.rank)
+        self.nccl, self.cupy = nccl, self._use_local_gpu()
+        self.comm = nccl.NcclCommunicator(self.size, exchange_unique_id(nccl, world, self.rank), self.rank)
         self._types = {numpy.dtype(numpy.float32): nccl.NCCL_FLOAT32, numpy.dtype(numpy.float64): nccl.NCCL_FLOAT64,
                        numpy.dtype(numpy.float16): nccl.NCCL_FLOAT16}
+
+    def _use_local_gpu(self):
+        """Make GPU local_rank % (GPUs on this machine) the current device; returns cupy."""
+        import cupy
+        cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+        return cupy
 
     def _on_gpu(self, array):
         """NCCL's dtype code for a contiguous cupy array, or None when MPI has to take it."""
@@ -249,6 +248,29 @@ class NCCLCommunicator(MPICommunicator):
 
     def allgather_text(self, text):
         return super().allgather_text(text) if self.world is not None else [text]
+
+
+NCCL_UNIQUE_ID_BYTES = 128     # sizeof(ncclUniqueId)
+
+
+def exchange_unique_id(nccl, world, rank):
+    """Rank 0's NCCL unique id on every rank (broadcast over MPI `world`; None: one rank), in the form this CuPy's
+    nccl.NcclCommunicator takes, which is the form its get_unique_id gives: bytes (CuPy 14 and later), or a tuple of
+    ints, the C chars of the id (earlier CuPy, whose NcclCommunicator stores each in a signed char)."""
+    message = numpy.zeros(NCCL_UNIQUE_ID_BYTES + 1, dtype=numpy.uint8)     # the id, then 1 if it came as bytes
+    if rank == 0:
+        uid = nccl.get_unique_id()
+        as_bytes = isinstance(uid, bytes)
+        raw = uid if as_bytes else bytes(int(c) % 256 for c in uid)
+        if len(raw) != NCCL_UNIQUE_ID_BYTES:
+            raise DistributedError(f"nccl.get_unique_id() gave {len(raw)} bytes, not the {NCCL_UNIQUE_ID_BYTES} of "
+                                   "an ncclUniqueId")
+        message[:-1] = numpy.frombuffer(raw, dtype=numpy.uint8)
+        message[-1] = as_bytes
+    if world is not None:
+        world.Bcast(message, root=0)
+    uid = message[:-1]
+    return uid.tobytes() if message[-1] else tuple(uid.view(numpy.int8).tolist())
 
 
 def _check_root(root, size):

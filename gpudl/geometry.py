@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .backend import get_array_module
 
-PADDING_MODES = ("valid", "same")
+PADDING_MODES = ("valid", "same", "same_lower")
 
 
 def pair(value, name):
@@ -23,14 +23,15 @@ def pair(value, name):
 
 
 def check_padding(padding):
-    """Reject anything but 'valid', 'same' or a non-negative int."""
+    """Reject anything but 'valid', 'same', 'same_lower' or a non-negative int."""
     if isinstance(padding, str):
         if padding.lower() not in PADDING_MODES:
-            raise ValueError(f"unknown padding {padding!r}: expected 'valid', 'same' or a non-negative int")
+            raise ValueError(f"unknown padding {padding!r}: expected 'valid', 'same', 'same_lower' or a "
+                             f"non-negative int")
         return padding.lower()
     if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
         return padding
-    raise ValueError(f"padding must be 'valid', 'same' or a non-negative int, got {padding!r}")
+    raise ValueError(f"padding must be 'valid', 'same', 'same_lower' or a non-negative int, got {padding!r}")
 
 
 def pad_amounts(size, kernel, stride, padding):
@@ -38,16 +39,18 @@ def pad_amounts(size, kernel, stride, padding):
 
     "valid" adds none; an int p adds p on both sides; "same" follows TensorFlow: the output has ceil(size / stride)
     cells and any odd cell of padding goes to the bottom/right (for stride 1 that is floor(k/2) before and
-    k - 1 - floor(k/2) after; the slides' floor(k/2)+1 is a slip).
+    k - 1 - floor(k/2) after; the slides' floor(k/2)+1 is a slip). "same_lower" is ONNX's SAME_LOWER: the same
+    output size with the odd cell at the top/left.
     """
     padding = check_padding(padding)
     if padding == "valid":
         return 0, 0
-    if padding == "same":
-        out = math.ceil(size / stride)
-        total = max((out - 1) * stride + kernel - size, 0)
-        return total // 2, total - total // 2
-    return padding, padding
+    if isinstance(padding, int):
+        return padding, padding
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    small, large = total // 2, total - total // 2
+    return (small, large) if padding == "same" else (large, small)
 
 
 def output_size(size, kernel, stride, before, after):

@@ -84,6 +84,12 @@ class Optimizer:
     def zero_grad(self):
         rules.zero_grads([p.grad for p in self.params])
 
+    def state_arrays(self):
+        """The long-lived arrays a step reads and writes in place: the learning rate and step count cells and every
+        buffer (momentum, moments) made so far. A recorded step is valid while these are the same arrays."""
+        cells = [c for c in (self._lr_cell, self._count_cell) if c is not None]
+        return cells + [b for buffers in self._buffers().values() for b in buffers if b is not None]
+
     def state_dict(self):
         """Step count and per-parameter buffers as host arrays, for checkpoints."""
         state = {"steps": self.steps}
@@ -150,6 +156,9 @@ class Adam(Optimizer):
 
     def _buffers(self):
         return {"m": self.m, "v": self.v}
+
+    def state_arrays(self):
+        return super().state_arrays() + ([self._scalars] if self._scalars is not None else [])
 
     def step(self):
         lr, count = self._cells()

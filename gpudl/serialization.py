@@ -5,9 +5,10 @@ header its shape and dtype; names, shapes and dtypes are compared with what the 
 and the total is capped relative to the file's size, before any array is read. A load into a model assigns nothing
 unless every parameter passed.
 """
+import contextlib
 import os
 import re
-import tempfile
+import secrets
 import zipfile
 import zlib
 
@@ -30,8 +31,10 @@ KIND_NAMES = {"b": "boolean", "i": "integer", "u": "unsigned integer", "f": "flo
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError)
 
 
-def _temp_prefix(path):
-    return f".tmp-{os.path.basename(path)}-{os.getpid()}-"
+def _temp_name(path):
+    """.tmp-<name>-<pid>-<8 random hex digits>, beside `path`: no other writer picks the same name."""
+    folder, base = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".tmp-{base}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _remove_stale_temporaries(path):
@@ -39,7 +42,7 @@ def _remove_stale_temporaries(path):
     if os.name != "posix":      # os.kill(pid, 0) only asks "is it alive?" on POSIX
         return
     folder, base = os.path.split(os.path.abspath(path))
-    ours = re.compile(re.escape(f".tmp-{base}-") + r"(\d+)-[a-z0-9_]{8}\.npz")
+    ours = re.compile(re.escape(f".tmp-{base}-") + r"(\d+)-[a-z0-9_]{8}(\.npz|\.json)?")
     for name in os.listdir(folder):
         match = ours.fullmatch(name)
         if match is None or int(match.group(1)) == os.getpid():
@@ -47,33 +50,50 @@ def _remove_stale_temporaries(path):
         try:
             os.kill(int(match.group(1)), 0)
         except ProcessLookupError:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(folder, name))
-            except FileNotFoundError:
-                pass
         except (PermissionError, OverflowError):
             pass
 
 
-def save_arrays(path, arrays):
-    """Write a dict of host arrays to `path` atomically: a temporary file in the same folder, then a rename.
+def _naming(path, exc):
+    """`exc` (an OSError) as one that names `path`, the file the caller meant to write, not a temporary one."""
+    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
-    The temporary file is named .tmp-<name>-<pid>-<random>.npz; after a successful save, those that writers of the
-    same `path` left behind when they were killed (their process no longer exists) are removed.
-    """
+
+def write_atomically(path, write, binary=True):
+    """Call write(f) on a new temporary file beside `path`, then rename it to `path`: readers see the old file or
+    the new one, never half of one. The file gets the mode a plain open() gives (0666 less the umask). An OSError
+    (disk full, read-only folder) names `path`; the temporary file is removed whenever the write fails."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".npz", dir=folder)
+    tmp = _temp_name(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise _naming(path, exc) from None
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            raise _naming(path, exc) from None
         raise
     _remove_stale_temporaries(path)
+
+
+def save_arrays(path, arrays):
+    """Write a dict of host arrays to `path` (.npz) atomically (write_atomically). Temporary files that writers of
+    the same `path` left when they were killed (their process no longer exists) are removed after a save."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise _naming(folder, exc) from None
+    write_atomically(path, lambda f: numpy.savez(f, **arrays))
 
 
 def _directory(path, archive, size):

@@ -1,14 +1,16 @@
 """Matrix products on the kernel path: out = alpha op(a) op(b) + beta out, one cuBLAS GEMM (batched when 3-D).
 
-Every product of a training step goes through `gemm`, and gemm through the loader's `run`, the same seam as our
-kernel launches, so a recorded step holds its GEMMs too (loader.recording). On a GPU the product runs through a
-cuBLAS handle of our own, bound to the current stream at each call and given its own workspace: CuPy refuses its
-cuBLAS handle while a stream is being captured into a CUDA graph, but cuBLAS itself can be captured, provided the
-workspace exists before the capture. CuPy binds cublasCreate, cublasSetStream and the GEMMs, not
-cublasSetWorkspace_v2, which we reach through ctypes in the libcublas CuPy loaded.
+Every product of a training step goes through `gemm`, and gemm through a cuBLAS handle of our own (CublasGemm),
+called through ctypes (kernels/cublas.py), never through CuPy's wrappers, which refuse to run while a stream
+captures a CUDA graph. The handle follows the current stream: when the stream changes, cublasSetStream_v2 binds it,
+and cublasSetWorkspace_v2 gives it back our workspace (setting the stream resets cuBLAS to its own pool, which would
+have to allocate inside a capture). So a step recorded as a CUDA graph (kernels/graph.py) holds its GEMMs too.
 
 Row-major arrays are column-major transposes, so C = op(A) op(B) runs as C^T = op(B)^T op(A)^T: cuBLAS gets B
 first, with the same transpose flags, and leading dimensions equal to each array's row length.
+
+The tests' host target runs this same code over numpy arrays, on a stand-in for libcublas that computes with NumPy
+and enforces cuBLAS's rules (tests/cuda_host/cublas.py).
 """
 import ctypes
 import os
@@ -16,7 +18,8 @@ import os
 import numpy
 
 from ..backend import get_array_module
-from .loader import check_args, run
+from .cublas import Cublas
+from .loader import check_args
 
 WORKSPACE_BYTES = 32 * 1024 * 1024      # cuBLAS's recommendation for Hopper
 _handles = {}                           # device id -> CublasGemm
@@ -50,16 +53,33 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
     if get_array_module(a) is not xp or get_array_module(b) is not xp:
         raise TypeError(f"{what}: a, b and out must be arrays of one module")
     if out.size:
-        run(get_blas(xp).gemm, transa, transb, a, b, out, alpha, beta)
+        get_blas(xp).gemm(transa, transb, a, b, out, alpha, beta)
     return out
 
 
 def get_blas(xp):
-    """The GEMM provider for arrays of xp on the current device (the tests' host target stands in for it)."""
+    """The GEMM provider for arrays of xp on the current device (the tests' host target puts a CublasGemm over a
+    stand-in library in its place)."""
     device = xp.cuda.runtime.getDevice()
     if device not in _handles:
-        _handles[device] = CublasGemm(xp)
+        _handles[device] = CublasGemm(Cublas(_libcublas()), xp.empty(WORKSPACE_BYTES, dtype=xp.uint8),
+                                      lambda: xp.cuda.get_current_stream().ptr)
     return _handles[device]
+
+
+def address(array):
+    """Where an array's first element lives: device memory for a cupy array, host memory for a numpy one."""
+    return array.ctypes.data if isinstance(array, numpy.ndarray) else array.data.ptr
+
+
+def _libcublas():
+    """The libcublas CuPy loads, as a ctypes library (CuPy finds and loads it when its cublas module is first asked
+    for; none of that module's functions is called)."""
+    from cupy_backends.cuda.libs import cublas  # noqa: F401
+    path = _loaded_library("libcublas.so")
+    if path is None:
+        raise RuntimeError("gemm: cannot find the libcublas CuPy loaded (no libcublas.so* in /proc/self/maps)")
+    return ctypes.CDLL(path)
 
 
 def _loaded_library(prefix):
@@ -76,37 +96,35 @@ def _loaded_library(prefix):
 
 
 class CublasGemm:
-    """A cuBLAS handle of our own on the current device, with a workspace set before any capture."""
+    """A cuBLAS handle of our own, bound to the current stream with our workspace, doing gemm's products.
 
-    def __init__(self, xp):
-        from cupy_backends.cuda.libs import cublas
-        self.cublas, self.xp = cublas, xp
+    cublas: a kernels.cublas.Cublas; workspace: an array of at least 16 KiB on the handle's device, 256-byte aligned;
+    current_stream(): the address of the stream the caller's work goes on.
+    """
+
+    def __init__(self, cublas, workspace, current_stream):
+        self.cublas, self.workspace, self.current_stream = cublas, workspace, current_stream
         self.handle = cublas.create()
-        self.workspace = xp.empty(WORKSPACE_BYTES, dtype=xp.uint8)
-        path = _loaded_library("libcublas.so")
-        if path is None:
-            raise RuntimeError("gemm: cannot find the libcublas CuPy loaded, to give our handle a workspace")
-        status = ctypes.CDLL(path).cublasSetWorkspace_v2(ctypes.c_void_p(self.handle),
-                                                         ctypes.c_void_p(self.workspace.data.ptr),
-                                                         ctypes.c_size_t(WORKSPACE_BYTES))
-        if status != 0:
-            raise RuntimeError(f"gemm: cublasSetWorkspace_v2 failed with status {status}")
-        self.ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
+        self.stream = None          # the stream the handle is bound to
+
+    def _bind(self):
+        stream = self.current_stream()
+        if stream != self.stream:
+            self.cublas.set_stream(self.handle, stream)
+            self.cublas.set_workspace(self.handle, address(self.workspace), self.workspace.nbytes)
+            self.stream = stream
 
     def gemm(self, transa, transb, a, b, out, alpha, beta):
-        cublas = self.cublas
-        cublas.setStream(self.handle, self.xp.cuda.get_current_stream().ptr)
+        """out = alpha op(a) op(b) + beta out, row-major (gemm checked the arguments)."""
+        self._bind()
         m, n = out.shape[-2:]
         k = a.shape[-1] if transa == "N" else a.shape[-2]
-        scalars = numpy.array([alpha, beta], dtype=out.dtype)      # host pointer mode: read at the call
-        alpha_ptr, beta_ptr = scalars.ctypes.data, scalars.ctypes.data + scalars.itemsize
-        single = out.dtype == numpy.float32
-        head = (self.handle, self.ops[transb], self.ops[transa], n, m, k, alpha_ptr)
+        scalars = numpy.array([alpha, beta], dtype=out.dtype)      # host pointer mode: read during the call
+        alpha_at, beta_at = scalars.ctypes.data, scalars.ctypes.data + scalars.itemsize
+        head = (out.dtype, self.handle, transb, transa, n, m, k, alpha_at)
         if out.ndim == 2:
-            (cublas.sgemm if single else cublas.dgemm)(
-                *head, b.data.ptr, b.shape[-1], a.data.ptr, a.shape[-1], beta_ptr, out.data.ptr, n)
+            self.cublas.gemm(*head, address(b), b.shape[-1], address(a), a.shape[-1], beta_at, address(out), n)
             return
-        stride = lambda x: x.shape[-1] * x.shape[-2] if x.ndim == 3 else 0      # noqa: E731
-        (cublas.sgemmStridedBatched if single else cublas.dgemmStridedBatched)(
-            *head, b.data.ptr, b.shape[-1], stride(b), a.data.ptr, a.shape[-1], stride(a), beta_ptr, out.data.ptr,
-            n, m * n, out.shape[0])
+        stride_a, stride_b = (x.shape[-1] * x.shape[-2] if x.ndim == 3 else 0 for x in (a, b))    # 0: shared
+        self.cublas.gemm_strided_batched(*head, address(b), b.shape[-1], stride_b, address(a), a.shape[-1],
+                                         stride_a, beta_at, address(out), n, m * n, out.shape[0])

@@ -1,18 +1,22 @@
 """Record a whole step once, replay it many times: a CUDA graph on a GPU, a tape of launches on the host.
 
-A step on the kernel path reaches the device only through the loader's `run` (our kernel launches and blas.gemm),
-over arrays that a replay finds where the recording left them. Two recorders share one interface:
+A step on the kernel path reaches the device only through our kernel launches (the loader's `run`) and the cuBLAS
+GEMMs of blas.gemm (ctypes calls on the current stream), over arrays that a replay finds where the recording left
+them. Two recorders share one interface:
 
 - CudaGraph (cupy arrays): the step is captured on a stream of its own with cupy.cuda.Stream.begin_capture (relaxed
   mode), its allocations served by a memory pool private to the graph and kept alive with it, so no later
   allocation can take over a buffer the graph writes; replay() launches the graph on the current stream.
-- Tape (the host build of the kernels, tests/cuda_host): loader.recording() appends the launches and GEMMs to a
-  tape instead of running them, as a capture does; replay() runs the tape. It is how the tests check on the CPU that a
-  replayed step does what the eager one does.
+- Tape (the host build of the kernels, tests/cuda_host): loader.recording() appends the launches, and the products
+  of the tests' stand-in libcublas, to a tape instead of running them, as a capture does, while the Python of the
+  step runs; replay() runs the tape. It is how the tests check on the CPU that a replayed step does what the eager
+  one does; tests/cuda_host/capture.py makes the host refuse, while a step is recorded, what a capture refuses.
 
 `recorder_for(xp)` picks one. Neither runs the step while recording: after record(), call replay() for the step's
 results.
 """
+import contextlib
+
 import numpy
 
 from . import loader
@@ -59,10 +63,8 @@ class CudaGraph:
             try:
                 result = step()
             except BaseException:
-                try:
+                with contextlib.suppress(Exception):    # a capture that failed may not end cleanly
                     stream.end_capture()                # end the broken capture; step()'s error is the one to see
-                except Exception:
-                    pass
                 raise
             self.graph = stream.end_capture()
         return result

@@ -6,10 +6,12 @@ without compiling. Every launch is checked first (dtypes, C-contiguity, device) 
 computing garbage. Nothing here reads a device value back to the host, so a forward or backward never waits for the
 GPU. The op wrappers (one module per .cu file) build on launch, real_input, ints and backend.output_arrays.
 
-Every op of a training step on the kernel path reaches the device through `run` (launch here, and blas.gemm), the
-one seam where a step can be recorded: inside `recording()` the calls are appended to a tape instead of run, over
-the same (static) buffers, and `replay(tape)` runs them again. That is the host stand-in for capturing a CUDA graph
-(kernels/graph.py), and what lets the tests check a captured step on the CPU.
+Every op of a training step on the kernel path reaches the device through `run` (our launches here; the GEMMs
+through cuBLAS, whose host stand-in in the tests runs its products through `run` too), the one seam where a step can
+be recorded: inside `recording()` the calls are appended to a tape instead of run, over the same (static) buffers,
+and `replay(tape)` runs them again. The Python around them runs while recording, as it does while a stream captures.
+That is the host stand-in for capturing a CUDA graph (kernels/graph.py), and what lets the tests check a captured
+step on the CPU; `is_recording()` tells the tests' emulation of the capture's restrictions when a step is recorded.
 """
 import contextlib
 import functools
@@ -32,7 +34,7 @@ _max_blocks = {}        # device id -> grid cap
 _tape = None            # a list while a step is recorded (recording()), else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def read_source(file):
     """The CUDA C source of kernels/<file>, with common.cuh spliced in where it is included.
 
@@ -135,13 +137,34 @@ def run(function, *args):
         _tape.append((function, args))
 
 
+def is_recording():
+    """True inside `recording()`: the calls that reach `run` go onto a tape, as a capturing stream records them."""
+    return _tape is not None
+
+
+class Recording(list):
+    """The calls of a recorded step, in order, and in `memory` what was allocated while recording (kept alive with
+    the calls, as a CUDA graph's private memory pool keeps its buffers: see hold)."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory = []
+
+
+def hold(array):
+    """While a step is recorded, keep `array` alive as long as the recording: its calls may reach it by address only
+    (a stand-in for a library, as cuBLAS takes pointers)."""
+    if _tape is not None:
+        _tape.memory.append(array)
+
+
 @contextlib.contextmanager
 def recording():
-    """Record every launch (and GEMM) made inside the block onto the tape it yields, instead of running them."""
+    """Record every call that reaches `run` inside the block onto the Recording it yields, instead of running them."""
     global _tape
     if _tape is not None:
         raise RuntimeError("recording(): a step is already being recorded")
-    _tape = []
+    _tape = Recording()
     try:
         yield _tape
     finally:

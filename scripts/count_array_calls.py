@@ -22,13 +22,16 @@ batch = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 sys.path[:0] = [repo, repo + "/tests"]
 import numpy
 
-from cuda_host.fixtures import HostBlas
+try:
+    from cuda_host.fixtures import host_blas as HostBlas  # gpudl's cuBLAS code on the stand-in libcublas
+except ImportError:
+    from cuda_host.fixtures import HostBlas  # an older tree: NumPy in place of the whole GEMM
 from cuda_host.host import HostKernels
+from gpudl.kernels import loader
 
 import gpudl
 from gpudl import nn, optim
 from gpudl.functional import dispatch
-from gpudl.kernels import loader
 from gpudl.models import LeNet5
 
 calls = collections.Counter()

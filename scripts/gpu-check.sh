@@ -6,13 +6,16 @@
 # (nvidia-smi, versions), runs the gpu-marked tests (tests/test_train_step.py captures real CUDA graphs there), one
 # LeNet-5 epoch with --graph auto and off, then `gpudl bench` on the GPU beside PyTorch. OUTDIR gets five files:
 # summary.txt, tests-gpu.log, bench.log, bench/bench.json and details.tar.gz (junit xml, install and training logs,
-# versions, nvidia-smi, bench.png). It also runs on a machine without a GPU, where the gpu tests report as skipped.
+# versions, nvidia-smi, bench.png). The summary says how many gpu tests passed, failed and were skipped, and whether
+# the LeNet-5 epoch ran as replayed CUDA graphs (report.json's "graphed" and "replayed_steps", and any notice of a
+# fall-back to eager steps; on a GPU an epoch that was not graphed fails the run). It also runs on a machine without
+# a GPU, where the gpu tests report as skipped and the epoch runs on the CPU (eagerly, by design).
 # Exit status: 0 when no step failed (skips are fine), else 1.
 #
 # Environment: PYTHON (default python3; a virtual environment's python gets the editable install itself, any other
-# a throwaway environment that sees its packages), STEP_TIMEOUT seconds per step (default 480), GPU_CHECK_CPU_TESTS=1 to run
-# the CPU tests too, GPU_CHECK_BENCH_DEVICE (default cuda; "cpu" to try the script on a machine without a GPU),
-# GPU_CHECK_BENCH_ARGS (more options for gpudl bench, e.g. --quick).
+# a throwaway environment that sees its packages), STEP_TIMEOUT seconds per step (default 480), GPU_CHECK_CPU_TESTS=1
+# to run the CPU tests too, GPU_CHECK_BENCH_DEVICE (default cuda; "cpu" to try the script on a machine without a GPU),
+# GPU_CHECK_BENCH_ARGS (options for gpudl bench; default --quick, the short run; set it empty for the full sizes).
 set -u
 
 if [ $# -ne 1 ]; then
@@ -113,35 +116,73 @@ fi
 PYTEST=("$PY" -m pytest -p no:cacheprovider -rfEs)
 RUNS=$(mktemp -d)       # the training runs' folders (checkpoints, models): only their figures go into the summary
 step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" "$ROOT/tests"
+note "$("$PY" - "$OUT/tests-gpu.xml" <<'EOF'
+import sys
+import xml.etree.ElementTree as ElementTree
+try:
+    root = ElementTree.parse(sys.argv[1]).getroot()
+except (OSError, ElementTree.ParseError) as exc:
+    sys.exit(f"gpu tests    no junit report ({type(exc).__name__})")
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+count = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+passed = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
+print(f"gpu tests    {passed} passed, {count['failures']} failed, {count['errors']} errors, {count['skipped']} "
+      f"skipped, of {count['tests']}")
+EOF
+)"
 if [ "${GPU_CHECK_CPU_TESTS:-0}" = 1 ]; then
     step tests-cpu "${PYTEST[@]}" -m "not gpu" -q --junitxml="$OUT/tests-cpu.xml" "$ROOT/tests"
 else
     note "tests-cpu    skipped: CI runs them (GPU_CHECK_CPU_TESTS=1 runs them here too)"
 fi
 # One LeNet-5 epoch on the default data, its steps replayed as CUDA graphs (--graph auto) and eager (--graph off):
-# the epoch times side by side, and whether the steps were graphed (report.json's "step").
-if [ $have_gpu -eq 1 ]; then
-    for mode in auto off; do
-        step "lenet5-$mode" "$PY" -m gpudl train lenet5 --device cuda --epochs 1 --graph "$mode" --quiet \
-            --out "$RUNS/lenet5-graph-$mode"
-    done
-    note "$("$PY" - "$RUNS" <<'EOF'
+# the epoch times side by side, and whether the steps were graphed (report.json's "step"). Without a GPU the epoch
+# runs on the CPU, where --graph auto runs eagerly by design: that checks this script, not the graphs.
+LENET_DEVICE=cpu
+[ $have_gpu -eq 1 ] && LENET_DEVICE=cuda
+for mode in auto off; do
+    step "lenet5-$mode" "$PY" -m gpudl train lenet5 --device $LENET_DEVICE --epochs 1 --graph "$mode" --quiet \
+        --out "$RUNS/lenet5-graph-$mode"
+done
+lenet_summary=$("$PY" - "$RUNS" "$LENET_DEVICE" "$OUT/lenet5-auto.log" <<'EOF'
 import json, sys
-seconds = {}
+runs, device, log = sys.argv[1:4]
+seconds, graphed = {}, False
 for mode in ("auto", "off"):
     try:
-        report = json.load(open(f"{sys.argv[1]}/lenet5-graph-{mode}/report.json"))     # sys.argv[1]: $RUNS
+        with open(f"{runs}/lenet5-graph-{mode}/report.json") as handle:
+            report = json.load(handle)
         seconds[mode] = report["history"][-1]["seconds"]
-        print(f"lenet5 epoch --graph {mode}: {seconds[mode]:.3f} s, step {report.get('step')}")
+        step = report.get("step") or {}
+        print(f"lenet5 epoch --graph {mode} on {device}: {seconds[mode]:.3f} s, graphed {step.get('graphed')}, "
+              f"replayed_steps {step.get('replayed_steps')}, notice {step.get('notice')!r}")
+        if mode == "auto":
+            graphed = step.get("graphed") is True and (step.get("replayed_steps") or 0) > 0 and not step.get("notice")
     except (OSError, ValueError, KeyError, IndexError) as exc:
-        print(f"lenet5 epoch --graph {mode}: no report ({type(exc).__name__})")
-if len(seconds) == 2:
+        print(f"lenet5 epoch --graph {mode} on {device}: no report ({type(exc).__name__})")
+if len(seconds) == 2 and device == "cuda":
     print(f"lenet5 epoch: graphed / eager = {seconds['auto'] / seconds['off']:.2f}")
+try:
+    with open(log) as handle:
+        fell_back = [line.strip() for line in handle if "runs eagerly" in line]
+except OSError:
+    fell_back = []
+for line in fell_back[:3]:
+    print(f"lenet5 --graph auto said: {line[:200]}")
+if device != "cuda":
+    print("lenet5 graphed: not checked (no GPU: the CPU runs its steps eagerly by design)")
+elif graphed and not fell_back:
+    print("lenet5 graphed: YES (replayed CUDA graphs, no fall-back)")
+else:
+    print("lenet5 graphed: NO")
 EOF
-)"
+)
+note "$lenet_summary"
+if [ "$LENET_DEVICE" = cuda ] && ! grep -q "^lenet5 graphed: YES" <<<"$lenet_summary"; then
+    failed=1
 fi
 # The benchmark report: every case on the GPU beside PyTorch, the targets met or missed, bench.json and bench.png.
-step bench "$PY" -m gpudl bench --device "${GPU_CHECK_BENCH_DEVICE:-cuda}" --out "$OUT/bench" ${GPU_CHECK_BENCH_ARGS:-}
+step bench "$PY" -m gpudl bench --device "${GPU_CHECK_BENCH_DEVICE:-cuda}" --out "$OUT/bench" ${GPU_CHECK_BENCH_ARGS---quick}
 if [ $failed -eq 0 ]; then note "result: no step failed"; else note "result: FAILURES (see the logs above)"; fi
 # A lent GPU machine returns at most 8 files: keep the summary, the test and bench logs and bench.json as they are,
 # and pack the rest (install log, versions, nvidia-smi, junit xml, the chart, the training logs) into one archive.

@@ -10,6 +10,7 @@ import pytest
 
 from gpudl import gpu_available
 from gpudl.cli import main
+from gpudl.readers import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +79,7 @@ def test_options_of_other_models_are_refused_by_name(tmp_path, capsys):
 
 def test_python_dash_m_reports_one_line_without_traceback(tmp_path):
     run = subprocess.run([sys.executable, "-m", "gpudl", "train", "lenet5", "--data-dir", str(tmp_path / "x")],
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True, cwd=ROOT, check=False)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines()[-1].startswith("gpudl: error: --data-dir")
     assert "Traceback" not in run.stderr
@@ -103,7 +104,8 @@ def test_train_perceptron_converges_and_predicts(tmp_path, capsys):
     assert main(["train", "perceptron", "--out", run]) == 0
     out = capsys.readouterr().out
     assert "converged after" in out and "training accuracy 1.000" in out
-    assert json.loads(open(os.path.join(run, "report.json")).read())["status"] == "converged"
+    report = read_json(os.path.join(run, "report.json"))
+    assert report["status"] == "completed" and report["converged"] is True and "converged after" in report["reason"]
     assert main(["predict", run]) == 0
     assert "accuracy 1.0000 on 200 samples" in capsys.readouterr().out
 
@@ -117,7 +119,7 @@ def test_train_xor_solves_it_and_predict_reads_the_run(tmp_path, capsys):
     run = str(tmp_path / "xor")
     assert main(["train", "xor", "--device", "cpu", "--quiet", "--out", run]) == 0
     assert "XOR solved by an MLP with one hidden layer of 4" in capsys.readouterr().out
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert report["final"]["test_accuracy"] == 1.0 and report["config"]["model_args"]["sizes"] == [2, 4, 1]
     assert report["step"]["graph"] == "auto" and report["step"]["graphed"] is False     # the CPU runs eagerly
     numpy.save(tmp_path / "points.npy", numpy.array([[0, 1], [1, 1]], numpy.float32))
@@ -127,10 +129,12 @@ def test_train_xor_solves_it_and_predict_reads_the_run(tmp_path, capsys):
 
 
 def test_train_graph_option_passes_through(tmp_path, capsys):
-    """--graph on asks for a recorded step, which the CPU cannot give: the error says why; off runs eagerly."""
-    assert main(["train", "xor", "--graph", "on", "--device", "cpu", "--quiet", "--out", str(tmp_path / "on")]) != 0
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gpudl: error: ")]
-    assert len(errors) == 1 and "TrainStep(graph=True)" in errors[0] and "no CUDA graph" in errors[0]
+    """--graph on asks for a recorded step, which the CPU cannot give: refused in the flag's words before the run
+    folder is made; off runs eagerly."""
+    _fails_with_one_line(["train", "xor", "--graph", "on", "--device", "cpu", "--quiet", "--out",
+                          str(tmp_path / "on")], capsys, "--graph on: the CPU has no CUDA graph to record; pass "
+                         "--graph auto or off")
+    assert not (tmp_path / "on").exists()
     assert main(["train", "xor", "--graph", "off", "--epochs", "2", "--device", "cpu", "--quiet",
                  "--out", str(tmp_path / "off")]) == 0
     report = json.loads((tmp_path / "off" / "report.json").read_text())
@@ -148,7 +152,7 @@ def test_train_lenet5_one_epoch_then_resume_and_predict(tmp_path, capsys):
     assert main(["train", "lenet5", "--epochs", "1", "--device", "cpu", "--quiet", "--out", run]) == 0
     assert "lenet5: test accuracy" in capsys.readouterr().out
     assert main(["train", "lenet5", "--epochs", "2", "--device", "cpu", "--quiet", "--out", run, "--resume"]) == 0
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert [r["epoch"] for r in report["history"]] == [1, 2] and report["final"]["test_accuracy"] > 0.8
     capsys.readouterr()
     assert main(["predict", run, "--show", "3"]) == 0
@@ -162,13 +166,14 @@ def test_train_lenet5_one_epoch_then_resume_and_predict(tmp_path, capsys):
 
 def test_predict_needs_a_finished_run(tmp_path, capsys):
     _fails_with_one_line(["predict", str(tmp_path)], capsys, "report.json is missing")
+    _fails_with_one_line(["predict", str(tmp_path / "nothere")], capsys, "nothere: no such folder")
 
 
 @pytest.mark.slow
 def test_acceptance_lenet5_defaults_reach_97_percent_on_the_digits(tmp_path, capsys):
     run = str(tmp_path / "lenet")
     assert main(["train", "lenet5", "--device", "cpu", "--quiet", "--out", run]) == 0
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert report["final"]["test_accuracy"] >= 0.97
 
 
@@ -180,7 +185,7 @@ def test_acceptance_lenet5_on_mnist(tmp_path, capsys, mnist_dir):
                  "--quiet", "--out", run]) == 0
     err = capsys.readouterr().err
     assert "first 8000 images to train, last 2000 to test" in err
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert report["final"]["test_accuracy"] >= 0.97
 
 
@@ -212,7 +217,7 @@ def test_a_killed_run_resumed_from_the_command_line_ends_like_an_uninterrupted_o
 def test_lenet5_trains_on_the_gpu(tmp_path, capsys, cupy):
     run = str(tmp_path / "gpu")
     assert main(["train", "lenet5", "--epochs", "2", "--device", "cuda", "--quiet", "--out", run]) == 0
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert report["config"]["device"].startswith("cuda") and report["final"]["test_accuracy"] > 0.85
     assert main(["predict", run, "--device", "cuda", "--show", "1"]) == 0
     assert main(["train", "lenet5", "--epochs", "3", "--device", "cuda", "--quiet", "--out", run, "--resume"]) == 0
@@ -247,7 +252,8 @@ sys.exit(main(sys.argv[1:]))
 
 def test_the_cli_runs_without_the_optional_packages(tmp_path):
     def gpudl(*argv):
-        return subprocess.run([sys.executable, "-c", BLOCK_EXTRAS, *argv], capture_output=True, text=True, cwd=ROOT)
+        return subprocess.run([sys.executable, "-c", BLOCK_EXTRAS, *argv], capture_output=True, text=True, cwd=ROOT,
+                              check=False)
 
     run = gpudl("train", "xor", "--device", "cpu", "--epochs", "20", "--out", str(tmp_path / "xor"))
     assert run.returncode == 0, run.stderr
@@ -256,8 +262,8 @@ def test_the_cli_runs_without_the_optional_packages(tmp_path):
     run = gpudl("train", "lenet5", "--device", "cpu", "--out", str(tmp_path / "lenet"))
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
-        'gpudl: error: the default digits data set needs scikit-learn: pip install "gpudl[examples]" '
-        '(or pass --data-dir with MNIST IDX files)']
+        ('gpudl: error: the default digits data set needs scikit-learn: pip install "gpudl[examples]" '
+         '(or pass --data-dir with MNIST IDX files)')]
     info = gpudl("info")
     assert info.returncode == 0 and "scikit-learn missing" in info.stdout and "gpudl[examples]" in info.stdout
 
@@ -298,7 +304,7 @@ def test_train_charlm_on_a_file_reports_perplexity_samples_resumes_and_predicts(
     assert out[1] == "sample at temperature 0.7:" and len(out[2]) == 30 and set(out[2]) <= set(SENTENCE)
     for name in ("model.npz", "checkpoint.npz", "report.json"):
         assert os.path.exists(os.path.join(whole, name))
-    report = json.loads(open(os.path.join(whole, "report.json")).read())
+    report = read_json(os.path.join(whole, "report.json"))
     assert report["status"] == "completed" and report["config"]["model"] == "charlm"
     history = report["history"]
     assert [r["epoch"] for r in history] == [1, 2] and history[1]["perplexity"] < history[0]["perplexity"]
@@ -350,7 +356,7 @@ def _charlm_run(tmp_path, name, *options):
     text.write_text(SENTENCE, encoding="utf-8")
     run = str(tmp_path / name)
     assert main(["train", "charlm", "--text", str(text), "--device", "cpu", "--out", run, *options]) == 0
-    return run, json.loads(open(os.path.join(run, "report.json")).read())
+    return run, read_json(os.path.join(run, "report.json"))
 
 
 def test_train_charlm_learns_samples_saves_and_reloads(tmp_path, capsys):
@@ -396,8 +402,13 @@ def test_resumed_charlm_ends_like_an_uninterrupted_run_and_needs_the_same_text(t
     assert [r["train_loss"] for r in resumed["history"]] == [r["train_loss"] for r in whole["history"]]
     other = tmp_path / "other.txt"
     other.write_text(SENTENCE + "#", encoding="utf-8")
-    _fails_with_one_line(["train", "charlm", "--text", str(other), "--epochs", "4", "--resume", "--device", "cpu",
-                          "--out", str(tmp_path / "cut")] + small, capsys, "other characters")
+    before = {name: (tmp_path / "cut" / name).read_bytes() for name in os.listdir(tmp_path / "cut")}
+    assert main(["train", "charlm", "--text", str(other), "--epochs", "4", "--resume", "--device", "cpu", "--out",
+                 str(tmp_path / "cut")] + small) == 1
+    line = capsys.readouterr().err.splitlines()[-1]    # after the line that describes the text
+    assert line.startswith("gpudl: error: --resume: ") and "the content of --text changed" in line
+    assert "holds a model built with other settings" in line       # another vocabulary: another model
+    assert {name: (tmp_path / "cut" / name).read_bytes() for name in os.listdir(tmp_path / "cut")} == before
 
 
 def test_charlm_defaults_to_the_standard_library_corpus(tmp_path, capsys):
@@ -405,7 +416,7 @@ def test_charlm_defaults_to_the_standard_library_corpus(tmp_path, capsys):
     assert main(["train", "charlm", "--epochs", "1", "--seq-len", "10", "--batch-size", "4", "--hidden", "8",
                  "--max-chars", "3000", "--device", "cpu", "--sample-length", "5", "--quiet", "--out", run]) == 0
     assert "text: standard-library docstrings" in capsys.readouterr().err
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert len(report["config"]["model_args"]["vocabulary"]) > 30    # letters, digits, punctuation of real prose
     first = report["history"][0]
     assert numpy.isfinite(first["train_loss"]) and first["perplexity"] == pytest.approx(numpy.exp(first["train_loss"]))
@@ -449,7 +460,7 @@ def test_train_charlm_on_the_gpu_resumes_and_predicts(tmp_path, capsys, cupy):
     assert main(["train", "charlm", "--text", str(text), "--epochs", "1", "--quiet", "--out", run] + gpu) == 0
     assert main(["train", "charlm", "--text", str(text), "--epochs", "3", "--quiet", "--resume", "--out", run]
                 + gpu) == 0
-    report = json.loads(open(os.path.join(run, "report.json")).read())
+    report = read_json(os.path.join(run, "report.json"))
     assert report["config"]["device"].startswith("cuda") and [r["epoch"] for r in report["history"]] == [1, 2, 3]
     assert report["history"][-1]["perplexity"] < report["history"][0]["perplexity"]
     capsys.readouterr()

@@ -8,10 +8,11 @@ import sys
 
 import numpy
 import pytest
+from bad_files import cli_refuses, npy_bytes, npy_header
 
-from bad_files import cli_refuses, npy_bytes, npy_header, snapshot
 from gpudl import gpu_available, nn, optim
 from gpudl.cli import main
+from gpudl.readers import read_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,20 +26,25 @@ def xor_run(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------------ predict --input
 
+def _write(path, data):
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
 BAD_INPUTS = {
     "archive.npz": (lambda p: numpy.savez(p, x=numpy.zeros((2, 2))), r"is a zip archive \(an \.npz\?\)"),
-    "text.npy": (lambda p: open(p, "w").write("0 1\n1 0\n" * 10), "does not start with the .npy magic"),
+    "text.npy": (lambda p: _write(p, "0 1\n1 0\n" * 10), "does not start with the .npy magic"),
     "empty.npy": (lambda p: numpy.save(p, numpy.zeros((0, 2), numpy.float32)), "holds an empty array"),
     "strings.npy": (lambda p: numpy.save(p, numpy.array(["a", "b"])), "holds <U1 values; expected numbers"),
-    "objects.npy": (lambda p: open(p, "wb").write(npy_bytes(numpy.array([{}, 1], dtype=object))),
+    "objects.npy": (lambda p: _write(p, npy_bytes(numpy.array([{}, 1], dtype=object))),
                     "pickled Python objects"),
     "nan.npy": (lambda p: numpy.save(p, numpy.array([[numpy.nan, 0]], numpy.float32)), "NaN or infinite"),
     "bools.npy": (lambda p: numpy.save(p, numpy.ones((2, 2), bool)), "holds bool values"),
     "complex.npy": (lambda p: numpy.save(p, numpy.ones((2, 2), complex)), "holds complex128 values"),
-    "truncated.npy": (lambda p: open(p, "wb").write(npy_bytes(numpy.ones((4, 2)))[:-8]),
+    "truncated.npy": (lambda p: _write(p, npy_bytes(numpy.ones((4, 2)))[:-8]),
                       r"header claims shape \(4, 2\)"),
-    "huge.npy": (lambda p: open(p, "wb").write(npy_header("<f8", (1 << 40,)) + bytes(16)), "header claims shape"),
-    "zero-bytes.npy": (lambda p: open(p, "wb").close(), "too short to be a .npy array"),
+    "huge.npy": (lambda p: _write(p, npy_header("<f8", (1 << 40,)) + bytes(16)), "header claims shape"),
+    "zero-bytes.npy": (lambda p: _write(p, b""), "too short to be a .npy array"),
 }
 
 
@@ -136,7 +142,7 @@ def test_gpudl_device_cpu_is_what_the_report_records(tmp_path, capsys, monkeypat
     monkeypatch.setenv("GPUDL_DEVICE", "cpu")
     run = str(tmp_path / "run")
     assert main(["train", "xor", "--epochs", "2", "--quiet", "--out", run]) == 0
-    assert json.loads(open(os.path.join(run, "report.json")).read())["config"]["device"] == "cpu"
+    assert read_json(os.path.join(run, "report.json"))["config"]["device"] == "cpu"
     assert "no usable GPU" not in capsys.readouterr().err
 
 
@@ -153,7 +159,7 @@ def test_info_prints_the_compilers_real_error_line_for_a_broken_kernel_source():
     if not gpu_available() and shutil.which("nvcc") is None:
         pytest.skip("neither a GPU nor nvcc to compile with")
     sources = kernel_sources()
-    name = sorted(sources)[0]
+    name = min(sources)
     broken = sources[name] + "\nstatic int broken_here = not_declared_anywhere;\n"
     bad, good = kernel_report(gpu_available(), {name: broken, "real.cu": sources[name]})
     assert bad.startswith(f"kernels: {name} FAILS to compile: ") and "not_declared_anywhere" in bad
@@ -178,14 +184,16 @@ fit(model, nn.MSELoss(check=False), optim.SGD(model.parameters(), lr=1e6), DataL
 
 def test_a_diverging_fit_stops_with_gpudl_s_message_and_no_numpy_warning(tmp_path):
     out = str(tmp_path / "run")
-    run = subprocess.run([sys.executable, "-c", DIVERGE.format(out=out)], capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run([sys.executable, "-c", DIVERGE.format(out=out)], capture_output=True, text=True, cwd=ROOT,
+                         check=False)
     assert run.returncode != 0
     assert "RuntimeWarning" not in run.stderr and "overflow encountered" not in run.stderr.split("TrainingDiverged")[0]
     assert "TrainingDiverged" in run.stderr
-    text = open(os.path.join(out, "report.json")).read()
+    with open(os.path.join(out, "report.json")) as f:
+        text = f.read()
     report = json.loads(text)
-    assert report["status"] == "diverged" and "Infinity" not in text and "NaN" not in text
-    assert "try a smaller learning rate" in report["error"]
+    assert report["status"] == "failed" and "Infinity" not in text and "NaN" not in text
+    assert report["reason"].startswith("diverged: ") and "try a smaller learning rate" in report["reason"]
 
 
 class _HugeOnEval(nn.MSELoss):
@@ -210,4 +218,4 @@ def test_an_infinite_or_enormous_test_loss_stops_the_run(tmp_path, huge, shown):
         fit(model, _HugeOnEval(huge), optim.SGD(model.parameters(), 0.1), DataLoader(X, X[:, :1], 8),
             DataLoader(X[:4], X[:4, :1], 4), epochs=2, out=str(tmp_path), progress=False)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["status"] == "diverged" and not (tmp_path / "model.npz").exists()
+    assert report["status"] == "failed" and not (tmp_path / "model.npz").exists()

@@ -21,7 +21,7 @@ from gpudl.distributed import DistributedError, DistributedOptimizer, LocalCommu
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mpi", "train_ranks.py")
 sys.path.insert(0, os.path.join(HERE, "mpi"))
-import workload  # noqa: E402
+import workload
 
 LAUNCH_TIMEOUT = 120
 
@@ -52,7 +52,8 @@ def _launch(ranks, out, *options, via_mpi4py=False):
     _require_mpi()
     python = [sys.executable, "-m", "mpi4py"] if via_mpi4py else [sys.executable]
     command = [_mpiexec(), "-n", str(ranks), *python, SCRIPT, str(out), *options]
-    return subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=_clean_env())
+    return subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=_clean_env(),
+                          check=False)
 
 
 def _params(out, name, rank, when="after"):
@@ -142,7 +143,8 @@ def test_a_different_parameter_count_is_named():
 def test_auto_outside_mpiexec_is_one_local_rank_without_mpi():
     code = ("import sys; from gpudl import distributed, gpu_available; c = distributed.init('auto'); "
             "print(c.backend, c.rank, c.size, c.local_rank, 'mpi4py.MPI' in sys.modules, gpu_available())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_clean_env())
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_clean_env(),
+                          check=False)
     backend, rank, size, local_rank, mpi_loaded, gpu = done.stdout.split()
     assert (rank, size, local_rank, mpi_loaded) == ("0", "1", "0", "False"), done.stderr
     assert backend == "local" or (gpu == "True" and backend == "nccl")
@@ -207,6 +209,42 @@ def test_mpi_reduces_any_array_through_a_contiguous_host_copy(xp):
     numpy.testing.assert_array_equal(to_numpy(strided), numpy.arange(12.0).reshape(3, 4)[:, ::2] * 3)
 
 
+@pytest.mark.parametrize("form", ["bytes", "tuple"])
+def test_one_nccl_rank_starts_with_the_unique_id_in_the_form_cupy_gives(monkeypatch, form):
+    """CuPy 14's get_unique_id gives bytes and its NcclCommunicator takes bytes only; earlier CuPy's, tuples of C
+    chars (a stand-in NCCL module of either kind, no GPU chosen)."""
+    from stand_in_nccl import StandInNccl
+    nccl = StandInNccl(form)
+    monkeypatch.setattr(distributed.NCCLCommunicator, "_use_local_gpu", lambda self: None)
+    comm = distributed.NCCLCommunicator(nccl, None)
+    assert (comm.rank, comm.size, comm.backend) == (0, 1, "nccl")
+    assert nccl.communicators == [(1, nccl.issued, 0)]
+    host = numpy.arange(3.0)
+    comm.allreduce_mean_([host])                    # a host array on one rank without MPI: itself
+    numpy.testing.assert_array_equal(host, numpy.arange(3.0))
+
+
+def test_an_nccl_unique_id_of_the_wrong_size_is_named():
+    class Short:
+        def get_unique_id(self):
+            return b"\x01" * 64
+    with pytest.raises(DistributedError, match="gave 64 bytes, not the 128 of an ncclUniqueId"):
+        distributed.exchange_unique_id(Short(), None, 0)
+
+
+@pytest.mark.parametrize("form", ["bytes", "tuple"])
+def test_two_nccl_ranks_get_rank_0s_unique_id_over_mpi(tmp_path, form):
+    _require_mpi()
+    command = [_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "mpi", "nccl_start.py"), str(tmp_path), form]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT, env=_clean_env(),
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    issued = ranks[0]["issued"]
+    assert issued is not None and ranks[1]["issued"] is None, "only rank 0 asks NCCL for an id"
+    assert [(r["size"], r["ndev"], r["rank"], r["id"]) for r in ranks] == [(2, 2, 0, issued), (2, 2, 1, issued)]
+
+
 @pytest.mark.gpu
 def test_nccl_with_one_rank_trains_lenet_as_the_local_backend(cupy):
     if distributed._nccl()[0] is None:
@@ -259,7 +297,7 @@ def test_shards_cut_each_global_batch_rank_by_rank():
     for epoch in range(2):
         for k, batch in enumerate(global_batches[epoch]):
             assert [shards[r][epoch][k] for r in range(3)] == [batch[r::3] for r in range(3)]
-        seen = sorted(sum((sum(shards[r][epoch], []) for r in range(3)), []))
+        seen = sorted(row for r in range(3) for batch in shards[r][epoch] for row in batch)
         assert seen == list(range(23)), "every row once per epoch, on exactly one rank"
     assert global_batches[0] != global_batches[1]
 
@@ -286,7 +324,8 @@ def test_sharded_transforms_keep_the_ranks_in_step_and_resume():
         return x + rng.integers(0, 1000, size=x.shape)
 
     loaders, shards = _shards(2, transform=shift)
-    assert shards[0][1] != shards[1][1] and sorted(sum(shards[0][1] + shards[1][1], [])) == list(range(23))
+    assert shards[0][1] != shards[1][1]
+    assert sorted(row for batch in shards[0][1] + shards[1][1] for row in batch) == list(range(23))
     resumed = DataLoader(numpy.arange(23.0)[:, None], numpy.arange(23), 6, seed=3, shard=(1, 2), transform=shift)
     resumed.load_state_dict(loaders[1].state_dict())
     assert loaders[0].state_dict() == loaders[1].state_dict(), "one checkpoint (rank 0's) serves every rank"

@@ -1,5 +1,6 @@
 """backward(dy, input_grad=False): the same parameter gradients, bit for bit, no input gradient; and the training step,
-which reads no gradient of the model's input, asks for none (and still trains a model whose backward takes dy alone).
+which reads no gradient of the model's input, asks for none (and still trains a model whose backward computes it
+anyway).
 
 The value of dx under the default is checked against finite differences elsewhere (test_gradients, test_recurrent);
 here the default must still return it, equal to an explicit input_grad=True.
@@ -9,7 +10,6 @@ import pytest
 
 from gpudl import models, nn, optim
 from gpudl.backend import to_numpy
-from gpudl.nn.module import takes_input_grad
 from gpudl.train import TrainStep
 
 # -- each case: (make(rng) -> module, input shape, how to call backward with dy and options) -------------------------
@@ -95,28 +95,33 @@ def test_sequential_passes_input_grad_to_its_first_layer_only():
     assert seen == [(2, True), (4, False)]
 
 
-def test_sequential_whose_first_layer_cannot_skip_returns_its_dx():
-    """A first layer without input_grad (Flatten) computes dx as before: Sequential returns what it returns."""
+PARAMETERLESS = [nn.Flatten(), nn.ReLU(), nn.Sigmoid(), nn.Tanh(), nn.Step(), nn.Sign(), nn.Softplus(), nn.MaxPool2D(2),
+                 nn.AvgPool2D(2)]
+
+
+@pytest.mark.parametrize("layer", PARAMETERLESS, ids=repr)
+def test_every_layer_takes_input_grad(layer):
+    """The protocol holds for layers without parameters too: input_grad=False returns None, the default dx."""
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 4, 4))
+    dy = numpy.ones(layer.forward(x).shape)
+    assert layer.backward(dy, input_grad=False) is None
+    layer.forward(x)
+    assert layer.backward(dy).shape == x.shape
+
+
+def test_sequential_passes_input_grad_to_its_first_layer_whatever_it_is():
     rng = numpy.random.default_rng(0)
     model = nn.Sequential(nn.Flatten(), nn.Dense(6, 2, dtype=numpy.float64, rng=rng))
     model.forward(rng.standard_normal((4, 2, 3)))
-    dx = model.backward(numpy.ones((4, 2)), input_grad=False)
-    assert dx.shape == (4, 2, 3)
-
-
-def test_takes_input_grad_reads_the_backward_signature():
-    class Plain(nn.Module):
-        def backward(self, dy):
-            return dy
-    assert takes_input_grad(models.LeNet5()) and takes_input_grad(nn.LSTM(2, 3))
-    assert takes_input_grad(models.CharLSTM(3, 2))
-    assert not takes_input_grad(Plain()) and not takes_input_grad(nn.ReLU()) and not takes_input_grad(nn.Flatten())
+    assert model.backward(numpy.ones((4, 2)), input_grad=False) is None
+    model.forward(rng.standard_normal((4, 2, 3)))
+    assert model.backward(numpy.ones((4, 2))).shape == (4, 2, 3)
 
 
 # -- the training step -----------------------------------------------------------------------------------------------
 
-class PlainBackward(nn.Module):
-    """A user's model around another, whose backward takes dy alone: the step cannot ask it to skip anything."""
+class FullBackward(nn.Module):
+    """A user's model around another, whose backward computes the input gradient whatever it is asked."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -125,7 +130,7 @@ class PlainBackward(nn.Module):
     def forward(self, x):
         return self.inner.forward(x)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         self.calls += 1
         return self.inner.backward(dy)
 
@@ -134,7 +139,7 @@ def _lenet_run(path, plain, dtype=numpy.float64, graph=False):
     model = models.LeNet5(dtype=dtype, rng=numpy.random.default_rng(0))
     if path is not None:
         path.move(model)
-    model = PlainBackward(model) if plain else model
+    model = FullBackward(model) if plain else model
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     return model, TrainStep(model, nn.SoftmaxCrossEntropy(), opt, graph=graph)
 
@@ -165,7 +170,7 @@ def test_the_training_step_skips_the_input_gradient_and_ends_where_the_full_back
         assert numpy.array_equal(p.data, q.data), name
 
 
-def test_a_model_whose_backward_takes_dy_alone_still_trains():
+def test_a_model_whose_backward_always_computes_dx_still_trains():
     model, step = _lenet_run(None, plain=True, dtype=numpy.float32)
     before = [p.data.copy() for p in model.parameters()]
     losses = _drive(step, None, numpy.float32, [0, 0, 0, 0], n=8)

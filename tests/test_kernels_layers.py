@@ -16,12 +16,11 @@ import gpudl
 from gpudl import functional as F
 from gpudl import kernels, nn, optim
 from gpudl.backend import to_numpy
+from gpudl.geometry import Window
 from gpudl.gradient_check import check_layer
 from gpudl.kernels import loader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_lstm = pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="gpudl.nn has no LSTM yet (written on another branch)")
-needs_rnn = pytest.mark.skipif(not hasattr(nn, "RNN"), reason="gpudl.nn has no RNN yet (written on another branch)")
 
 # (name, layer factory, input shape)
 LAYERS = [
@@ -40,8 +39,8 @@ LAYERS = [
     ("Softplus", lambda: nn.Softplus(), (4, 6)),
     ("Step", lambda: nn.Step(), (4, 6)),
     ("Sign", lambda: nn.Sign(), (4, 6)),
-    pytest.param("RNN", lambda: nn.RNN(3, 4), (2, 5, 3), marks=needs_rnn, id="RNN"),
-    pytest.param("LSTM", lambda: nn.LSTM(3, 4), (2, 5, 3), marks=needs_lstm, id="LSTM"),
+    pytest.param("RNN", lambda: nn.RNN(3, 4), (2, 5, 3), id="RNN"),
+    pytest.param("LSTM", lambda: nn.LSTM(3, 4), (2, 5, 3), id="LSTM"),
 ]
 LAYER_IDS = [case[0] if isinstance(case, tuple) else None for case in LAYERS]
 
@@ -117,7 +116,6 @@ def test_small_cnn_trains_the_same_on_both_paths(kernel_path):
     numpy.testing.assert_allclose(losses, losses_ref, rtol=1e-4)
 
 
-@needs_lstm
 def test_small_lstm_trains_the_same_on_both_paths(kernel_path):
     rng = numpy.random.default_rng(5)
     x = rng.standard_normal((4, 6, 3)).astype(numpy.float32)

@@ -1,5 +1,5 @@
-"""The kernel loader without a GPU: compile-once caching, launch geometry, checks before a launch, nvcc builds of every
-.cu file, and the sources shipped inside the wheel."""
+"""The kernel loader without a GPU: compile-once caching, launch geometry, checks before a launch, recording calls
+onto a tape, nvcc builds of every .cu file, and the sources shipped inside the wheel."""
 import glob
 import os
 import shutil
@@ -159,6 +159,27 @@ def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
         kernels.lstm_step_backward(numpy.zeros((2, 3), numpy.float32), a[:, :2], a, a[:, :2], a[:, :2])
 
 
+def test_a_recording_holds_its_calls_and_the_memory_it_was_given_to_keep():
+    calls = []
+    assert not loader.is_recording()
+    loader.hold(numpy.zeros(3))                     # outside a recording: nothing to hold it
+    with loader.recording() as tape:
+        assert loader.is_recording()
+        loader.run(calls.append, "first")
+        kept = numpy.arange(3.0)
+        loader.hold(kept)
+        with pytest.raises(RuntimeError, match="already being recorded"), loader.recording():
+            pass
+    assert not loader.is_recording() and calls == []
+    assert list(tape) == [(calls.append, ("first",))] and tape.memory == [kept]
+    loader.replay(tape)
+    loader.replay(tape)
+    assert calls == ["first", "first"]
+    with pytest.raises(ValueError), loader.recording():
+        raise ValueError("a failing step")
+    assert not loader.is_recording()
+
+
 def test_sources_reach_cupy_self_contained():
     """The shared header is spliced into every source CuPy compiles: no #include is left for NVRTC to resolve."""
     header = kernels.read_source(kernels.COMMON_HEADER)
@@ -175,7 +196,7 @@ def test_every_source_compiles_with_nvcc(tmp_path, source, arch):
         ptx = tmp_path / f"{source}.{real}.ptx"
         cmd = ["nvcc", "--ptx", f"-arch={arch}", f"-Dreal_t={real}", "-Werror", "all-warnings", "-x", "cu",
                os.path.join(loader.KERNEL_DIR, source), "-o", str(ptx)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr
         text = ptx.read_text()
         entries = [line for line in text.splitlines() if ".entry" in line]
@@ -190,7 +211,7 @@ def test_source_refuses_to_build_without_a_dtype(tmp_path):
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not on the PATH")
     done = subprocess.run(["nvcc", "--ptx", "-arch=sm_80", "-x", "cu", os.path.join(loader.KERNEL_DIR, "lstm.cu"),
-                           "-o", str(tmp_path / "x.ptx")], capture_output=True, text=True)
+                           "-o", str(tmp_path / "x.ptx")], capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "-Dreal_t=float" in done.stderr
 
 
@@ -207,7 +228,7 @@ def test_wheel_ships_the_kernel_sources(tmp_path):
         shutil.copytree(os.path.join(ROOT, folder), src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     done = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"),
-                                 str(src)], capture_output=True, text=True)
+                                 str(src)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     (wheel,) = glob.glob(str(tmp_path / "dist" / "gpudl-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
@@ -223,13 +244,13 @@ def test_wheel_ships_the_kernel_sources(tmp_path):
 
     target = tmp_path / "site"
     done = subprocess.run(pip + ["install", "--no-deps", "--no-index", "--target", str(target), wheel],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     probe = ("import gpudl.kernels as k, os; print(k.KERNEL_DIR); "
              "print(all(len(k.read_source(f)) > 500 and 'common.cuh' not in k.read_source(f) "
              "for f in ('im2col.cu', 'pooling.cu', 'lstm.cu')))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=str(tmp_path),
-                          env={**os.environ, "PYTHONPATH": str(target)})
+                          env={**os.environ, "PYTHONPATH": str(target)}, check=False)
     assert done.returncode == 0, done.stderr
     kernel_dir, found = done.stdout.split()
     assert os.path.realpath(kernel_dir).startswith(os.path.realpath(str(target))) and found == "True"

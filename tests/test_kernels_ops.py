@@ -29,6 +29,8 @@ GEOMETRIES = [
     (7, 7, (2, 2), (3, 3), "valid"),         # stride > kernel: some cells are read by no window
     (6, 9, (1, 2), (2, 3), "same"),
     (4, 5, (4, 5), (1, 1), "valid"),         # one window covers the whole image
+    (6, 5, (2, 2), (1, 1), "same_lower"),    # pads (1, 0, 1, 0): all padding at the top/left (ONNX's SAME_LOWER)
+    (7, 8, (3, 3), (2, 2), "same_lower"),    # pads (1, 1, 1, 0)
 ]
 POOL_GEOMETRIES = GEOMETRIES + [(5, 5, (3, 3), (1, 1), "same"), (7, 6, (2, 2), (2, 2), 1)]
 

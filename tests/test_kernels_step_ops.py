@@ -1,5 +1,6 @@
 """The small kernels of a training step (elementwise.cu, reduce.cu) and the GEMMs (kernels.blas) against the NumPy
-path: tier 2 (host build, HostBlas standing in for cuBLAS) and tier 3 (on a GPU: our own cuBLAS handle).
+path: tier 2 (host build; gpudl's cuBLAS code on the stand-in libcublas of cuda_host) and tier 3 (on a GPU: our own
+cuBLAS handle).
 
 Ops are called through gpudl.functional where they have a NumPy path there, so the dispatch is tested too. Launches
 are capped at SMALL_GRID blocks of SMALL_BLOCK threads, fewer threads than elements, so the grid-stride loops go round.
@@ -23,7 +24,7 @@ def close(path, got, want, dtype, exact_on_host=True):
     if path.name == "host" and exact_on_host:
         numpy.testing.assert_array_equal(got, want)
     else:
-        tol = dict(rtol=1e-5, atol=1e-6) if dtype == numpy.float32 else dict(rtol=1e-12, atol=1e-13)
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == numpy.float32 else {"rtol": 1e-12, "atol": 1e-13}
         numpy.testing.assert_allclose(got, want, **tol)
 
 

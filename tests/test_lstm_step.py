@@ -124,7 +124,8 @@ def test_step_backward_matches_central_differences(monkeypatch, use_kernels):
 
 def test_calls_from_several_threads_at_once_change_no_result():
     small, large = sample(3, 5, np.float32, seed=4), sample(9, 7, np.float64, seed=5)
-    want = {id(s): (F.lstm_step(s[0], s[1]), F.lstm_step_backward(s[2], s[3], s[0], s[1], s[1])) for s in (small, large)}
+    want = {id(s): (F.lstm_step(s[0], s[1]), F.lstm_step_backward(s[2], s[3], s[0], s[1], s[1]))
+            for s in (small, large)}
     errors = []
 
     def run(samples):
@@ -135,7 +136,7 @@ def test_calls_from_several_threads_at_once_change_no_result():
                     assert np.array_equal(got, ref)
         except AssertionError as exc:
             errors.append(exc)
-    workers = [threading.Thread(target=run, args=([small, large],)), threading.Thread(target=run, args=([large, small],))]
+    workers = [threading.Thread(target=run, args=(order,)) for order in ([small, large], [large, small])]
     for w in workers:
         w.start()
     run([small, large])

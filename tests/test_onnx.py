@@ -1,18 +1,24 @@
 """gpudl.onnx: every export passes onnx's full check and runs in onnxruntime like gpudl's forward; loads give back
 the same model; graphs written the way other exporters write them load and match onnxruntime; bad files fail
 clearly."""
+import re
+
 import numpy
 import pytest
+import reference
+
+import gpudl.onnx
+from gpudl import data, geometry, nn, optim
+from gpudl.gradient_check import check_layer
+from gpudl.models import MLP, LeNet5, Perceptron
+from gpudl.onnx import SequenceDense
+from gpudl.onnx.importer import UnsupportedGraph
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import gpudl.onnx  # noqa: E402
-from gpudl import data, nn, optim  # noqa: E402
-from gpudl.models import MLP, LeNet5, Perceptron  # noqa: E402
-from gpudl.onnx import SequenceDense  # noqa: E402
-from gpudl.onnx.importer import UnsupportedGraph  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
+from onnx_cases import node_case
 
 
 def charlstm(vocab, hidden):
@@ -73,6 +79,10 @@ LAYERS = {
     "avg pool valid strides": (lambda: nn.AvgPool2D(3, strides=2), (2, 9, 7)),
     "avg pool same": (lambda: nn.AvgPool2D(2, strides=2, padding="same"), (2, 7, 5)),
     "avg pool int padding": (lambda: nn.AvgPool2D((3, 2), strides=(1, 2), padding=1), (2, 6, 6)),
+    "conv same_lower stride 1": (lambda: nn.Conv2D(2, 3, (4, 2), padding="same_lower"), (2, 8, 9)),
+    "conv same_lower stride 2": (lambda: nn.Conv2D(2, 3, 4, strides=2, padding="same_lower"), (2, 9, 8)),
+    "max pool same_lower": (lambda: nn.MaxPool2D(2, strides=1, padding="same_lower"), (3, 7, 6)),
+    "avg pool same_lower": (lambda: nn.AvgPool2D(3, strides=2, padding="same_lower"), (2, 8, 7)),
     "flatten": (lambda: nn.Flatten(), (2, 3, 4)),
     "sigmoid": (lambda: nn.Sigmoid(), (6,)),
     "sigmoid alpha": (lambda: nn.Sigmoid(alpha=2.5), (6,)),
@@ -231,6 +241,59 @@ def test_a_pytorch_lenet_loads_and_matches(tmp_path):
     assert_close(loaded.forward(x), expected, 1e-5)
 
 
+# -- SAME_LOWER: ONNX's "same" padding with the odd cell at the top/left ----------------------------------------
+
+def _same_lower_graph():
+    """Conv, MaxPool and AveragePool with auto_pad SAME_LOWER on images of any size; each pads an odd number of
+    cells along some axis for the sizes the test runs."""
+    W = numpy.random.default_rng(3).standard_normal((3, 2, 4, 3)).astype(numpy.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv", auto_pad="SAME_LOWER", kernel_shape=[4, 3],
+                              strides=[2, 1]),
+             helper.make_node("MaxPool", ["c"], ["m"], name="max", auto_pad="SAME_LOWER", kernel_shape=[2, 2],
+                              strides=[1, 1]),
+             helper.make_node("AveragePool", ["m"], ["y"], name="avg", auto_pad="SAME_LOWER", kernel_shape=[3, 2],
+                              strides=[2, 2])]
+    return _chain_model(nodes, {"W": W}, ["N", 2, "H", "W"], ["N", 3, "OH", "OW"])
+
+
+@pytest.mark.parametrize("height, width", [(9, 8), (10, 7)])
+def test_same_lower_layers_match_onnxruntime(tmp_path, height, width):
+    path = tmp_path / "same_lower.onnx"
+    onnx.save(_same_lower_graph(), str(path))
+    loaded = gpudl.onnx.load(path)
+    assert [layer.padding for layer in loaded] == ["same_lower"] * 3
+    x = sample((2, height, width), batch=2)
+    assert_close(loaded.forward(x), run_onnxruntime(path, x), 1e-5)
+    as_upper = onnx.load(str(path))
+    for node in as_upper.graph.node:
+        node.attribute[0].s = b"SAME_UPPER"
+    onnx.save(as_upper, str(tmp_path / "same_upper.onnx"))
+    assert numpy.abs(run_onnxruntime(tmp_path / "same_upper.onnx", x) - loaded.forward(x)).max() > 0.1, \
+        "the sizes must make SAME_LOWER differ from SAME_UPPER"
+
+
+@pytest.mark.parametrize("owner, export", [("Conv", "export_conv_with_autopad_same"),
+                                           ("MaxPool", "export_maxpool_2d_same_lower"),
+                                           ("AveragePool", "export_averagepool_2d_same_lower")])
+def test_onnx_own_same_lower_cases(monkeypatch, tmp_path, owner, export):
+    model, x, expected = node_case(monkeypatch, owner.lower(), owner, export)
+    loaded = _load_proto(model, tmp_path)
+    assert loaded[0].padding == "same_lower"
+    assert_close(loaded.forward(x), expected, 1e-5)
+
+
+def test_same_lower_layers_match_the_naive_loops_and_back_propagate():
+    rng = numpy.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 7, 6))
+    conv = nn.Conv2D(2, 3, (4, 3), strides=(2, 1), padding="same_lower", dtype=numpy.float64, rng=rng)
+    assert geometry.pad_amounts(7, 4, 2, "same_lower") == (2, 1)     # 4 rows out: 3 cells of padding, 2 on top
+    numpy.testing.assert_allclose(conv.forward(x), reference.conv2d(x, conv.W.data, conv.b.data, (2, 1),
+                                                                    "same_lower"), rtol=1e-12, atol=1e-12)
+    for layer in (conv, nn.MaxPool2D(2, strides=1, padding="same_lower"),
+                  nn.AvgPool2D(3, strides=2, padding="same_lower")):
+        assert check_layer(layer, x) != 0
+
+
 # -- bad input: one clear error each ----------------------------------------------------------------------------
 
 def test_a_truncated_file_is_refused(tmp_path):
@@ -245,6 +308,12 @@ def test_a_file_of_another_format_is_refused(tmp_path):
     (tmp_path / "notes.onnx").write_text("these are not the weights you are looking for\n" * 20)
     with pytest.raises(ValueError, match="notes.onnx is not a valid ONNX model"):
         gpudl.onnx.load(tmp_path / "notes.onnx")
+
+
+def _load_proto(model, folder):
+    """gpudl.onnx.load of a ModelProto, saved in `folder` first."""
+    onnx.save(model, str(folder / "model.onnx"))
+    return gpudl.onnx.load(folder / "model.onnx")
 
 
 def _chain_model(nodes, initializers, input_dims, output_dims):
@@ -271,16 +340,59 @@ def test_an_unsupported_attribute_is_named(tmp_path):
         gpudl.onnx.load(tmp_path / "gemm.onnx")
 
 
-def test_a_shape_computed_in_the_graph_is_refused(tmp_path):
-    """x.view(x.size(0), -1) as older exporters write it: Reshape's target shape comes from Shape(x)."""
-    zero, minus_one = numpy.array([0], numpy.int64), numpy.array([-1], numpy.int64)
+def _view_graph(features):
+    """x.view(x.size(0), FEATURES) with Reshape's target computed from Shape(x), as PyTorch's TorchScript exporter
+    writes it. features: "-1"; "product": x.size(1) * x.size(2) * x.size(3) (Gather of scalars, Mul, Cast,
+    Unsqueeze); "reduce_prod": a ReduceProd of the other dims, which gpudl does not follow."""
+    def scalar_dim(k):
+        return [helper.make_node("Gather", ["s", f"i{k}"], [f"d{k}"], name=f"dim{k}", axis=0)]
+
     nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
-             helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
-             helper.make_node("Concat", ["n", "minus_one"], ["target"], name="target", axis=0),
-             helper.make_node("Reshape", ["x", "target"], ["y"], name="view")]
-    model = _chain_model(nodes, {"zero": zero, "minus_one": minus_one}, ["N", 2, 3, 3], ["N", 18])
-    onnx.save(model, str(tmp_path / "view.onnx"))
-    with pytest.raises(UnsupportedGraph, match=r"Reshape node 'view': input 1 \('target'\) is computed in the graph"):
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0)]
+    if features == "-1":
+        nodes.append(helper.make_node("Concat", ["n", "minus_one"], ["target"], name="target", axis=0))
+    elif features == "product":
+        nodes += [*scalar_dim(1), *scalar_dim(2), *scalar_dim(3),
+                  helper.make_node("Mul", ["d1", "d2"], ["d12"], name="mul12"),
+                  helper.make_node("Mul", ["d12", "d3"], ["d123"], name="mul123"),
+                  helper.make_node("Cast", ["d123"], ["f"], name="cast", to=TensorProto.INT64),
+                  helper.make_node("Unsqueeze", ["f", "zero"], ["features"], name="unsqueeze"),
+                  helper.make_node("Concat", ["n", "features"], ["target"], name="target", axis=0)]
+    else:
+        nodes += [helper.make_node("Slice", ["s", "one", "four"], ["rest"], name="rest"),
+                  helper.make_node("ReduceProd", ["rest"], ["features"], name="count", keepdims=1),
+                  helper.make_node("Concat", ["n", "features"], ["target"], name="target", axis=0)]
+    nodes.append(helper.make_node("Reshape", ["x", "target"], ["y"], name="view"))
+    constants = {"zero": numpy.array([0], numpy.int64), "minus_one": numpy.array([-1], numpy.int64),
+                 "one": numpy.array([1], numpy.int64), "four": numpy.array([4], numpy.int64),
+                 **{f"i{k}": numpy.array(k, numpy.int64) for k in (1, 2, 3)}}
+    return _chain_model(nodes, constants, ["N", 2, 3, 3], ["N", 18])
+
+
+@pytest.mark.parametrize("features", ["-1", "product"])
+def test_a_flatten_whose_shape_is_computed_from_the_input_loads(tmp_path, features):
+    onnx.save(_view_graph(features), str(tmp_path / "view.onnx"))
+    loaded = gpudl.onnx.load(tmp_path / "view.onnx")
+    assert [type(layer) for layer in loaded] == [nn.Flatten]
+    x = sample((2, 3, 3), batch=4)
+    assert_close(loaded.forward(x), run_onnxruntime(tmp_path / "view.onnx", x), 0)
+
+
+@pytest.mark.parametrize("target", [[-1, 6], [0, 9, 2], [0, 7]])
+def test_a_reshape_other_than_a_flatten_is_refused(tmp_path, target):
+    nodes = [helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")]
+    onnx.save(_chain_model(nodes, {"target": numpy.array(target, numpy.int64)}, ["N", 2, 3, 3], ["N", None]),
+              str(tmp_path / "reshape.onnx"))
+    expected = f"Reshape node 'reshape': input 1 (shape {target}) is not a flatten to (N, -1)"
+    with pytest.raises(UnsupportedGraph, match=re.escape(expected)):
+        gpudl.onnx.load(tmp_path / "reshape.onnx")
+
+
+def test_a_shape_computed_by_an_op_gpudl_does_not_follow_is_refused(tmp_path):
+    onnx.save(_view_graph("reduce_prod"), str(tmp_path / "view.onnx"))
+    with pytest.raises(UnsupportedGraph, match=r"Reshape node 'view': input 1 \('target'\) is computed in the graph "
+                                               r"in a way gpudl does not follow: gpudl does not follow ReduceProd .*"
+                                               r"\(at ReduceProd node 'count'\)"):
         gpudl.onnx.load(tmp_path / "view.onnx")
 
 

@@ -136,14 +136,17 @@ def test_one_gemm_and_one_kernel_per_step(monkeypatch, layer_type):
     def per_phase(t):
         layer = layer_type(3, 4, rng=numpy.random.default_rng(0))
         x = numpy.ones((2, t, 3), numpy.float32).view(Counted)
-        found = []
-        for phase in ("forward", "backward"):
+
+        def counted(call, *args):
             Counted.calls.clear()
             Counted.on = True
-            y = layer.forward(x) if phase == "forward" else layer.backward(y)
+            result = call(*args)
             Counted.on = False
-            found.append(collections.Counter(Counted.calls))
-        return found
+            return result, collections.Counter(Counted.calls)
+
+        y, forward = counted(layer.forward, x)
+        _, backward = counted(layer.backward, y)
+        return forward, backward
 
     try:
         short, long = per_phase(5), per_phase(6)

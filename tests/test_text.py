@@ -1,4 +1,5 @@
 """gpudl.data.text: loading text, the run-time default corpus, the vocabulary and truncated-BPTT batches."""
+import itertools
 import json
 
 import numpy
@@ -65,7 +66,7 @@ def test_sequence_batches_are_shifted_streams_that_continue():
         assert inputs.shape == targets.shape == (4, 5)
         numpy.testing.assert_array_equal(targets, inputs + 1)       # next character
     # Row n of batch k+1 continues row n of batch k: the carried LSTM state belongs to the same stream.
-    for (a, _), (b, _) in zip(pairs, pairs[1:]):
+    for (a, _), (b, _) in itertools.pairwise(pairs):
         numpy.testing.assert_array_equal(b[:, 0], a[:, -1] + 1)
     numpy.testing.assert_array_equal(pairs[0][0][:, 0], [0, 25, 50, 75])
 
@@ -86,3 +87,42 @@ def test_text_batches_are_the_sequence_batches_on_a_device():
     for (x, y), (px, py) in zip(loader, plain):
         numpy.testing.assert_array_equal(x, px)
         numpy.testing.assert_array_equal(y, py)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_shards_split_the_streams_of_every_batch_across_the_ranks(ranks):
+    from gpudl.data import TextBatches
+    data = numpy.arange(157)
+    plain = list(SequenceBatches(data, batch_size=6, seq_len=5))
+    shards = [list(TextBatches(data, batch_size=6, seq_len=5, shard=(rank, ranks))) for rank in range(ranks)]
+    assert [len(batches) for batches in shards] == [len(plain)] * ranks      # the ranks stay in step
+    for k, (inputs, targets) in enumerate(plain):
+        for rank, batches in enumerate(shards):
+            numpy.testing.assert_array_equal(batches[k][0], inputs[rank::ranks])
+            numpy.testing.assert_array_equal(batches[k][1], targets[rank::ranks])
+        read = numpy.sort(numpy.concatenate([batches[k][0].ravel() for batches in shards]))
+        numpy.testing.assert_array_equal(read, numpy.sort(inputs.ravel()))      # every character once
+
+
+def test_each_rank_carries_the_state_of_its_own_streams():
+    """A stateful char-LSTM on each shard computes, batch after batch, the rows of its streams of one process's."""
+    from gpudl.models import CharLSTM
+    data = numpy.random.default_rng(0).integers(0, 7, 200)
+
+    def logits(shard):
+        model = CharLSTM(7, 5, dtype=numpy.float64, rng=numpy.random.default_rng(1))
+        return [model.forward(x) for x, _ in SequenceBatches(data, batch_size=6, seq_len=4, shard=shard)]
+
+    whole = logits(None)
+    assert len(whole) > 2
+    for rank in range(3):
+        for k, part in enumerate(logits((rank, 3))):
+            numpy.testing.assert_allclose(part, whole[k][rank::3], rtol=1e-12, atol=1e-12)
+
+
+def test_shards_refuse_fewer_streams_than_ranks_and_a_bad_shard():
+    with pytest.raises(ValueError, match="batch_size 2 is the global number of streams and must give each of the 3 "
+                                         "ranks a stream at least"):
+        SequenceBatches(numpy.arange(100), batch_size=2, seq_len=5, shard=(0, 3))
+    with pytest.raises(ValueError, match=r"SequenceBatches: shard must be \(rank, size\) with 0 <= rank < size"):
+        SequenceBatches(numpy.arange(100), batch_size=4, seq_len=5, shard=(2, 2))

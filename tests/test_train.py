@@ -10,7 +10,16 @@ import pytest
 from gpudl import nn, optim, serialization
 from gpudl.data import DataLoader, random_shift
 from gpudl.serialization import load_arrays
-from gpudl.train import TrainingDiverged, accuracy, cosine_schedule, evaluate, fit, plot_curves
+from gpudl.train import (
+    DivergenceWatch,
+    Progress,
+    TrainingDiverged,
+    accuracy,
+    cosine_schedule,
+    evaluate,
+    fit,
+    plot_curves,
+)
 
 
 def _data(n=96, seed=0):
@@ -72,7 +81,7 @@ def test_tqdm_progress_shows_loss_accuracy_and_rate():
     pytest.importorskip("tqdm")
     model, loss, opt, train, test = _setup()
     terminal = _Terminal()
-    fit(model, loss, opt, train, test, epochs=1, stream=terminal)
+    fit(model, loss, opt, train, test, epochs=1, progress=Progress(stream=terminal))
     err = terminal.getvalue()
     assert "epoch 1/1" in err and "4/4" in err and "it/s" in err  # a tqdm bar over the 4 batches
     assert "loss 0." in err and "test acc" in err and "samples/s" in err
@@ -82,7 +91,7 @@ def test_progress_into_a_log_file_is_one_line_per_epoch_without_carriage_returns
     pytest.importorskip("tqdm")
     model, loss, opt, train, test = _setup()
     log = io.StringIO()                 # not a terminal, like stderr redirected into a file
-    fit(model, loss, opt, train, test, epochs=2, stream=log)
+    fit(model, loss, opt, train, test, epochs=2, progress=Progress(stream=log))
     text = log.getvalue()
     assert "\r" not in text and "it/s" not in text
     lines = text.splitlines()
@@ -135,7 +144,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     saved = load_arrays(tmp_path / "checkpoint.npz")
     assert int(saved["epoch"]) == 2
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["status"] == "diverged" and report["last_checkpoint_epoch"] == 2
+    assert report["status"] == "failed" and report["reason"].startswith("diverged: the loss became nan")
+    assert report["last_checkpoint_epoch"] == 2
     assert len(report["history"]) == 2
     assert not (tmp_path / "model.npz").exists()
     # the checkpoint holds the parameters as they were after epoch 2: resuming from it works
@@ -145,7 +155,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tmp_path):
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
-        model, _, opt, train, test = _setup()
+        model, _, opt, train, _ = _setup()
         fit(model, _NaNAfter(0), opt, train, None, epochs=2, out=str(tmp_path), progress=False)
 
 
@@ -165,7 +175,8 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_old_one(tmp_path, monkeyp
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
     assert int(load_arrays(tmp_path / "checkpoint.npz")["epoch"]) == 1
     assert not any(name.startswith(".tmp-") for name in os.listdir(tmp_path))  # the half file is removed
-    assert json.loads((tmp_path / "report.json").read_text())["status"] == "interrupted"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "stopped" and "KeyboardInterrupt" in report["reason"]
 
 
 def test_checkpoint_holds_model_optimizer_epoch_and_generator_state(tmp_path):
@@ -272,8 +283,8 @@ class _Counting(nn.Module):
         self.seen.append((self.training, self.count))
         return self.dense.forward(x)
 
-    def backward(self, dy):
-        return self.dense.backward(dy)
+    def backward(self, dy, input_grad=True):
+        return self.dense.backward(dy, input_grad=input_grad)
 
 
 def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():
@@ -290,19 +301,19 @@ def test_a_stateful_model_starts_every_epoch_and_every_evaluation_afresh():
 
 def test_losses_are_read_back_once_per_window(monkeypatch):
     """sync_every steps share one copy to the host (plus one for their hit counts); the epoch's end reads the rest."""
-    from gpudl.train import loop
-    copies, real = [], loop.to_numpy
+    from gpudl.train import readback
+    copies, real = [], readback.to_numpy
 
     def spy(array):
         copies.append(numpy.shape(array))
         return real(array)
 
-    monkeypatch.setattr(loop, "to_numpy", spy)
+    monkeypatch.setattr(readback, "to_numpy", spy)
     model, loss, opt, train, _ = _setup()
-    fit(model, loss, opt, train, epochs=1, progress=False, metric=None, sync_every=3)  # 4 steps: windows of 3 and 1
+    fit(model, loss, opt, train, epochs=1, progress=False, metric=None, watch=DivergenceWatch(sync_every=3))  # 4 steps: windows of 3 and 1
     assert copies == [(3,), (1,)]
     copies.clear()
-    fit(*_setup(), epochs=1, progress=False, sync_every=3)  # with the accuracy (its counts too) and one eval batch
+    fit(*_setup(), epochs=1, progress=False, watch=DivergenceWatch(sync_every=3))  # with the accuracy (its counts too) and one eval batch
     assert copies == [(3,), (3,), (1,), (1,), (1,), (1,)]
 
 
@@ -310,22 +321,23 @@ def test_reading_back_per_window_gives_the_per_step_history():
     histories = []
     for every in (1, 3, 100):
         histories.append([(r["train_loss"], r["train_accuracy"], r["test_loss"], r["test_accuracy"])
-                          for r in fit(*_setup(), epochs=2, progress=False, sync_every=every)["history"]])
+                          for r in fit(*_setup(), epochs=2, progress=False, watch=DivergenceWatch(sync_every=every))["history"]])
     assert histories[0] == histories[1] == histories[2]
 
 
 def test_nan_inside_a_window_names_its_step_and_stops_at_the_window_end(tmp_path):
     model, _, opt, train, test = _setup()
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 1, step 2;"):
-        fit(model, _NaNAfter(1), opt, train, test, epochs=2, out=str(tmp_path), progress=False, sync_every=3)
+        fit(model, _NaNAfter(1), opt, train, test, epochs=2, out=str(tmp_path), progress=False,
+            watch=DivergenceWatch(sync_every=3))
     assert opt.steps == 3               # the rest of the window ran: at most sync_every steps in all
-    assert json.loads((tmp_path / "report.json").read_text())["status"] == "diverged"
+    assert json.loads((tmp_path / "report.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize("every", [0, -2, 1.5])
 def test_sync_every_must_be_a_positive_int(every):
     with pytest.raises(ValueError, match="sync_every"):
-        fit(*_setup(), epochs=1, progress=False, sync_every=every)
+        DivergenceWatch(sync_every=every)
 
 
 def test_train_step_takes_one_step_of_the_optimizer_on_one_batch():
@@ -336,10 +348,21 @@ def test_train_step_takes_one_step_of_the_optimizer_on_one_batch():
     x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
     W0, b0 = model.W.data.copy(), model.b.data.copy()
     model.W.grad[...] = 7.0                              # stale gradients are cleared first
-    run = RunState(model, nn.MSELoss(), optim.SGD(model.parameters(), 0.1), train_loader=None)
+    run = RunState(model=model, loss=nn.MSELoss(), optimizer=optim.SGD(model.parameters(), 0.1), train_loader=None)
     pred, value = train_step(run, x, y)
     residual = x @ W0 + b0 - y
     numpy.testing.assert_allclose(pred, x @ W0 + b0)
     assert float(value) == pytest.approx(0.5 * (residual ** 2).sum() / 4)
     numpy.testing.assert_allclose(model.W.data, W0 - 0.1 * x.T @ residual / 4)
     numpy.testing.assert_allclose(model.b.data, b0 - 0.1 * residual.sum(axis=0) / 4)
+
+
+class _GoneStream(io.StringIO):
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_progress_stream_that_is_gone_does_not_end_the_run(tmp_path):
+    """The terminal or pipe the progress went to closed (its reader died): the run trains on, silently."""
+    report = fit(*_setup(), epochs=2, out=str(tmp_path), progress=Progress(stream=_GoneStream()))
+    assert report["status"] == "completed" and (tmp_path / "model.npz").exists()

@@ -338,3 +338,34 @@ def test_an_optimizer_that_is_not_gpudls_runs_eagerly(kernel_path, capsys):
     run.step = TrainStep(run.model, run.loss, run.optimizer, graph="auto")
     drive(run, [(4, 0), (4, 1), (4, 2)])
     assert run.step.replays == 0 and "DistributedOptimizer" in capsys.readouterr().err
+
+
+def test_a_step_is_recorded_again_when_the_arrays_it_reads_are_replaced(kernel_path):
+    """The recording asks the model's and the optimizer's state_arrays(): replacing the parameters (model.to) or a
+    recurrent layer's carried state (another batch size) makes the next call record anew, never replay stale
+    buffers; and the replays still equal eager steps."""
+    recorded, eager = Run(kernel_path, "char-lstm-sgd", numpy.float64, "auto"), \
+        Run(kernel_path, "char-lstm-sgd", numpy.float64, False)
+    carried = recorded.model.lstm.carried_arrays
+    plan = [(3, 0), (3, 1), (3, 2)]
+    assert drive(recorded, plan) == pytest.approx(drive(eager, plan), rel=1e-12)
+    assert recorded.step.replays == 2 and len(carried()) == 2
+    model_arrays = recorded.model.state_arrays()
+    assert all(any(a is b for b in model_arrays) for a in carried())
+    assert all(any(a is b for b in recorded.optimizer.state_arrays()) for a in recorded.optimizer.velocity)
+    for run in (recorded, eager):
+        run.model.to(dtype=numpy.float64)           # new gradient arrays and carried state
+    assert drive(recorded, [(3, 3), (3, 4)]) == pytest.approx(drive(eager, [(3, 3), (3, 4)]), rel=1e-12)
+    assert recorded.step.replays == 3               # (3, 3) recorded anew (not replayed), (3, 4) replayed
+
+
+def test_optimizer_state_arrays_name_every_buffer():
+    model = models.MLP([2, 3, 1], dtype=numpy.float64)
+    sgd, adam = optim.SGD(model.parameters(), lr=0.1, momentum=0.9), optim.Adam(model.parameters())
+    assert sgd.state_arrays() == [] and adam.state_arrays() == []         # nothing made before the first step
+    for p in model.parameters():
+        p.grad[...] = 1.0
+    sgd.step()
+    adam.step()
+    assert len(sgd.state_arrays()) == 2 + len(model.parameters())          # lr, count, one velocity each
+    assert len(adam.state_arrays()) == 2 + 2 * len(model.parameters()) + 1  # lr, count, m and v each, scalars

@@ -6,7 +6,8 @@
     python -m gpudl.bench --profile --filter "lenet5 step [b64]" --device cpu    # where the host time goes
 
 It prints one table (gpudl ms, PyTorch ms, their ratio, the GPU-vs-CPU speedup, GB/s against the device's measured
-copy bandwidth, TFLOP/s, peak GPU memory of model steps), checks the project's performance targets, and writes
+copy bandwidth, TFLOP/s, peak GPU memory of model steps) with a line that says whether other work kept the machine
+busy meanwhile (contention.py), checks the project's performance targets, and writes
 bench.json (machine, versions, min/median/max of every figure) and, with matplotlib, bench.png to --out.
 The pytest-benchmark suite in benchmarks/ times the same cases.
 """
@@ -19,16 +20,25 @@ from ..functional.threads import set_num_threads
 from . import report
 from .cases import all_cases
 from .common import Case, Unavailable, torch_module
+from .contention import Contention
 from .targets import Target, targets
-from .timing import (Timing, copy_bandwidth, cupy_sync, peak_bytes_cupy, peak_bytes_torch, release_gpu_memory,
-                     time_call, torch_sync)
+from .timing import (
+    Timing,
+    copy_bandwidth,
+    cupy_sync,
+    peak_bytes_cupy,
+    peak_bytes_torch,
+    release_gpu_memory,
+    time_call,
+    torch_sync,
+)
 
 __all__ = ["Case", "Target", "Timing", "Unavailable", "all_cases", "main", "prepare", "profile", "run", "targets",
            "time_call"]
 
 # timing settings: quick keeps the whole CPU run to seconds; full gives steadier medians
-QUICK = dict(repeat=3, warmup_s=0.02, repeat_s=0.01, budget_s=1.0)
-FULL = dict(repeat=10, warmup_s=0.2, repeat_s=0.05, budget_s=8.0)
+QUICK = {"repeat": 3, "warmup_s": 0.02, "repeat_s": 0.01, "budget_s": 1.0}
+FULL = {"repeat": 10, "warmup_s": 0.2, "repeat_s": 0.05, "budget_s": 8.0}
 
 
 def prepare(case, device, impl="gpudl"):
@@ -78,7 +88,7 @@ def _measure(case, device, impl, settings, log, quick=False):
         return entry
     except Unavailable as exc:
         entry["skipped"] = str(exc)
-    except Exception as exc:  # a broken case must not hide the others; it is reported and fails the run
+    except Exception as exc:  # noqa: BLE001 -- a broken case must not hide the others; reported, it fails the run
         entry["skipped"] = f"error: {type(exc).__name__}: {exc}"
         entry["error"] = True
         log(f"  {case.key:<55} {device:<5} {impl:<14} ERROR {type(exc).__name__}: {exc}")
@@ -99,13 +109,36 @@ def _time_startup(run_process, repeat):
 def run(cases, devices, quick=False, repeat=None, use_torch=True, log=None):
     """Time `cases` on each of `devices` by gpudl and, when `use_torch`, by their PyTorch peers.
 
-    Returns the report dict that bench.json holds: settings, machine, versions, copy bandwidths, results (one entry
-    per figure, with min/median/max in ms) and skips (one entry per figure that could not run, with the reason).
+    Returns the report dict that bench.json holds: settings, machine, versions, how busy the machine was meanwhile
+    (contention), copy bandwidths, results (one entry per figure, with min/median/max in ms) and skips (one entry
+    per figure that could not run, with the reason).
     """
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
     settings = dict(QUICK if quick else FULL)
     if repeat:
         settings["repeat"] = repeat
+    with Contention() as watch:
+        bandwidth, entries = _time_all(cases, devices, quick, settings, use_torch, log)
+    for entry in entries:
+        if "gb_per_s" in entry and entry["device"] in bandwidth:
+            entry["copy_fraction"] = entry["gb_per_s"] * 1e9 / bandwidth[entry["device"]]
+    result = {
+        "settings": {"quick": quick, "devices": list(devices), "torch": use_torch, **settings},
+        "machine": report.machine_info(devices),
+        "versions": report.versions(use_torch),
+        "contention": watch.report,
+        "copy_bandwidth_gb_per_s": {dev: bw / 1e9 for dev, bw in bandwidth.items()},
+        "results": [e for e in entries if "skipped" not in e],
+        "skipped": [e for e in entries if "skipped" in e],
+    }
+    ran = {(e["device"], e["name"]) for e in result["results"]}
+    result["targets"] = [report.check_target(t, result) for t in targets(quick)
+                         if t.device in devices and (t.device, t.name) in ran]
+    return result
+
+
+def _time_all(cases, devices, quick, settings, use_torch, log):
+    """({device: copy bandwidth}, [result or skip entries]) of every case on every device."""
     bandwidth = {}
     if any(c.bytes for c in cases):
         for dev in devices:
@@ -124,21 +157,7 @@ def run(cases, devices, quick=False, repeat=None, use_torch=True, log=None):
                                         skipped="its gpudl side did not run"))
                 else:
                     entries.append(_measure(case, dev, peer, settings, log, quick))
-    for entry in entries:
-        if "gb_per_s" in entry and entry["device"] in bandwidth:
-            entry["copy_fraction"] = entry["gb_per_s"] * 1e9 / bandwidth[entry["device"]]
-    result = {
-        "settings": {"quick": quick, "devices": list(devices), "torch": use_torch, **settings},
-        "machine": report.machine_info(devices),
-        "versions": report.versions(use_torch),
-        "copy_bandwidth_gb_per_s": {dev: bw / 1e9 for dev, bw in bandwidth.items()},
-        "results": [e for e in entries if "skipped" not in e],
-        "skipped": [e for e in entries if "skipped" in e],
-    }
-    ran = {(e["device"], e["name"]) for e in result["results"]}
-    result["targets"] = [report.check_target(t, result) for t in targets(quick)
-                         if t.device in devices and (t.device, t.name) in ran]
-    return result
+    return bandwidth, entries
 
 
 def _copy_bandwidth(dev, quick):

@@ -7,6 +7,8 @@ from importlib import metadata
 
 import numpy
 
+from .contention import describe
+
 
 def _cpu_model():
     try:
@@ -32,8 +34,8 @@ def machine_info(devices):
         import threadpoolctl
         info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
                         for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
-    except Exception:
-        pass
+    except (ImportError, OSError, RuntimeError):
+        info["blas"] = None
     if "cuda" in devices:
         import cupy
         dev = cupy.cuda.runtime.getDevice()
@@ -52,14 +54,14 @@ def versions(with_torch):
     if cupy is None:
         try:
             import cupy
-        except Exception:
+        except Exception:   # noqa: BLE001 -- CuPy without a working CUDA fails to import in many ways
             cupy = None
     if cupy is not None:
         found["cupy"] = cupy.__version__
         try:
             found["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
-        except Exception:
-            pass
+        except Exception:   # noqa: BLE001 -- no CUDA runtime: the version stays unknown
+            found["cuda_runtime"] = None
     if with_torch:
         import torch
         found["torch"] = torch.__version__
@@ -177,6 +179,8 @@ def table(result):
     def line(r):
         return "  ".join(str(v).rjust(w) if i in right else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
     lines = [line(HEADER), "  ".join("-" * w for w in widths)] + [line(r) for r in body]
+    if "contention" in result:
+        lines.append(describe(result["contention"]))
     bw = result["copy_bandwidth_gb_per_s"]
     lines.append("")
     lines.append("medians; ratio = gpudl ms / PyTorch ms (below 1: gpudl is faster); GPU speedup = gpudl CPU ms / "

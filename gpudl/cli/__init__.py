@@ -2,7 +2,7 @@
 
     gpudl train {perceptron,xor,lenet5,charlm} [--device auto|cpu|cuda] [--epochs N] [--batch-size N] [--lr X]
                 [--seed S] [--data-dir DIR] [--out DIR] [--resume [--override]] [--force]
-                [--graph auto|on|off] [--distributed]
+                [--graph auto|on|off] [--distributed] [--tensorboard]
                 perceptron: [--data separable|xor]   xor: [--hidden H]
                 charlm: [--text FILE] [--max-chars N] [--seq-len T] [--hidden H] [--temperature X] [--sample-length N]
     gpudl predict RUN_DIR [--input FILE.npy]              charlm runs: [--start TEXT] [--temperature X] [--length N]
@@ -13,7 +13,8 @@
     gpudl bench ...
 
 Bad input ends with one line on stderr ("gpudl: error: ...") and a non-zero exit status, never a traceback
-(set GPUDL_DEBUG=1 to see one). GPUDL_DEVICE sets the device of every command that takes --device (train and
+(set GPUDL_DEBUG=1 to see one). SIGINT and SIGTERM stop a training run after its current step, with its checkpoint,
+report and curves written, and exit 130 and 143. GPUDL_DEVICE sets the device of every command that takes --device (train and
 predict, and bench and experiment when their own --device is not given); a bad value is refused naming it.
 A training run owns its --out folder while it runs (train.claim_run_folder). Each model is one ModelEntry (cli/entry.py) listed in cli/registry.py: how to train
 it, rebuild it from a run, predict with it, and the options only it takes.
@@ -32,11 +33,11 @@ import sys
 
 from ..functional.host_memory import keep_freed_memory_if_asked
 from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_export, cmd_predict, cmd_train
-from .common import CLIError, __version__, error_message, positive_float, positive_int, seed
+from .common import CLIError, __version__, count, error_message, positive_float, positive_int, seed
 from .info import cmd_info, kernel_report
 from .registry import MODELS, model_options
 
-__all__ = ["CLIError", "MODELS", "kernel_report", "main", "make_parser"]
+__all__ = ["MODELS", "CLIError", "kernel_report", "main", "make_parser"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,11 +67,11 @@ def make_parser():
     train.add_argument("--epochs", type=positive_int, help="epochs (perceptron: epoch limit); default per model")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size; default per model")
     train.add_argument("--lr", type=positive_float, help="learning rate; default per model")
-    train.add_argument("--seed", type=seed, default=0, help="seed of weights, shuffling and data split (0)")
+    train.add_argument("--seed", type=seed, help="seed of weights, shuffling and data split (0)")
     train.add_argument("--data-dir", help="lenet5: a folder of MNIST IDX files (default: scikit-learn's digits)")
     train.add_argument("--out", help="output folder (default runs/MODEL)")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder (with "
-                       "the same settings)")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder "
+                       "(the settings left out are the checkpoint's)")
     train.add_argument("--override", action="store_true", help="with --resume: continue although settings that "
                        "change the result differ from the checkpoint's (the report records old and new values)")
     train.add_argument("--force", action="store_true", help="replace the run the output folder holds")
@@ -79,6 +80,8 @@ def make_parser():
                        "(an error where it cannot), off (eager steps)")
     train.add_argument("--distributed", action="store_true", help="data-parallel training on the ranks mpiexec "
                        "started (mpiexec -n N gpudl train MODEL --distributed); --batch-size stays the global batch")
+    train.add_argument("--tensorboard", action="store_true", help="also log each epoch's scalars for TensorBoard "
+                       "into the output folder (needs gpudl[tensorboard])")
     _add_model_options(train, "train_options")
     train.add_argument("--quiet", action="store_true", help="no progress output")
     train.set_defaults(func=cmd_train)
@@ -88,7 +91,7 @@ def make_parser():
                          ".onnx model (then --input is required)")
     predict.add_argument("--input", help=".npy file of inputs (default: the run's held-out data)")
     predict.add_argument("--device", help="cpu, auto, cuda or cuda:N (default: GPUDL_DEVICE, else cpu)")
-    predict.add_argument("--show", type=int, default=10, help="how many predictions to print (10)")
+    predict.add_argument("--show", type=count, default=10, help="how many predictions to print (10)")
     _add_model_options(predict, "predict_options")
     predict.set_defaults(func=cmd_predict)
 

@@ -4,18 +4,24 @@ models."""
 import contextlib
 import importlib
 import os
+import sys
 
 from ..backend import device as resolve_device
+from ..distributed import rank_device
 from ..readers import read_report
-from ..train import CHECKPOINT, MODEL, REPORT, claim_run_folder
+from ..train import CHECKPOINT, MODEL, REPORT, ResumeMismatch, RunStopped, StopSignals, claim_run_folder
+from ..train.checkpoint import recorded_config
+from ..train.folder import FINISHED, describe_run
+from ..train.tensorboard import summary_writer_class
 from .common import CLIError, out_dir
 from .predictions import load_input, network_predictions, print_predictions
-from ..distributed import rank_device
 from .ranks import join_ranks, rank_zero_speaks
 from .registry import MODELS, owners
 
 EXPERIMENTS = {"gradients": "gpudl.experiments.gradients", "long-term": "gpudl.experiments.long_term"}
-FINISHED = ("completed", "converged", "not converged")      # the statuses of a run that ended normally
+RECORDED = ("seed", "lr", "epochs", "batch_size", "data_dir")    # shared settings a resume takes from its checkpoint
+CONTENT = {"text_sha256": "the content of --text", "data_sha256": "the content of the data (--data-dir)",
+           "schedule": "the learning-rate schedule (--epochs, --lr)"}
 
 
 def _given(args, entry, which):
@@ -36,38 +42,107 @@ def cmd_train(args):
         dest, names = refused[0]
         scope = f"{names[0]} only" if len(names) == 1 else " and ".join(names)
         raise CLIError(f"{_flag(dest)} applies to {scope}, not to {args.model}")
+    if args.out is not None and not args.out.strip():
+        raise CLIError("--out: the folder name is empty; pass a folder for the run's files")
     if args.override and not args.resume:
         raise CLIError("--override applies with --resume only (it lets a resumed run change its settings)")
     if args.force and args.resume:
         raise CLIError("--force replaces the run in the output folder and --resume continues it: pass one of them")
+    if args.resume and not entry.resumable:
+        raise CLIError(f"--resume applies to the models trained by gradient descent, not to {args.model}")
+    if args.tensorboard and not entry.resumable:
+        raise CLIError(f"--tensorboard logs the epochs of models trained by gradient descent, not {args.model}'s")
     if args.data_dir and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such folder")
     if args.distributed and not entry.distributed:
         raise CLIError(f"--distributed applies to {', '.join(n for n, e in MODELS.items() if e.distributed)}, not "
                        f"to {args.model}")
+    if args.tensorboard:
+        try:
+            summary_writer_class()
+        except ImportError as exc:
+            raise CLIError(f"--tensorboard: {exc}") from None
     args.dev = resolve_device(args.device)      # None: GPUDL_DEVICE, else auto
     args.graph = {"auto": "auto", "on": True, "off": False}[args.graph]     # fit's graph=
+    if args.graph is True and args.dev.kind == "cpu":
+        raise CLIError("--graph on: the CPU has no CUDA graph to record; pass --graph auto or off (or --device cuda)")
+    args.model_settings = tuple(option.dest for option in entry.train_options)
     args.comm = join_ranks(args.dev) if args.distributed else None
-    with rank_zero_speaks(args.comm):
-        if args.comm is not None:
-            args.dev = rank_device(args.comm, args.dev)
-        return _train(entry, args)
+    with StopSignals() as stops:
+        try:
+            with rank_zero_speaks(args.comm):
+                if args.comm is not None:
+                    args.dev = rank_device(args.comm, args.dev)
+                status = _train(entry, args)
+        except RunStopped as exc:
+            print(f"gpudl: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_status
+    if stops.received is not None:
+        print(f"gpudl: {stops.name} arrived after the run completed; its files are complete", file=sys.stderr)
+    return status
 
 
 def _train(entry, args):
-    """Train in the run folder, which rank 0 (or the one process) claims; every rank waits until it holds it."""
+    """Train in the run folder, which rank 0 (or the one process) claims; every rank waits until it holds it. A
+    resume takes the settings the command line leaves out from the checkpoint's record."""
     out = out_dir(args)
     lead = args.comm is None or args.comm.rank == 0
     with claim_run_folder(out, resume=args.resume, force=args.force) if lead else contextlib.nullcontext():
-        if lead and args.resume and entry.resumable and not os.path.exists(os.path.join(out, CHECKPOINT)):
+        checkpoint = os.path.join(out, CHECKPOINT)
+        if lead and args.resume and not os.path.exists(checkpoint):
+            held = describe_run(out)
+            if held is not None and held.before_first_checkpoint:
+                raise CLIError(f"--resume: no checkpoint in {out}: it holds {held}, which ended before its first "
+                               f"one; run the same command without --resume to start afresh")
             raise CLIError(f"--resume: no checkpoint in {out} (train once without --resume first)")
         if args.comm is not None:
             args.comm.barrier()     # no rank reads the folder (a checkpoint to resume) before rank 0 holds it
-        return entry.train(args)
+        if args.resume:
+            recorded = recorded_config(checkpoint)
+            for dest in RECORDED + args.model_settings:
+                if getattr(args, dest, None) is None and recorded.get(dest) is not None:
+                    setattr(args, dest, recorded[dest])
+        if args.seed is None:
+            args.seed = 0
+        try:
+            return entry.train(args)
+        except ResumeMismatch as exc:
+            raise CLIError(_in_flags(exc, out, args.model_settings)) from None
+
+
+def _shown(value):
+    text = repr(value)
+    return text if len(text) <= 24 else text[:20] + "...'"
+
+
+def _in_flags(exc, out, settings):
+    """A ResumeMismatch of fit in the words of the command line (its flags)."""
+    if not exc.changes:
+        return str(exc)
+    named = []
+    for key, (old, new) in exc.changes.items():
+        if key == "model_args":
+            continue
+        if key in CONTENT:
+            named.append(f"{CONTENT[key]} changed" if key != "schedule" else f"{CONTENT[key]}: {old} -> {new}")
+        elif key in RECORDED + settings:
+            named.append(f"{_flag(key)} {_shown(old)} -> {_shown(new)}")
+        else:
+            named.append(f"{key} {_shown(old)} -> {_shown(new)}")
+    listed = "; ".join(named) or "its model_args"
+    if "model_args" in exc.changes:
+        return (f"--resume: {out} holds a model built with other settings ({listed}); a resumed run keeps the model "
+                f"its checkpoint holds: leave those options out, or start a new run with --force or another --out")
+    return (f"--resume: {out} was trained with other settings ({listed}); continuing with them changes the result: "
+            f"pass --override to continue with the new values")
 
 
 def _finished_run(run):
     """(report's config, model path) of the run folder `run`, checked to hold both files."""
+    if not os.path.exists(run):
+        raise CLIError(f"{run}: no such folder (gpudl predict and export take a run folder, or an .onnx model)")
+    if not os.path.isdir(run):
+        raise CLIError(f"{run}: is a file, not a run folder (an ONNX model's name ends in .onnx)")
     report_path, model_path = os.path.join(run, REPORT), os.path.join(run, MODEL)
     for path in (report_path, model_path):
         if not os.path.isfile(path):
@@ -105,6 +180,8 @@ def _onnx(function):
 def _predict_onnx(args):
     if not args.input:
         raise CLIError(f"predict {args.run}: an ONNX model needs --input FILE.npy (it carries no data set)")
+    if os.path.isdir(args.run):
+        raise CLIError(f"{args.run}: is a folder, not an ONNX file")
     if not os.path.isfile(args.run):
         raise CLIError(f"{args.run}: no such ONNX file")
     load = _onnx("load")
@@ -121,7 +198,7 @@ def _predict_onnx(args):
 def cmd_predict(args):
     if args.run.lower().endswith(".onnx"):
         return _predict_onnx(args)
-    report, config, model_path = _finished_run(args.run)
+    _, config, model_path = _finished_run(args.run)
     entry = MODELS[config["model"]]
     refused = _given(args, entry, "predict_options")
     if refused:

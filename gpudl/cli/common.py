@@ -1,6 +1,7 @@
 """What every part of the `gpudl` command shares: the one-line error, argument types, and the run's seed, folder
 and config."""
 import argparse
+import hashlib
 import os
 import sys
 from importlib.metadata import version
@@ -20,6 +21,8 @@ class CLIError(Exception):
 def error_message(exc):
     """The one line that reports `exc`: its message, prefixed by its type unless it is one of gpudl's own kinds of
     error (a bad command line, device, file or value, or a diverged run)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"     # the file a system call failed on, in one line
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if not isinstance(exc, (CLIError, DeviceError, OSError, ValueError, TrainingDiverged)):
         message = f"{type(exc).__name__}: {message}"
@@ -51,6 +54,7 @@ def int_at_least(minimum, words):
 
 positive_int = int_at_least(1, "at least 1")
 seed = int_at_least(0, "0 or more")
+count = int_at_least(0, "0 or more")
 
 
 def rng(seed, stream):
@@ -64,14 +68,27 @@ def to_stderr(text):
 
 def out_dir(args):
     """The run folder: --out, else runs/MODEL."""
-    return args.out or os.path.join("runs", args.model)
+    return args.out if args.out is not None else os.path.join("runs", args.model)
 
 
 def run_config(args, **model_args):
-    """The `config` of a run's report.json: what `gpudl predict` rebuilds the model from, and what the run used."""
-    return {"model": args.model, "model_args": model_args, "seed": args.seed, "lr": args.lr,
-            "epochs": args.epochs, "batch_size": args.batch_size, "device": str(args.dev),
-            "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None, "gpudl": __version__}
+    """The `config` of a run's report.json and checkpoint: what `gpudl predict` rebuilds the model from, and every
+    setting the run used (the shared ones and the model's own options, under their options' names, from which a
+    resume takes those its command line leaves out)."""
+    config = {"model": args.model, "model_args": model_args, "seed": args.seed, "lr": args.lr,
+              "epochs": args.epochs, "batch_size": args.batch_size, "device": str(args.dev),
+              "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None, "gpudl": __version__}
+    config.update({dest: getattr(args, dest, None) for dest in getattr(args, "model_settings", ())})
+    return config
+
+
+def sha256_of(*parts):
+    """The SHA-256 (hex) of arrays or strings, in order: what a checkpoint records of the data a run trained on,
+    so that a resume on other data is noticed whatever its path."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8") if isinstance(part, str) else numpy.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()
 
 
 def settle(args, **defaults):

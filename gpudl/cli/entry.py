@@ -1,7 +1,7 @@
 """What the `gpudl` command knows about one model: a ModelEntry. Adding a model is writing one and listing it in
 registry.MODELS."""
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from ..serialization import load
 
@@ -41,9 +41,9 @@ class ModelEntry:
     predict: Callable
     train_options: tuple = ()
     predict_options: tuple = ()
-    load: Optional[Callable] = None
+    load: Callable | None = None
     resumable: bool = True
-    export: Optional[Callable] = None
+    export: Callable | None = None
     distributed: bool = False
 
     def load_trained(self, model_path, config, device):

@@ -7,8 +7,8 @@ from .. import nn, optim
 from ..data import DataLoader, load_digits, load_mnist, random_shift
 from ..data.mnist import has_split
 from ..models import LeNet5
-from ..train import cosine_schedule, fit
-from .common import CLIError, out_dir, rng, run_config, settle, to_stderr
+from ..train import FREE_ON_RESUME, Checkpoints, cosine_schedule, fit
+from .common import CLIError, out_dir, rng, run_config, settle, sha256_of, to_stderr
 from .entry import ModelEntry
 from .predictions import load_input, network_predictions, print_predictions
 from .ranks import shard
@@ -45,10 +45,12 @@ def train(args):
                               transform=random_shift(shift) if shift else None, shard=shard(args.comm))
     test_loader = DataLoader(Xte, yte, 500, shuffle=False, device=args.dev)
     out = out_dir(args)
+    config = dict(run_config(args, in_channels=1, num_classes=10), data_sha256=sha256_of(Xtr, ytr, Xte, yte))
     report = fit(model, nn.SoftmaxCrossEntropy(check=False), optimizer, train_loader, test_loader,
-                 epochs=args.epochs, out=out, resume=args.resume, schedule=cosine_schedule(args.lr, args.epochs),
-                 progress=not args.quiet, config=run_config(args, in_channels=1, num_classes=10),
-                 override=args.override, graph=args.graph, comm=args.comm)
+                 epochs=args.epochs, out=out, graph=args.graph, resume=args.resume, override=args.override,
+                 config=config, schedule=cosine_schedule(args.lr, args.epochs), comm=args.comm,
+                 progress=not args.quiet, checkpoints=Checkpoints(free_on_resume=FREE_ON_RESUME + ("data_dir",)),
+                 tensorboard=args.tensorboard)     # data_dir: a folder moved elsewhere is fine; data_sha256 decides
     final = report["final"]
     print(f"lenet5: test accuracy {final['test_accuracy']:.4f} after {args.epochs} epochs "
           f"({report['seconds']:.1f} s of training); model, checkpoint and report in {out}")

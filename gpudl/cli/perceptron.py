@@ -8,6 +8,7 @@ from ..data import separable_points, xor
 from ..models import Perceptron
 from ..serialization import save
 from ..train import MODEL, write_report
+from ..train.report import COMPLETED
 from .common import CLIError, out_dir, run_config
 from .entry import ModelEntry, Option
 from .predictions import load_points, print_predictions
@@ -18,8 +19,6 @@ def points(kind, seed, dtype=numpy.float64):
 
 
 def train(args):
-    if args.resume:
-        raise CLIError("--resume applies to the models trained by gradient descent, not to the perceptron")
     if args.data_dir:
         raise CLIError("the perceptron trains on generated points (--data separable|xor), not on --data-dir")
     lr = 1.0 if args.lr is None else args.lr
@@ -35,8 +34,8 @@ def train(args):
     os.makedirs(out, exist_ok=True)
     save(model, os.path.join(out, MODEL))
     config = dict(run_config(args, n_features=X.shape[1], signed=model.signed), data=args.data)
-    report = {"config": config, "data": args.data,
-              "status": "converged" if result.converged else "not converged", "epochs_run": result.epochs,
+    report = {"config": config, "data": args.data, "status": COMPLETED, "reason": str(result),
+              "converged": bool(result.converged), "epochs_run": result.epochs,
               "updates": result.updates, "train_accuracy": accuracy,
               "weights": weights.tolist(), "bias": bias, "history": []}
     write_report(out, report)
@@ -64,5 +63,5 @@ def predict(args, model, config, device):
 
 ENTRY = ModelEntry(
     name="perceptron", help="Rosenblatt's perceptron on generated points", train=train, build=build, predict=predict,
-    train_options=(Option("--data", "which points (separable)", dict(choices=["separable", "xor"])),),
+    train_options=(Option("--data", "which points (separable)", {"choices": ["separable", "xor"]}),),
     resumable=False, export=export_shape)

@@ -31,9 +31,18 @@ def load_points(path):
 
 
 def network_predictions(model, X, device):
-    """(predicted classes, their scores): one output thresholded at 0.5, or the arg-max of softmax(logits)."""
-    out = numpy.concatenate([to_numpy(model.forward(to_device(X[start:start + CHUNK], device)))
-                             for start in range(0, len(X), CHUNK)])
+    """(predicted classes, their scores): one output thresholded at 0.5, or the arg-max of softmax(logits).
+
+    Inputs so large that the model's arithmetic overflows (NumPy's floating-point errors raise here) or that give
+    outputs which are not finite are refused, naming the range of the inputs."""
+    try:
+        with numpy.errstate(over="raise", invalid="raise", divide="raise"):
+            out = numpy.concatenate([to_numpy(model.forward(to_device(X[start:start + CHUNK], device)))
+                                     for start in range(0, len(X), CHUNK)])
+    except FloatingPointError as exc:
+        raise CLIError(_overflow(X, f"NumPy reported '{exc}'")) from None
+    if not numpy.isfinite(out).all():
+        raise CLIError(_overflow(X, "the model's outputs are not finite"))
     if out.ndim != 2:
         raise CLIError(f"the model returns outputs of shape {out.shape[1:]} per sample; gpudl predict prints "
                        f"classes of models with one output vector per sample")
@@ -42,6 +51,11 @@ def network_predictions(model, X, device):
     shifted = numpy.exp(out - out.max(axis=1, keepdims=True))
     probs = shifted / shifted.sum(axis=1, keepdims=True)
     return probs.argmax(axis=1), probs.max(axis=1)
+
+
+def _overflow(X, what):
+    return (f"the inputs range over [{float(X.min()):.3g}, {float(X.max()):.3g}] and {what}: the model cannot "
+            f"predict from them; pass inputs on the scale it was trained on (e.g. images in [0, 1])")
 
 
 def print_predictions(predicted, scores, labels, show):

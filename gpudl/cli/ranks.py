@@ -6,7 +6,8 @@ The backend follows the device (distributed.backend_for): on a GPU NCCL when it 
 local_rank % (GPUs of its machine), whatever index --device names; on the CPU MPI under a launcher, else one local
 rank (with a notice). --batch-size stays the global batch: each rank reads its shard of every batch
 (DataLoader(shard=(rank, size))), and fit averages the gradients. Rank 0 alone claims and writes the run folder
-and prints; the other ranks print nothing but their errors. An error on any rank prints "gpudl: error: rank R of N:
+and prints; the other ranks print nothing but their errors. A signal stops every rank after the same step (fit agrees
+on it): each exits with the signal's status and rank 0 writes the checkpoint. An error on any rank prints "gpudl: error: rank R of N:
 ..." and aborts every rank (MPI_Abort), so none is left waiting in a collective; the last checkpoint rank 0 wrote
 stays, and --resume continues from it.
 """
@@ -15,6 +16,7 @@ import os
 import sys
 
 from .. import distributed
+from ..train import RunStopped
 from .common import error_message
 
 NO_LAUNCHER = "gpudl: --distributed without mpiexec: running as one rank"
@@ -41,13 +43,14 @@ def rank_zero_speaks(comm):
         yield
         return
     try:
-        with open(os.devnull, "w") as sink:
-            with contextlib.ExitStack() as quiet:
-                if comm.rank != 0:
-                    quiet.enter_context(contextlib.redirect_stdout(sink))
-                    quiet.enter_context(contextlib.redirect_stderr(sink))
-                yield
-    except BaseException as exc:    # KeyboardInterrupt too: a rank that stops must not leave the others waiting
+        with open(os.devnull, "w") as sink, contextlib.ExitStack() as quiet:
+            if comm.rank != 0:
+                quiet.enter_context(contextlib.redirect_stdout(sink))
+                quiet.enter_context(contextlib.redirect_stderr(sink))
+            yield
+    except RunStopped:              # a signal: every rank agreed on the step to stop after, and stops there
+        raise
+    except BaseException as exc:    # noqa: BLE001 -- KeyboardInterrupt too: a rank that stops must not leave the others waiting
         print(f"gpudl: error: rank {comm.rank} of {comm.size}: {error_message(exc)}; aborting every rank",
               file=sys.stderr, flush=True)
         distributed.abort_every_rank(comm)

@@ -15,6 +15,6 @@ def model_options(which):
     merged = {}
     for name, entry in MODELS.items():
         for option in getattr(entry, which):
-            kwargs, helps = merged.setdefault(option.flag, (option.kwargs, []))
+            _, helps = merged.setdefault(option.flag, (option.kwargs, []))
             helps.append(f"{name}: {option.help}")
     return {flag: (kwargs, "; ".join(helps)) for flag, (kwargs, helps) in merged.items()}

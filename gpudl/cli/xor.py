@@ -5,7 +5,7 @@ from .. import nn, optim
 from ..backend import to_device, to_numpy
 from ..data import DataLoader, xor
 from ..models import MLP
-from ..train import fit
+from ..train import Checkpoints, Progress, fit
 from .common import CLIError, out_dir, rng, run_config, settle, to_stderr
 from .entry import ModelEntry, Option
 from .predictions import load_points, network_predictions, print_predictions
@@ -26,9 +26,9 @@ def train(args):
     loader = DataLoader(X, Y, args.batch_size, seed=[args.seed, 1], device=args.dev, shard=shard(args.comm))
     every_tenth = max(1, args.epochs // 10)
     report = fit(model, nn.MSELoss(check=False), optimizer, loader, DataLoader(X, Y, 4, shuffle=False, device=args.dev),
-                 epochs=args.epochs, out=out_dir(args), resume=args.resume, checkpoint_every=every_tenth,
-                 log_every=every_tenth, progress=not args.quiet, config=run_config(args, sizes=sizes),
-                 override=args.override, graph=args.graph, comm=args.comm)
+                 epochs=args.epochs, out=out_dir(args), graph=args.graph, resume=args.resume, override=args.override,
+                 config=run_config(args, sizes=sizes), comm=args.comm, checkpoints=Checkpoints(every=every_tenth),
+                 progress=Progress(every=every_tenth) if not args.quiet else False, tensorboard=args.tensorboard)
     outputs = to_numpy(model.forward(to_device(X, args.dev)))[:, 0]
     print("x1 x2 | target  output")
     for (a, b), t, o in zip(X, y, outputs):
@@ -61,4 +61,4 @@ def predict(args, model, config, device):
 ENTRY = ModelEntry(
     name="xor", help="an MLP on the XOR points", train=train, build=build, predict=predict, export=export_shape,
     distributed=True,
-    train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", dict(type=int)),))
+    train_options=(Option("--hidden", "hidden units (4; 0 = no hidden layer)", {"type": int}),))

@@ -90,14 +90,14 @@ class DataLoader:
         self.rng.bit_generator.state = json.loads(str(state))
 
 
-def _check_shard(shard):
-    """(rank, size) from `shard`, (0, 1) when it is None."""
+def _check_shard(shard, owner="DataLoader"):
+    """(rank, size) from `shard`, (0, 1) when it is None; an error names `owner`."""
     if shard is None:
         return 0, 1
     try:
         rank, size = shard
     except (TypeError, ValueError):
-        raise ValueError(f"DataLoader: shard must be (rank, size), got {shard!r}") from None
+        raise ValueError(f"{owner}: shard must be (rank, size), got {shard!r}") from None
     if not (isinstance(size, int) and size >= 1 and isinstance(rank, int) and 0 <= rank < size):
-        raise ValueError(f"DataLoader: shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+        raise ValueError(f"{owner}: shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
     return rank, size

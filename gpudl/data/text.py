@@ -14,6 +14,7 @@ import numpy
 from ..backend import device as resolve_device
 from ..backend import to_device
 from ..readers import FileFormatError, describe_size, open_regular
+from .loader import _check_shard
 
 # Modules whose docstrings make the default corpus, in this order (deterministic for a given Python version).
 CORPUS_MODULES = (
@@ -135,7 +136,7 @@ class Vocabulary:
     def from_json(cls, text):
         chars = json.loads(text)
         if not isinstance(chars, list):
-            raise ValueError("Vocabulary: expected a JSON array of characters")
+            raise ValueError("Vocabulary: expected a JSON array of characters")  # noqa: TRY004 (a corrupt file)
         return cls(chars)
 
 
@@ -145,19 +146,30 @@ class SequenceBatches:
     The sequence is cut into N streams of equal length; batch k holds characters k*T .. k*T + T - 1 of every stream
     and the targets are the same positions shifted by one. Row n of batch k+1 continues row n of batch k, so a
     stateful recurrent layer carries its state from one batch to the next.
+
+    `shard=(rank, size)` (data-parallel training, gpudl.distributed): N = `batch_size` stays the global number of
+    streams, and this rank keeps streams rank, rank + size, ... of every batch (as DataLoader keeps rows). Each rank's
+    recurrent layer then carries the state of its own streams, every rank takes the same number of steps, and every
+    character is read once per epoch by one rank. When `batch_size` is a multiple of `size`, every rank holds
+    batch_size / size streams, and the mean over ranks of their mean losses is the global batch's mean loss: N ranks
+    step as one process does.
     """
 
-    def __init__(self, indices, batch_size, seq_len):
+    def __init__(self, indices, batch_size, seq_len, shard=None):
         indices = numpy.asarray(indices)
         if batch_size < 1 or seq_len < 1:
             raise ValueError(f"SequenceBatches: batch_size and seq_len must be positive, got {batch_size}, {seq_len}")
+        rank, ranks = _check_shard(shard, "SequenceBatches")
+        if batch_size < ranks:
+            raise ValueError(f"SequenceBatches: batch_size {batch_size} is the global number of streams and must give "
+                             f"each of the {ranks} ranks a stream at least")
         stream = (len(indices) - 1) // batch_size
         if stream < seq_len:
             raise ValueError(f"SequenceBatches: {len(indices)} characters are too few for {batch_size} streams of "
                              f"at least {seq_len + 1}; use a longer text, a smaller batch size or a shorter seq_len")
         self.seq_len = seq_len
-        self.inputs = indices[:batch_size * stream].reshape(batch_size, stream)
-        self.targets = indices[1:batch_size * stream + 1].reshape(batch_size, stream)
+        self.inputs = indices[:batch_size * stream].reshape(batch_size, stream)[rank::ranks]
+        self.targets = indices[1:batch_size * stream + 1].reshape(batch_size, stream)[rank::ranks]
 
     def __len__(self):
         return self.inputs.shape[1] // self.seq_len
@@ -172,11 +184,12 @@ class TextBatches:
     """A loader for `train.fit`: the (inputs, targets) batches of SequenceBatches, each moved to `device`.
 
     Row n of batch k+1 continues row n of batch k (a stateful recurrent layer's carried state belongs to it). The
-    order is fixed, so there is no generator state to checkpoint.
+    order is fixed, so there is no generator state to checkpoint. `shard=(rank, size)`: this rank's streams of each
+    global batch of `batch_size` streams (see SequenceBatches).
     """
 
-    def __init__(self, indices, batch_size, seq_len, device="cpu"):
-        self.batches = SequenceBatches(indices, batch_size, seq_len)
+    def __init__(self, indices, batch_size, seq_len, device="cpu", shard=None):
+        self.batches = SequenceBatches(indices, batch_size, seq_len, shard)
         self.device = resolve_device(device)
 
     def __len__(self):

@@ -4,6 +4,9 @@ between batch-major (N, T, .) and time-major (T, N, .) sequences, and one-hot ro
 On the kernel path each is one launch of kernels/elementwise.cu, so a step that uses them can be recorded and
 replayed whole (kernels.loader.recording); the NumPy path is plain NumPy.
 """
+import contextlib
+import threading
+
 import numpy
 
 from ..backend import get_array_module
@@ -55,6 +58,31 @@ def add_into(out, src):
         return out
     out += src
     return out
+
+
+_settings = threading.local()      # this thread's value_checks setting
+
+
+def value_checks_enabled():
+    """Whether checks that read array values back to the host (NaN in a loss's input, a label's range) run now."""
+    return getattr(_settings, "value_checks", True)
+
+
+@contextlib.contextmanager
+def value_checks(enabled):
+    """Within the block (on this thread), checks that read values back to the host run only when `enabled`: a
+    recorded step turns them off, since a CUDA graph capture cannot read the device."""
+    previous = value_checks_enabled()
+    _settings.value_checks = bool(enabled)
+    try:
+        yield
+    finally:
+        _settings.value_checks = previous
+
+
+def all_finite(a):
+    """Whether every element of a is a finite number (no NaN, no infinity), as a Python bool: a read to the host."""
+    return bool(get_array_module(a).isfinite(a).all())
 
 
 def swap01(x):

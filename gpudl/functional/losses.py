@@ -25,6 +25,11 @@ def log_softmax(z):
     return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def softmax(z):
+    """softmax(z)_j = e^(z_j) / sum_k e^(z_k) along the last axis (through log_softmax: no overflow)."""
+    return get_array_module(z).exp(log_softmax(z))
+
+
 def one_hot(labels, classes, dtype):
     """Integer labels (N,) as rows of a (N, classes) identity (a label outside [0, classes) gives a zero row)."""
     return one_hot_rows(labels, classes, dtype)

@@ -27,7 +27,7 @@ class CharLSTM(nn.Module):
     The LSTM is stateful: consecutive forwards continue the text (truncated BPTT); reset_state() starts afresh.
     """
 
-    check = True    # one_hot checks the index range, which reads two values back to the host (off in a graph)
+    vocabulary = None   # the Vocabulary its indices stand for, when known (load_charlm sets it from the file)
 
     def __init__(self, vocab_size, hidden_size, dtype=numpy.float32, rng=None):
         if vocab_size < 1 or hidden_size < 1:
@@ -49,7 +49,9 @@ class CharLSTM(nn.Module):
         indices = to_device(indices, device_of(w))
         if indices.ndim != 2:
             raise ValueError(f"{self!r}: expected character indices of shape (N, T), got {tuple(indices.shape)}")
-        if self.check and indices.size and (int(indices.min()) < 0 or int(indices.max()) >= self.vocab_size):
+        # the range check reads two values back to the host: skipped where value checks are off (a recorded step)
+        if F.value_checks_enabled() and indices.size and \
+                (int(indices.min()) < 0 or int(indices.max()) >= self.vocab_size):
             raise ValueError(f"{self!r}: character indices must lie in [0, {self.vocab_size})")
         n, t = indices.shape
         return F.one_hot_rows(indices.reshape(n * t), self.vocab_size, w.dtype).reshape(n, t, self.vocab_size)
@@ -109,8 +111,7 @@ def sample(model, vocab, start="", length=200, temperature=1.0, rng=None):
         logits = model.forward(codes[None, :])[0, -1]
         out = []
         for _ in range(length):
-            z = to_numpy(logits).astype(numpy.float64) / temperature
-            p = numpy.exp(z - z.max())
+            p = F.softmax(to_numpy(logits).astype(numpy.float64) / temperature)
             code = int(rng.choice(len(p), p=p / p.sum()))
             out.append(code)
             logits = model.forward(numpy.array([[code]]))[0, -1]
@@ -146,4 +147,5 @@ def load_charlm(path, device="cpu", dtype=numpy.float32):
         if arrays[name].shape != p.shape:
             raise ValueError(f"{path}: parameter {name} has shape {arrays[name].shape}, {model!r} needs {p.shape}")
         p.data[...] = arrays[name]
+    model.vocabulary = vocab
     return model.to(device), vocab

@@ -53,7 +53,7 @@ class Perceptron(Module):
             raise ValueError(f"{self!r}: expected input of shape (N, {self.n_features}), got {tuple(x.shape)}")
         return self.activation.forward(F.dense(x, self.W.data, self.b.data))
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         raise TypeError(f"{self!r}: the perceptron learns by its own rule (fit), not by back-propagation; "
                         f"its threshold has no useful gradient")
 
@@ -73,7 +73,7 @@ class Perceptron(Module):
         if X.ndim != 2 or X.shape[1] != self.n_features or y.shape != (X.shape[0],):
             raise ValueError(f"{self!r}: expected X of shape (N, {self.n_features}) and y of shape (N,), "
                              f"got {X.shape} and {y.shape}")
-        labels = set(numpy.unique(y).tolist())
+        labels = set(y.tolist())
         if labels <= {0, 1}:
             self.signed = False
         elif labels <= {-1, 1}:
@@ -90,7 +90,7 @@ class Perceptron(Module):
             mistakes = 0
             for k in order:
                 v = X[k] @ w + b
-                out = numpy.sign(v) if self.signed else float(v >= 0)  # Sign / Step on one point
+                out = float(F.sign(v) if self.signed else F.step(v))    # Sign / Step on one point
                 error = y[k] - out
                 if error != 0:
                     w += self.lr * error * X[k]

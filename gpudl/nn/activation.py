@@ -20,8 +20,9 @@ class Activation(Module):
         self._kept = y if self.keeps_output else v
         return self._forward_output(y)
 
-    def backward(self, dy):
-        return self._dphi(self._kept, self._backward_input(dy, consume=False))
+    def backward(self, dy, input_grad=True):
+        dy = self._backward_input(dy, consume=False)
+        return self._dphi(self._kept, dy) if input_grad else None
 
 
 def _activation(name, phi, dphi, doc, keeps_output=False):

@@ -14,5 +14,6 @@ class Flatten(Module):
         self._shape = x.shape
         return self._forward_output(x.reshape(x.shape[0], -1))
 
-    def backward(self, dy):
-        return self._backward_input(dy, consume=False).reshape(self._shape)
+    def backward(self, dy, input_grad=True):
+        dy = self._backward_input(dy, consume=False)
+        return dy.reshape(self._shape) if input_grad else None

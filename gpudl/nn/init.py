@@ -4,6 +4,7 @@ Each thread has its own default generator (`manual_seed` seeds the calling threa
 models at the same time, each after its own manual_seed, get the weights they would get alone; a thread that never
 called manual_seed draws from fresh, unseeded randomness.
 """
+import math
 import threading
 
 import numpy
@@ -32,4 +33,4 @@ def uniform(shape, bound, dtype, rng=None):
 
 def he_uniform(shape, fan_in, dtype, rng=None):
     """U(-sqrt(6/fan_in), sqrt(6/fan_in)): keeps the activations' variance through ReLU layers."""
-    return uniform(shape, numpy.sqrt(6.0 / fan_in), dtype, rng)
+    return uniform(shape, math.sqrt(6.0 / fan_in), dtype, rng)

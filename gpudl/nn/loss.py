@@ -1,8 +1,8 @@
 """Losses: forward(pred, target) returns the loss as a 0-d array on the data's device; backward() returns dpred.
 
 With check=True (the default) the inputs are validated: shapes, label range, and NaN or infinity in the
-prediction or target. On a GPU that check reads one value back to the host per call; pass check=False in a
-hot loop that watches the loss itself.
+prediction or target. On a GPU the value checks read one value back to the host per call; pass check=False in a
+hot loop that watches the loss itself. Inside F.value_checks(False) (a recorded step) they are skipped too.
 """
 import numpy
 
@@ -14,6 +14,10 @@ class Loss:
     def __init__(self, check=True):
         self.check = check
 
+    def _checks_values(self):
+        """Whether this call validates values (label range, NaN): check=True, and not turned off for the thread."""
+        return self.check and F.value_checks_enabled()
+
     def __call__(self, pred, target):
         return self.forward(pred, target)
 
@@ -24,11 +28,10 @@ class Loss:
         return self._dpred
 
     def _check_finite(self, pred, target):
-        xp = get_array_module(pred)
-        if not bool(xp.isfinite(pred).all()):
+        if not F.all_finite(pred):
             raise ValueError(f"{type(self).__name__}: the prediction contains NaN or infinity "
                              f"(shape {tuple(pred.shape)}); the model has diverged or its input holds NaN")
-        if numpy.issubdtype(target.dtype, numpy.floating) and not bool(xp.isfinite(target).all()):
+        if numpy.issubdtype(target.dtype, numpy.floating) and not F.all_finite(target):
             raise ValueError(f"{type(self).__name__}: the target contains NaN or infinity")
 
 
@@ -55,7 +58,7 @@ class MSELoss(Loss):
             raise ValueError(f"MSELoss: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
         if pred.ndim == 0:
             raise ValueError("MSELoss: expected a batch (N, ...), got a 0-d prediction")
-        if self.check:
+        if self._checks_values():
             self._check_finite(pred, target)
         loss, self._dpred = F.mse(pred, target.astype(pred.dtype, copy=False))
         return get_array_module(pred).asarray(loss)
@@ -72,17 +75,17 @@ class SoftmaxCrossEntropy(Loss):
         if target.ndim == 1 and numpy.issubdtype(target.dtype, numpy.integer):
             if target.shape[0] != n:
                 raise ValueError(f"SoftmaxCrossEntropy: {target.shape[0]} labels for {n} rows of logits")
-            if self.check and n and (bool((target < 0).any()) or bool((target >= k).any())):
+            if self._checks_values() and n and (bool((target < 0).any()) or bool((target >= k).any())):
                 raise ValueError(f"SoftmaxCrossEntropy: labels must lie in [0, {k}), got values from "
                                  f"{int(target.min())} to {int(target.max())}")
-            if self.check:
+            if self._checks_values():
                 self._check_finite(pred, target)
             loss, self._dpred = F.softmax_cross_entropy_labels(pred, target)
             return get_array_module(pred).asarray(loss)
         if target.shape != pred.shape:
             raise ValueError(f"SoftmaxCrossEntropy: expected integer labels of shape ({n},) or one-hot targets of "
                              f"shape ({n}, {k}), got {tuple(target.shape)} of dtype {target.dtype}")
-        if self.check:
+        if self._checks_values():
             self._check_finite(pred, target)
         loss, self._dpred = F.softmax_cross_entropy(pred, target.astype(pred.dtype, copy=False))
         return get_array_module(pred).asarray(loss)

@@ -1,11 +1,10 @@
 """Parameter, Module and Sequential: the skeleton every layer hangs on.
 
-forward(x) keeps what backward needs; backward(dy) returns dx and adds into each parameter's .grad. A layer whose dx
-costs real work also takes backward(dy, input_grad=False), which adds the same parameter gradients and returns None.
+forward(x) keeps what backward needs; backward(dy, input_grad=True) returns dx and adds into each parameter's .grad;
+backward(dy, input_grad=False) adds the same parameter gradients and returns None (a training step reads no gradient
+of the model's input). state_arrays() names the long-lived arrays a step reads and writes in place, which a
+recorded step depends on.
 """
-import functools
-import inspect
-
 import numpy
 
 from ..backend import device as resolve_device
@@ -47,8 +46,22 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """dx from dy (None when not input_grad), adding into the parameters' .grad."""
         raise NotImplementedError
+
+    def state_arrays(self):
+        """The long-lived arrays this module's steps read and write in place: every parameter's data and grad, and
+        whatever state a layer carries from step to step (a layer that has some adds it). A recorded step is valid
+        while these are the same arrays."""
+        arrays = [a for p in self.parameters() for a in (p.data, p.grad)]
+        for module in self.modules():
+            arrays.extend(module.carried_arrays())
+        return arrays
+
+    def carried_arrays(self):
+        """The arrays this module itself (not its children) carries from one step to the next; none by default."""
+        return []
 
     def __call__(self, x):
         return self.forward(x)
@@ -195,16 +208,13 @@ class Sequential(Module):
         return x
 
     def backward(self, dy, input_grad=True):
-        """dx from dy, through the layers in reverse. input_grad=False is passed to the first layer when its backward
-        takes it (which then returns None): a training step reads no gradient of the model's input."""
+        """dx from dy, through the layers in reverse; input_grad=False is passed to the first layer (which then
+        returns None): a training step reads no gradient of the model's input."""
         for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        first = self.layers[0] if self.layers else None
-        if first is None:
-            return dy
-        if not input_grad and takes_input_grad(first):
-            return first.backward(dy, input_grad=False)
-        return first.backward(dy)
+        if not self.layers:
+            return dy if input_grad else None
+        return self.layers[0].backward(dy, input_grad=input_grad)
 
     def named_parameters(self, prefix=""):
         found = []
@@ -221,25 +231,6 @@ class Sequential(Module):
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
-
-
-def takes_input_grad(module):
-    """Does module.backward take input_grad= (and so can skip the gradient of its input)?"""
-    backward = module.backward
-    backward = getattr(backward, "__func__", backward)
-    try:
-        return _names_input_grad(backward)
-    except TypeError:                   # an unhashable callable: read its signature every time
-        return _names_input_grad.__wrapped__(backward)
-
-
-@functools.lru_cache(maxsize=256)
-def _names_input_grad(function):
-    """Whether `function` has a parameter named input_grad (read once per function: reading a signature is slow)."""
-    try:
-        return "input_grad" in inspect.signature(function).parameters
-    except (TypeError, ValueError):     # a callable without a signature to read
-        return False
 
 
 def check_input(layer, x, ndim, what):

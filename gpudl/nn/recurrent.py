@@ -20,6 +20,8 @@ State: `forward(x, state)` starts from `state` (zeros when None) and leaves the 
 that state; gradients stop at the batch boundary, because the carried state is a plain array that remembers
 nothing of the batch that produced it. `backward` leaves dL/d(initial state) in `layer.state_grad`.
 """
+import math
+
 import numpy
 
 from .. import functional as F
@@ -47,7 +49,7 @@ class _Recurrent(Module):
         self.stateful = bool(stateful)
         width = self.gates * self.hidden_size
         # Small non-zero weights, U(-1/sqrt(H), 1/sqrt(H)): the units start in tanh's linear range and differ.
-        bound = 1.0 / numpy.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size)
         self.W_x = Parameter(init.uniform((self.input_size, width), bound, dtype, rng))
         self.W_h = Parameter(init.uniform((self.hidden_size, width), bound, dtype, rng))
         self.b = Parameter(numpy.zeros(width, dtype=dtype))
@@ -70,6 +72,10 @@ class _Recurrent(Module):
         self.reset_state()
         self._carried = {}
         return super().to(device, dtype)
+
+    def carried_arrays(self):
+        """The arrays the final state is carried in, for every batch size seen (see _carry)."""
+        return [part for parts in self._carried.values() for part in parts]
 
     def _carry(self, *finals):
         """Keep the final state (h_T, or h_T and c_T) in this layer's own arrays, written in place from batch to

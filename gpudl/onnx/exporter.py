@@ -10,13 +10,15 @@ translated; any other Module is the chain of its child modules in the order they
 | ------------------------ | ------------------------------------------------------------------------------- |
 | Dense on (N, F)          | Gemm(x, W, b)  (W is (in, out): transB = 0)                                     |
 | Dense on (N, T, F)       | MatMul(x, W), Add(., b)                                                         |
-| Conv2D                   | Conv with explicit pads [top, left, bottom, right] ("same": odd cell at the end) |
+| Conv2D                   | Conv with explicit pads [top, left, bottom, right]: "same" puts the odd cell at |
+|                          | the end, "same_lower" at the start                                              |
 | MaxPool2D / AvgPool2D    | MaxPool (pads never win a max) / AveragePool(count_include_pad = 0)             |
 | Flatten                  | Flatten(axis = 1)                                                               |
 | Sigmoid(alpha)           | Mul(x, alpha), Sigmoid  (only Sigmoid when alpha = 1)                           |
 | Tanh, ReLU, Softplus, Sign | Tanh, Relu, Softplus, Sign                                                    |
 | Step                     | GreaterOrEqual(x, 0), Cast to the model's float type                            |
 | RNN / LSTM (N, T, F)     | Transpose to (T, N, F), RNN / LSTM, Squeeze the direction axis, Transpose back  |
+| SwapBatchTime            | Transpose(perm = [1, 0, 2])                                                     |
 | Perceptron               | Gemm, then Step or Sign                                                         |
 
 onnxruntime runs only time-major recurrent ops (layout = 0), hence the two Transposes. The recurrent weights are
@@ -32,6 +34,7 @@ from ..backend import to_numpy
 from ..models import Perceptron
 from . import gates
 from .extra import require
+from .sequence import SwapBatchTime
 
 DEFAULT_OPSET = 17
 INPUT, OUTPUT = "input", "output"
@@ -162,7 +165,7 @@ def _conv(graph, prefix, layer, x, shape):
 def _pool(graph, prefix, layer, x, shape):
     shape = _image_size(layer, prefix, shape)
     pads, (oh, ow) = _window(layer, shape, layer.pool_size, layer.strides)
-    attributes = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides), pads=pads)
+    attributes = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides), "pads": pads}
     if isinstance(layer, nn.AvgPool2D):
         y = graph.node("AveragePool", [x], prefix + "AveragePool", count_include_pad=0, **attributes)
     else:
@@ -209,6 +212,13 @@ def _recurrent(graph, prefix, layer, x, shape):
     return graph.node("Transpose", [y], prefix + "Transpose_out", perm=[1, 0, 2]), (shape[0], layer.hidden_size)
 
 
+def _swap_batch_time(graph, prefix, layer, x, shape):
+    if len(shape) != 2:
+        raise ValueError(f"gpudl.onnx.export: {layer!r} at {prefix!r} needs sequences (T, F), got samples of shape "
+                         f"{shape}")
+    return graph.node("Transpose", [x], prefix + "Transpose", perm=[1, 0, 2]), (None, shape[1])  # axis 0 was T
+
+
 def _perceptron(graph, prefix, layer, x, shape):
     y, shape = _dense(graph, prefix, _PerceptronAsDense(layer), x, shape)
     return _emit(graph, prefix, layer.activation, y, shape)
@@ -229,5 +239,5 @@ _EMITTERS = {
     nn.Dense: _dense, nn.Conv2D: _conv, nn.MaxPool2D: _pool, nn.AvgPool2D: _pool, nn.Flatten: _flatten,
     nn.Sigmoid: _sigmoid, nn.Tanh: _elementwise("Tanh"), nn.ReLU: _elementwise("Relu"),
     nn.Softplus: _elementwise("Softplus"), nn.Sign: _elementwise("Sign"), nn.Step: _step,
-    nn.RNN: _recurrent, nn.LSTM: _recurrent, Perceptron: _perceptron,
+    nn.RNN: _recurrent, nn.LSTM: _recurrent, SwapBatchTime: _swap_batch_time, Perceptron: _perceptron,
 }

@@ -1,14 +1,23 @@
 """ONNX graph -> nn.Sequential of gpudl layers, for graphs that are a chain of the ops gpudl has.
 
 Read: Gemm (transA = 0, alpha = beta = 1, any transB), MatMul [+ Add] (Dense on (N, F), SequenceDense on
-(N, T, F)), Conv (group 1, no dilation; auto_pad SAME_UPPER / VALID, or pads: symmetric ones as an int, asymmetric
-ones only when they are the "same" rule for the known input size), MaxPool, AveragePool (count_include_pad = 0 when
-padded), Flatten(axis = 1) and Reshape to (N, -1), Relu, Sigmoid (after Mul by a scalar: Sigmoid(alpha)), Tanh,
-Softplus, Sign, GreaterOrEqual(x, 0) + Cast (Step), RNN and LSTM (forward, default activations, zero initial
-state; time-major through Transpose, or layout = 1) with the direction axis squeezed; Identity and Dropout are
-skipped. Weights are the graph's initializers and Constant nodes, whether or not they are also graph inputs.
-Older opsets are first brought to opset 17 by onnx's version converter. Anything else is an error that names the
-op type, the node and the attribute or input at fault.
+(N, T, F) or (T, N, F)), Conv (group 1, no dilation; auto_pad SAME_UPPER / SAME_LOWER / VALID, or pads: symmetric
+ones as an int, asymmetric ones only when they are the "same" or "same_lower" rule for the known input size),
+MaxPool, AveragePool (count_include_pad = 0 when padded), Flatten(axis = 1) and Reshape to (N, -1), Relu, Sigmoid
+(after Mul by a scalar: Sigmoid(alpha)), Tanh, Softplus, Sign, GreaterOrEqual(x, 0) + Cast (Step), RNN and LSTM
+(forward, default activations, no peepholes, a zero initial state; layout 0 or 1). Identity and Dropout are skipped.
+Weights are the graph's initializers and Constant nodes, whether or not they are also graph inputs, read from the
+file or from external data files beside it.
+
+Sequences as exporters arrange them around a recurrent op are followed, not translated op by op: Transposes between
+batch-first (N, T, F) and time-major (T, N, F) and of the direction axis, the Squeeze or Reshape that drops the
+direction axis (T, 1, N, H) -> (T, N, H), a Reshape target computed from Shape(x) (shapes.py), an initial state
+computed as zeros of the input's batch size. gpudl's layers stay batch-first: a time-major graph input or output
+gets a SwapBatchTime layer. So `torch.onnx.export` of an nn.LSTM or nn.RNN (batch_first or not, TorchScript or
+dynamo exporter) followed by an nn.Linear loads as [SwapBatchTime,] LSTM, SequenceDense[, SwapBatchTime].
+
+Older opsets are first brought to opset 17 by onnx's version converter. Anything else is an error that names the op
+type, the node and the attribute or input at fault.
 """
 import math
 import os
@@ -18,7 +27,8 @@ import numpy
 from .. import geometry, nn
 from . import gates
 from .extra import require
-from .sequence import SequenceDense
+from .sequence import SequenceDense, SwapBatchTime
+from .shapes import Beside, NotEvaluable
 
 OPSET = 17
 SKIPPED = {"Identity", "Dropout"}
@@ -37,17 +47,22 @@ def _read(onnx, path):
         raise FileNotFoundError(f"gpudl.onnx.load: no such file: {path}")
     try:
         model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: the bytes are not a ModelProto
+    except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError and friends: not a ModelProto)
         raise ValueError(f"gpudl.onnx.load: {path} is not a valid ONNX model (truncated or another format): "
                          f"{type(exc).__name__}: {exc}") from None
+    folder = os.path.dirname(os.path.abspath(path))
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
+    for tensor in tensors:
+        if onnx.external_data_helper.uses_external_data(tensor):
+            try:    # onnx keeps the reads inside the model's folder and within the file's bounds
+                onnx.external_data_helper.load_external_data_for_tensor(tensor, folder)
+            except Exception as exc:  # noqa: BLE001 (a missing file, a path outside the folder, a short file)
+                raise ValueError(f"gpudl.onnx.load: {path} keeps tensor {tensor.name!r} in an external file "
+                                 f"gpudl cannot read: {type(exc).__name__}: {str(exc).strip()}") from None
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (the checker's ValidationError, or an error of its C++ core)
         raise ValueError(f"gpudl.onnx.load: {path} is not a valid ONNX model: {str(exc).strip()}") from None
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise ValueError(f"gpudl.onnx.load: {path} keeps initializer {tensor.name!r} in an external file; "
-                             f"gpudl reads only self-contained models")
     return model
 
 
@@ -57,7 +72,7 @@ def _upgrade(onnx, model, path):
         return model
     try:
         return onnx.version_converter.convert_version(model, OPSET)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (the converter raises whatever its adapters meet)
         raise ValueError(f"gpudl.onnx.load: {path}: cannot convert opset {version} to {OPSET}: {exc}") from None
 
 
@@ -65,11 +80,20 @@ class UnsupportedGraph(ValueError):
     """A graph gpudl cannot build layers for; the message names the op type, the node and what is at fault."""
 
 
+# How the tensor the chain follows is arranged, as letters for its axes in the graph (N batch, T time, D direction,
+# F features), while gpudl's layers hold it batch-first, (N, T, F). "batch" is a tensor arranged as gpudl holds it
+# (any rank: images, feature vectors, batch-first sequences).
+LAYOUTS = {
+    "batch": "batch-first", "TNF": "time-major (T, N, F)", "TDNF": "(T, directions, N, H)",
+    "NTDF": "(N, T, directions, H)", "TNDF": "(T, N, directions, H)",
+}
+
+
 class _Chain:
     """Walks the nodes in order, following the one tensor that flows from the graph's input to its output.
 
-    `layout` says how that tensor is arranged: "batch" (N, ...), "time" (T, N, F), or the output of a recurrent op
-    before its direction axis is squeezed: "time+dir" (T, 1, N, H) or "batch+dir" (N, T, 1, H).
+    `layout` (a key of LAYOUTS) says how the graph arranges that tensor; values computed beside the chain
+    (shapes, zero states) are read through `beside`.
     """
 
     def __init__(self, onnx, model, path):
@@ -85,6 +109,8 @@ class _Chain:
         self.layout = "batch"
         self.nodes = self._without_constants(graph.node)
         self.consumed = {name for node in self.nodes for name in node.input} | {self.output}
+        producers = {name: node for node in self.nodes for name in node.output}
+        self.beside = Beside(onnx, self.constants, producers, self.shapes)
         self.layers = []
         self.dtype = None
 
@@ -106,16 +132,20 @@ class _Chain:
             node = self.nodes[position]
             follower = self.nodes[position + 1] if position + 1 < len(self.nodes) else None
             if not node.input or node.input[0] != self.current:
-                position += 1      # computes something aside (a shape, say); using it as a weight is an error
+                position += 1      # computes something aside (a shape, a zero state); a handler may read it
                 continue
             handler = _HANDLERS.get(node.op_type)
             if handler is None:
                 raise self.error(node, f"op type {node.op_type!r} has no gpudl layer")
             used_follower = handler(self, node, follower)
             position += 2 if used_follower else 1
+        if self.current == self.output and self.layout == "TNF":
+            self.layers.append(SwapBatchTime())    # the graph's output is time-major
+            self.layout = "batch"
         if self.current != self.output or self.layout != "batch":
             raise UnsupportedGraph(f"gpudl.onnx.load: {self.path}: the graph is not a chain of layers from its "
-                                   f"input to its output {self.output!r} (the chain stops at {self.current!r})")
+                                   f"input to its output {self.output!r} (the chain stops at {self.current!r}, "
+                                   f"arranged {LAYOUTS[self.layout]})")
         return nn.Sequential(*self.layers)
 
     # -- helpers for the handlers ------------------------------------------------------------------------------
@@ -124,7 +154,7 @@ class _Chain:
         return UnsupportedGraph(f"gpudl.onnx.load: {node.op_type} node {node.name or node.output[0]!r}: {what}")
 
     def attributes(self, node):
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        return self.beside.attributes(node)
 
     def check_attributes(self, node, attributes, allowed):
         """Raise on an attribute with a value other than the one gpudl can take (allowed: name -> value or None)."""
@@ -133,7 +163,8 @@ class _Chain:
                 raise self.error(node, f"attribute {name}={value!r} is not supported")
             expected = allowed[name]
             if expected is not None and _plain(value) != expected:
-                raise self.error(node, f"attribute {name}={_plain(value)!r} is not supported (gpudl takes {expected!r})")
+                raise self.error(node, f"attribute {name}={_plain(value)!r} is not supported "
+                                       f"(gpudl takes {expected!r})")
 
     def constant(self, node, index, required=True):
         """Input `index` of `node` as a numpy array; it must be an initializer or a Constant."""
@@ -147,6 +178,18 @@ class _Chain:
                                    f"gpudl needs it as a constant initializer")
         return self.constants[name]
 
+    def shape_vector(self, node, index):
+        """Input `index` of `node`, a shape: a constant, or computed from the shapes of tensors (shapes.py)."""
+        name = node.input[index] if index < len(node.input) else ""
+        if not name:
+            raise self.error(node, f"input {index} is missing")
+        try:
+            return self.beside.shape_vector(name)
+        except NotEvaluable as exc:
+            where = f" (at {exc.node.op_type} node {exc.node.name or exc.node.output[0]!r})" if exc.node else ""
+            raise self.error(node, f"input {index} ({name!r}) is computed in the graph in a way gpudl does not "
+                                   f"follow: {exc.why}{where}") from None
+
     def weight(self, node, index, ndim, required=True):
         array = self.constant(node, index, required)
         if array is None:
@@ -158,7 +201,7 @@ class _Chain:
         return array
 
     def shape(self, name):
-        """The inferred shape of a tensor: ints for known sizes, None for symbolic ones (or None if unknown)."""
+        """The inferred shape of a tensor: ints for known sizes, names for symbolic ones (or None if unknown)."""
         return self.shapes.get(name)
 
     def advance(self, node, layer=None, layout=None):
@@ -172,13 +215,21 @@ class _Chain:
         if layout is not None:
             self.layout = layout
 
+    def arrange(self, layout):
+        """Swap batch and time in front of a layer that reads the chain's tensor arranged `layout` ("batch" or
+        "TNF") where the graph holds it the other way."""
+        if self.layout != layout:
+            self.layers.append(SwapBatchTime())
+            self.layout = layout
+
     def follows(self, node, follower, op):
         """Whether `follower` is an `op` node reading `node`'s output."""
         return follower is not None and follower.op_type == op and node.output[0] in follower.input
 
     def require_layout(self, node, *layouts):
         if self.layout not in layouts:
-            raise self.error(node, f"its input is arranged {self.layout!r}, gpudl needs {' or '.join(layouts)}")
+            raise self.error(node, f"its input is arranged {LAYOUTS[self.layout]}, gpudl needs "
+                                   f"{' or '.join(LAYOUTS[layout] for layout in layouts)}")
 
 
 def _plain(value):
@@ -190,17 +241,55 @@ def _plain(value):
 
 
 def _inferred_shapes(onnx, model):
+    """name -> dims of every tensor whose rank onnx's shape inference knows: an int for a known size, the dim's
+    name for a symbolic one, and a name of our own, unique to the tensor and axis, for an unnamed one."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
+    except Exception:  # noqa: BLE001 (shape inference is a help, not a requirement: without it, no shapes)
         inferred = model
     shapes = {}
     graph = inferred.graph
     for value in (*graph.input, *graph.value_info, *graph.output):
         tensor = value.type.tensor_type
         if tensor.HasField("shape"):
-            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else d.dim_param or f"?{value.name}:{k}"
+                                  for k, d in enumerate(tensor.shape.dim)]
     return shapes
+
+
+def _known(dims):
+    """Whether every dim is a number (not a symbolic size)."""
+    return dims is not None and all(isinstance(d, int) for d in dims)
+
+
+def _reshaped(dims, target, allowzero):
+    """The dims a Reshape of a tensor of `dims` to `target` gives (0 copies a dim unless allowzero, -1 takes the
+    rest), or None where the names do not say it."""
+    target = [dims[i] if d == 0 and not allowzero and i < len(dims) else d for i, d in enumerate(target)]
+    if target.count(-1) != 1:
+        return target if -1 not in target else None
+    rest = list(dims)
+    size = 1
+    for d in target:
+        if d == -1:
+            continue
+        if d in rest and not isinstance(d, int):
+            rest.remove(d)
+        elif isinstance(d, int):
+            size *= d
+        else:
+            return None
+    numbers = math.prod(d for d in rest if isinstance(d, int))
+    names = [d for d in rest if not isinstance(d, int)]
+    if size == 0 or numbers % size:
+        return None
+    if not names:
+        rest_dim = numbers // size
+    elif len(names) == 1 and numbers == size:
+        rest_dim = names[0]
+    else:
+        return None
+    return [rest_dim if d == -1 else d for d in target]
 
 
 def _fill(param, array):
@@ -210,6 +299,7 @@ def _fill(param, array):
 # -- handlers: (chain, node, next node) -> whether the next node was taken in too ---------------------------------
 
 def _gemm(chain, node, follower):
+    chain.require_layout(node, "batch")
     attributes = chain.attributes(node)
     transposed = attributes.pop("transB", 0)
     chain.check_attributes(node, attributes, {"alpha": 1.0, "beta": 1.0, "transA": 0})
@@ -225,12 +315,12 @@ def _gemm(chain, node, follower):
 
 
 def _matmul(chain, node, follower):
-    chain.require_layout(node, "batch")
     chain.check_attributes(node, chain.attributes(node), {})
     W = chain.weight(node, 1, 2)
     shape = chain.shape(node.input[0])
     if shape is None or len(shape) not in (2, 3):
         raise chain.error(node, f"gpudl takes MatMul on (N, F) or (N, T, F) inputs, got shape {shape}")
+    chain.require_layout(node, *(("batch",) if len(shape) == 2 else ("batch", "TNF")))  # the same W at every step
     layer = (nn.Dense if len(shape) == 2 else SequenceDense)(*W.shape, dtype=chain.dtype)
     _fill(layer.W, W)
     chain.advance(node, layer)
@@ -247,29 +337,33 @@ def _matmul(chain, node, follower):
 
 
 def _window_padding(chain, node, attributes, kernel, strides):
-    """gpudl's padding ("valid", "same" or an int) for a Conv or pool node's auto_pad / pads."""
+    """gpudl's padding ("valid", "same", "same_lower" or an int) for a Conv or pool node's auto_pad / pads."""
     auto_pad = _plain(attributes.pop("auto_pad", "NOTSET"))
     pads = list(attributes.pop("pads", [0, 0, 0, 0]))
-    if auto_pad == "VALID":
-        return "valid"
-    if auto_pad == "SAME_UPPER":
-        return "same"
+    modes = {"VALID": "valid", "SAME_UPPER": "same", "SAME_LOWER": "same_lower"}
+    if auto_pad in modes:
+        return modes[auto_pad]
     if auto_pad != "NOTSET":
-        raise chain.error(node, f"attribute auto_pad={auto_pad!r} is not supported (gpudl's 'same' is SAME_UPPER)")
+        raise chain.error(node, f"attribute auto_pad={auto_pad!r} is not supported (gpudl takes VALID, SAME_UPPER "
+                                f"and SAME_LOWER)")
     top, left, bottom, right = pads
     if not any(pads):
         return "valid"
     if top == bottom == left == right:
         return top
     spatial = (chain.shape(node.input[0]) or [None] * 4)[2:]
-    if None in spatial or len(spatial) != 2:
+    if len(spatial) != 2 or not _known(spatial):
         raise chain.error(node, f"attribute pads={pads} is asymmetric, which gpudl takes only as its 'same' rule for a "
                                 f"known image size, and the input's spatial size is dynamic ({spatial})")
-    same = [geometry.pad_amounts(size, k, s, "same") for size, k, s in zip(spatial, kernel, strides)]
-    if [top, bottom] != list(same[0]) or [left, right] != list(same[1]):
-        raise chain.error(node, f"attribute pads={pads} is asymmetric and not the 'same' rule for input size "
-                                f"{spatial} (that would be {[same[0][0], same[1][0], same[0][1], same[1][1]]})")
-    return "same"
+    rules = {}
+    for mode in ("same", "same_lower"):
+        (t, b), (l, r) = (geometry.pad_amounts(size, k, s, mode) for size, k, s in zip(spatial, kernel, strides))
+        rules[mode] = [t, l, b, r]
+        if pads == rules[mode]:
+            return mode
+    raise chain.error(node, f"attribute pads={pads} is asymmetric and not the 'same' rule for input size "
+                            f"{spatial} (that would be {rules['same']}, or {rules['same_lower']} with the odd cell "
+                            f"at the top/left)")
 
 
 def _conv(chain, node, follower):
@@ -319,16 +413,27 @@ def _flatten(chain, node, follower):
 
 
 def _reshape(chain, node, follower):
-    target = [int(d) for d in chain.constant(node, 1)]
+    """Reshape to (N, -1) is a Flatten; on a recurrent op's output it may drop the direction axis."""
+    attributes = chain.attributes(node)
+    allowzero = attributes.pop("allowzero", 0)
+    chain.check_attributes(node, attributes, {})
+    target = chain.shape_vector(node, 1)
     shape = chain.shape(node.input[0])
-    chain.check_attributes(node, chain.attributes(node), {"allowzero": 0})
-    if chain.layout == "time+dir" and target in ([0, 0, -1], [0, 0, shape and shape[-1]]):
-        chain.advance(node, layout="time")
+    if shape is None:
+        raise chain.error(node, "the shape of its input is not known (onnx's shape inference gives none)")
+    result = _reshaped(shape, target, allowzero)
+    if "D" in chain.layout:
+        without_direction = [d for d, axis in zip(shape, chain.layout) if axis != "D"]
+        if result != without_direction:
+            raise chain.error(node, f"input 1 (shape {target}) on a tensor of shape {shape} arranged "
+                                    f"{LAYOUTS[chain.layout]}: gpudl takes a Reshape there only when it "
+                                    f"drops the direction axis, to {without_direction}")
+        chain.advance(node, layout=_layout(chain.layout.replace("D", "")))
         return False
     chain.require_layout(node, "batch")
-    features = math.prod(shape[1:]) if shape and None not in shape[1:] else None
-    if len(target) != 2 or target[0] not in (0, -1, shape and shape[0]) or target[1] not in (-1, features) \
-            or target == [-1, -1]:
+    features = math.prod(shape[1:]) if _known(shape[1:]) else None
+    if (len(shape) < 2 or result is None or len(result) != 2 or result[0] != shape[0]
+            or not (result[1] == features or features is None and target[1] == -1)):
         raise chain.error(node, f"input 1 (shape {target}) is not a flatten to (N, -1); gpudl's only reshape is "
                                 f"Flatten (input shape {shape})")
     chain.advance(node, nn.Flatten())
@@ -369,22 +474,29 @@ def _greater_or_equal(chain, node, follower):
     return True
 
 
+def _layout(letters):
+    return "batch" if letters == "NTF" else letters
+
+
 def _transpose(chain, node, follower):
-    perm = list(chain.attributes(node).get("perm", []))
-    if perm != [1, 0, 2] or chain.layout not in ("batch", "time"):
-        raise chain.error(node, f"attribute perm={perm} is not supported on a tensor arranged {chain.layout!r} "
-                                f"(gpudl swaps batch and time axes only: perm [1, 0, 2])")
-    chain.advance(node, layout="time" if chain.layout == "batch" else "batch")
+    perm = [int(p) for p in chain.attributes(node).get("perm", [])]
+    letters = "NTF" if chain.layout == "batch" else chain.layout
+    moved = "".join(letters[p] for p in perm) if sorted(perm) == list(range(len(letters))) else None
+    if moved is None or _layout(moved) not in LAYOUTS:
+        raise chain.error(node, f"attribute perm={perm} is not supported on a tensor arranged "
+                                f"{LAYOUTS[chain.layout]} (gpudl follows Transposes between batch-first "
+                                f"and time-major sequences and of a recurrent op's direction axis)")
+    chain.advance(node, layout=_layout(moved))
     return False
 
 
 def _squeeze(chain, node, follower):
-    axes = [int(a) for a in chain.constant(node, 1)]
-    direction_axis = {"time+dir": 1, "batch+dir": 2}.get(chain.layout)
-    if direction_axis is None or axes not in ([direction_axis], [direction_axis - 4]):
-        raise chain.error(node, f"input 1 (axes {axes}) on a tensor arranged {chain.layout!r}: gpudl squeezes only "
-                                f"the direction axis of an RNN or LSTM output")
-    chain.advance(node, layout=chain.layout.split("+")[0])
+    axes = [int(a) for a in chain.shape_vector(node, 1)] if len(node.input) > 1 and node.input[1] else None
+    direction = chain.layout.find("D")
+    if direction < 0 or axes not in ([direction], [direction - 4]):
+        raise chain.error(node, f"input 1 (axes {axes}) on a tensor arranged {LAYOUTS[chain.layout]}: gpudl "
+                                f"squeezes only the direction axis of an RNN or LSTM output")
+    chain.advance(node, layout=_layout(chain.layout.replace("D", "")))
     return False
 
 
@@ -392,7 +504,7 @@ def _recurrent(chain, node, follower):
     attributes = chain.attributes(node)
     layout = attributes.pop("layout", 0)
     hidden = attributes.pop("hidden_size", None)
-    chain.require_layout(node, "batch" if layout == 1 else "time")
+    chain.require_layout(node, "batch", "TNF")
     is_lstm = node.op_type == "LSTM"
     defaults = ["Sigmoid", "Tanh", "Tanh"] if is_lstm else ["Tanh"]
     allowed = {"direction": "forward", "activations": defaults}
@@ -405,16 +517,16 @@ def _recurrent(chain, node, follower):
     if W.shape[0] != 1 or hidden is None or W.shape[1] != gate_count * hidden:
         raise chain.error(node, f"weights of shape {W.shape} do not fit one direction of hidden_size={hidden}")
     for index, what in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c"), (7, "P (peepholes)")):
-        if index < len(node.input) and node.input[index]:
-            value = chain.constant(node, index)
-            if index < 5 or index == 7 or numpy.any(value):
-                raise chain.error(node, f"input {index} ({what}) is not supported (gpudl starts from a zero state, "
-                                        f"has no peepholes and runs whole sequences)")
+        name = node.input[index] if index < len(node.input) else ""
+        if name and (index == 4 or not chain.beside.is_zero(name)):
+            raise chain.error(node, f"input {index} ({what}) is not supported (gpudl starts from a zero state, "
+                                    f"has no peepholes and runs whole sequences)")
+    chain.arrange("batch" if layout == 1 else "TNF")
     kind, order = (nn.LSTM, gates.LSTM_ORDER) if is_lstm else (nn.RNN, gates.RNN_ORDER)
     layer = kind(W.shape[2], hidden, dtype=chain.dtype)
     for param, array in zip((layer.W_x, layer.W_h, layer.b), gates.from_onnx(W, R, B, order)):
         _fill(param, array)
-    chain.advance(node, layer, layout="batch+dir" if layout == 1 else "time+dir")
+    chain.advance(node, layer, layout="NTDF" if layout == 1 else "TDNF")
     return False
 
 

@@ -1,10 +1,12 @@
-"""SequenceDense: a Dense layer applied at every step of a batch-first sequence.
+"""Layers for sequences as other frameworks arrange them: SequenceDense and SwapBatchTime.
 
 ONNX's MatMul + Add on a rank-3 tensor (N, T, F) compute y_t = x_t W + b at each step; gpudl's Dense takes (N, F).
 The char-LSTM's head is that layer, and the import builds one wherever a graph applies a dense layer to a sequence.
+gpudl's recurrent layers read batch-first sequences (N, T, F); a graph whose input or output is time-major (T, N, F),
+as PyTorch's nn.LSTM without batch_first writes it, gets a SwapBatchTime at that end.
 """
 from .. import nn
-from ..nn.module import check_input
+from ..nn.module import Module, check_input
 
 
 class SequenceDense(nn.Dense):
@@ -22,3 +24,18 @@ class SequenceDense(nn.Dense):
 
     def __repr__(self):
         return f"SequenceDense({self.in_features}, {self.out_features})"
+
+
+class SwapBatchTime(Module):
+    """(A, B, F) -> (B, A, F): y[b, a] = x[a, b]; time-major sequences to batch-first ones and back (a view)."""
+
+    def forward(self, x):
+        check_input(self, x, 3, "(A, B, F)")
+        return self._forward_output(x.transpose(1, 0, 2))
+
+    def backward(self, dy, input_grad=True):
+        dy = self._backward_input(dy, consume=False)
+        return dy.transpose(1, 0, 2) if input_grad else None
+
+    def __repr__(self):
+        return "SwapBatchTime()"

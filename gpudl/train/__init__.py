@@ -1,22 +1,22 @@
-"""Training: the loop (`fit`, one `train_step` per batch, `evaluate`), checkpoints, and the run report.
-
-    loop.py        fit, RunState, train_step, run_epoch, evaluate, accuracy, cosine_schedule, SYNC_EVERY,
-                   TrainingDiverged
-    step.py        TrainStep, EvalStep: one training (evaluation) step, eager or recorded once and replayed (a CUDA
-                   graph on a GPU)
-    checkpoint.py  save_checkpoint, read_checkpoint / load_checkpoint (atomic, checked, all or nothing)
-    report.py      write_report (strict JSON), plot_curves, and the file names of a run folder
-    folder.py      claim_run_folder: one run at a time per folder, a finished run replaced only when asked
-"""
-from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
+"""Training: the step (eager or one recorded graph), the loop `fit` and its parts (checkpoints, evaluation,
+progress, divergence watch, signals, TensorBoard), the run report and the run folder."""
+from .checkpoint import Checkpoint, load_checkpoint, read_checkpoint, recorded_config, save_checkpoint
+from .checkpointing import FREE_ON_RESUME, Checkpoints, ResumeMismatch, resume_changes
+from .divergence import LOSS_LIMIT, SYNC_EVERY, DivergenceWatch, TrainingDiverged
+from .evaluation import accuracy, evaluate
 from .folder import RunFolderError, claim_run_folder
-from .loop import (FREE_ON_RESUME, SYNC_EVERY, ResumeMismatch, RunState, TrainingDiverged, accuracy, cosine_schedule,
-                   evaluate, fit, resume_changes, run_epoch, train_step)
+from .loop import RunState, fit, run_epoch, step_report, train_step
+from .progress import Progress
 from .report import CHECKPOINT, CURVES, MODEL, REPORT, RUN_FILES, plot_curves, strict_json, write_json, write_report
+from .schedule import cosine_schedule
 from .step import RECORDINGS_KEPT, EvalStep, TrainStep
+from .stopping import RunStopped, StopSignals
+from .tensorboard import TensorBoard
 
-__all__ = ["CHECKPOINT", "CURVES", "Checkpoint", "EvalStep", "FREE_ON_RESUME", "MODEL", "RECORDINGS_KEPT", "REPORT",
-           "RUN_FILES", "ResumeMismatch", "RunFolderError", "RunState", "SYNC_EVERY", "TrainStep", "TrainingDiverged",
-           "accuracy", "claim_run_folder", "cosine_schedule", "evaluate", "fit", "load_checkpoint", "plot_curves",
-           "read_checkpoint", "resume_changes", "run_epoch", "save_checkpoint", "strict_json", "train_step",
-           "write_json", "write_report"]
+__all__ = ["CHECKPOINT", "CURVES", "FREE_ON_RESUME", "LOSS_LIMIT", "MODEL", "ONNX",
+           "RECORDINGS_KEPT", "REPORT", "RUN_FILES", "SYNC_EVERY", "Checkpoint",
+           "Checkpoints", "DivergenceWatch", "EvalStep", "Progress", "ResumeMismatch", "RunFolderError", "RunState",
+           "RunStopped", "StopSignals", "TensorBoard", "TrainStep", "TrainingDiverged", "accuracy",
+           "claim_run_folder", "cosine_schedule", "evaluate", "fit", "load_checkpoint", "plot_curves",
+           "read_checkpoint", "recorded_config", "resume_changes", "run_epoch", "save_checkpoint", "step_report",
+           "strict_json", "train_step", "write_json", "write_report"]

@@ -1,16 +1,35 @@
-"""The run report of a training run: report.json (written atomically) and, when matplotlib is installed, curves.png
-of the loss and accuracy per epoch. The names of the files a run folder holds live here.
+"""The run report: report.json (strict JSON, written atomically) with the run's state, and curves.png of the loss
+and accuracy per epoch (with matplotlib). The names of the files a run folder holds live here.
 
-report.json is strict JSON (RFC 8259): a value that is not a finite number (a NaN or infinite loss, an overflowing
-perplexity) is written as null, never as the NaN/Infinity that Python's json module would otherwise emit.
+A run is in one of four states, each written with its reason: running (from its start on), completed, stopped (a
+signal; the checkpoint holds where) or failed (an error, a diverged loss). report.json is strict JSON (RFC 8259): a
+value that is not a finite number is written as null, never as the NaN/Infinity Python's json module would emit.
 """
 import json
 import math
 import os
-import tempfile
 
-CHECKPOINT, REPORT, MODEL, CURVES = "checkpoint.npz", "report.json", "model.npz", "curves.png"
-RUN_FILES = (CHECKPOINT, REPORT, MODEL, CURVES)     # what a run leaves in its folder
+from ..serialization import write_atomically
+
+CHECKPOINT, REPORT, MODEL, CURVES, ONNX = "checkpoint.npz", "report.json", "model.npz", "curves.png", "model.onnx"
+RUN_FILES = (CHECKPOINT, REPORT, MODEL, CURVES, ONNX)   # what a run (and `gpudl export`) leaves in its folder
+EVENTS_PREFIX, EVENTS_SUFFIX = "events.out.tfevents.", ".gpudl"     # TensorBoard event files fit writes
+RUNNING, COMPLETED, STOPPED, FAILED = "running", "completed", "stopped", "failed"
+STATES = (RUNNING, COMPLETED, STOPPED, FAILED)
+
+
+def is_events_file(name):
+    """Whether `name` is a TensorBoard events file written by fit (tensorboard.py)."""
+    return name.startswith(EVENTS_PREFIX) and name.endswith(EVENTS_SUFFIX)
+
+
+def run_artefacts(out):
+    """The names of the files of a run in folder `out` (RUN_FILES and event files), those that exist."""
+    try:
+        names = os.listdir(out)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if name in RUN_FILES or is_events_file(name))
 
 
 def strict_json(value):
@@ -25,26 +44,16 @@ def strict_json(value):
 
 
 def write_json(path, value):
-    """Write `value` to `path` as strict JSON, atomically: a temporary file of a name no other writer uses (in the
-    same folder), then a rename; the temporary file is removed when the write fails."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-{os.getpid()}-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(strict_json(value), f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `value` to `path` as strict JSON, atomically (serialization.write_atomically)."""
+    text = json.dumps(strict_json(value), indent=2, allow_nan=False)
+    write_atomically(path, lambda f: f.write(text), binary=False)
 
 
-def write_report(out, report):
-    """report.json (strict JSON, written atomically) and, when matplotlib is installed, curves.png of loss and
-    accuracy."""
+def write_report(out, report, curves=True):
+    """report.json and, when `curves` and matplotlib is installed, curves.png of loss and accuracy."""
     os.makedirs(out, exist_ok=True)
     write_json(os.path.join(out, REPORT), report)
-    if report["history"]:
+    if curves and report.get("history"):
         plot_curves(report["history"], os.path.join(out, CURVES))
 
 
@@ -72,5 +81,5 @@ def plot_curves(history, path):
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path

@@ -17,11 +17,12 @@ launches) and runs eagerly on NumPy; graph=True is the same but raises where it 
 that fails); graph=False always runs eagerly.
 
 Per (x shape, x dtype, y shape, y dtype), the first call runs one eager step (it makes the optimizer's buffers and
-checks the inputs: a loss's or model's `check` is off while recording, since a check reads values back to the host)
-and then records the step without running it; later calls copy x and y in and replay. Each batch shape gets its own
+checks the inputs: value checks are off while recording, F.value_checks(False), since a check reads values back to
+the host) and then records the step without running it; later calls copy x and y in and replay. Each batch shape gets its own
 graph, so the short last batch of an epoch never replays a stale shape: the last RECORDINGS_KEPT shapes are kept,
 least recently used dropped first. A graph is recorded again when the arrays it reads were replaced (model.to(),
-an optimizer state that did not exist before, a recurrent layer's state for another batch size). Where recording
+an optimizer state that did not exist before, a recurrent layer's state for another batch size): the model's and
+the optimizer's state_arrays() name them. Where recording
 fails, "auto" runs eagerly from then on for that shape and says so once on stderr, naming the cause.
 """
 import sys
@@ -30,7 +31,6 @@ from collections import OrderedDict
 from .. import functional as F
 from ..backend import get_array_module
 from ..functional.dispatch import step_recorder
-from ..nn.module import takes_input_grad
 from ..optim import Optimizer, clip_grad_norm
 
 RECORDINGS_KEPT = 4     # recorded steps kept, one per batch shape
@@ -44,16 +44,9 @@ class _Recorded:
 
 
 def _arrays_read(model, optimizer):
-    """The long-lived arrays a recorded step reads and writes: parameters and gradients, the optimizer's state and
-    device scalars, and the carried state of recurrent layers. A recording is valid while these stay the same."""
-    found = [a for p in model.parameters() for a in (p.data, p.grad)]
-    for name, value in (vars(optimizer) if optimizer is not None else {}).items():
-        items = value if isinstance(value, (list, tuple)) and name != "params" else [value]
-        found.extend(a for a in items if hasattr(a, "dtype") and hasattr(a, "shape"))
-    for module in model.modules():
-        for parts in getattr(module, "_carried", {}).values():
-            found.extend(parts)
-    return found
+    """The long-lived arrays a recorded step reads and writes, as the model and the optimizer name them. A recording
+    is valid while these stay the same."""
+    return model.state_arrays() + (optimizer.state_arrays() if optimizer is not None else [])
 
 
 class RecordedStep:
@@ -125,7 +118,7 @@ class RecordedStep:
         xp = get_array_module(x)
         static_x, static_y = xp.empty(x.shape, dtype=x.dtype), xp.empty(y.shape, dtype=y.dtype)
         recorder = step_recorder(x)
-        with _checks_off([self.loss, getattr(self.loss, "rows", None)] + self.model.modules()):
+        with F.value_checks(False):
             pred, value = recorder.record(lambda: self._ops(static_x, static_y))
         self._recorded[key] = _Recorded(recorder, static_x, static_y, pred, value,
                                         _arrays_read(self.model, self.optimizer))
@@ -154,20 +147,19 @@ class TrainStep(RecordedStep):
 
     clip_norm, when given, scales the gradients to a global L2 norm of at most clip_norm before the update
     (optim.clip_grad_norm, on the device, recorded with the rest of the step).
-    The gradient of the model's input is read by nothing: a model whose backward takes input_grad= is asked to skip
-    it (backward(dpred, input_grad=False)); any other model's backward(dpred) is called as it is.
+    The gradient of the model's input is read by nothing: the model's backward is asked to skip it
+    (backward(dpred, input_grad=False), the Module protocol).
     """
 
     def __init__(self, model, loss, optimizer, graph="auto", clip_norm=None, stream=None):
         super().__init__(model, loss, graph, stream)
         self.optimizer, self.clip_norm = optimizer, clip_norm
-        self._backward_options = {"input_grad": False} if takes_input_grad(model) else {}
 
     def _ops(self, x, y):
         self.optimizer.zero_grad()
         pred = self.model.forward(x)
         value = self.loss.forward(pred, y)
-        self.model.backward(self.loss.backward(), **self._backward_options)
+        self.model.backward(self.loss.backward(), input_grad=False)
         if self.clip_norm is not None:
             clip_grad_norm(self.model.parameters(), self.clip_norm)
         self.optimizer.step()
@@ -181,23 +173,3 @@ class EvalStep(RecordedStep):
     def _ops(self, x, y):
         pred = self.model.forward(x)
         return pred, self.loss.forward(pred, y)
-
-
-class _checks_off:
-    """Within the block, every object of `holders` with a `check` attribute has it False (restored after)."""
-
-    def __init__(self, holders):
-        self.holders = [h for h in holders if h is not None and hasattr(h, "check")]
-
-    def __enter__(self):
-        self.saved = [(h, h.__dict__.get("check")) for h in self.holders]
-        for h in self.holders:
-            h.check = False
-
-    def __exit__(self, *exc):
-        for h, value in self.saved:
-            if value is None:
-                del h.check                 # it was the class's default
-            else:
-                h.check = value
-        return False

@@ -1,22 +1,30 @@
 """The `kernel_path` fixture: one test body runs through gpudl.kernels on two targets. tests/conftest.py registers
 this module as a plugin, so every test module can ask for its fixtures by name.
 
-"host": numpy arrays, the kernel path forced in gpudl.functional (its one seam, dispatch.takes_kernel_path), every launch run by the host build of the .cu
-file (cuda_host.h + g++ + ctypes) on small grids. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without
-one). Tests compute their NumPy references inside `with path.reference():`, where the host target lets numpy
-arrays take the NumPy reference again (not the CPU kernels: the CUDA kernels are checked against the reference).
+"host": numpy arrays, the kernel path forced in gpudl.functional (its one seam, dispatch.takes_kernel_path), every
+launch run by the host build of the .cu file (cuda_host.h + g++ + ctypes) on small grids, every GEMM by gpudl's own
+cuBLAS code (kernels.blas, kernels.cublas) on a stand-in libcublas (cuda_host/cublas.py, `path.cublas`), and every
+recorded step under the capture guard (cuda_host/capture.py, `path.guard`): what a GPU's stream capture refuses, the
+host refuses while a step is recorded. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without one). Tests
+compute their NumPy references inside `with path.reference():`, where the host target lets numpy arrays take the
+NumPy reference again (not the CPU kernels: the CUDA kernels are checked against the reference).
 """
 import contextlib
 
 import numpy
 import pytest
+from gpudl.kernels import blas, loader
+from gpudl.kernels.blas import CublasGemm
+from gpudl.kernels.cublas import Cublas
 
 from gpudl.functional import dispatch
-from gpudl.kernels import blas, loader
 
+from . import capture
+from .cublas import StandInCublas, aligned_workspace
 from .host import HostKernels, compiler
 
 SMALL_BLOCK, SMALL_GRID = 8, 3      # 24 threads per launch: fewer than the elements of almost every test array
+HOST_WORKSPACE_BYTES = 64 * 1024    # the stand-in computes without it; cuBLAS wants 16 KiB at least
 
 
 class HostPath:
@@ -46,34 +54,11 @@ class HostPath:
         return layer.to("cpu")
 
 
-class HostBlas:
-    """Stands in for our cuBLAS handle (gpudl.kernels.blas) on the host target: out = alpha op(a) op(b) + beta out in
-    NumPy, 2-D or batched. The product goes into a scratch buffer kept per shape, so a replayed step allocates
-    nothing here either; beta = 0 never reads out (as cuBLAS)."""
-
-    def __init__(self):
-        self.scratch = {}
-
-    def gemm(self, transa, transb, a, b, out, alpha, beta):
-        op_a = a if transa == "N" else a.swapaxes(-1, -2)
-        op_b = b if transb == "N" else b.swapaxes(-1, -2)
-        if beta == 0 and alpha == 1:
-            numpy.matmul(op_a, op_b, out=out)
-            return out
-        key = (out.shape, out.dtype)
-        if key not in self.scratch:
-            self.scratch[key] = numpy.empty(out.shape, dtype=out.dtype)
-        product = numpy.matmul(op_a, op_b, out=self.scratch[key])
-        if alpha != 1:
-            product *= alpha
-        if beta == 0:
-            out[...] = product
-        elif beta == 1:
-            out += product
-        else:
-            out *= beta
-            out += product
-        return out
+def host_blas(library=None):
+    """gpudl's own GEMM (kernels.blas.CublasGemm through the ctypes binding kernels.cublas.Cublas) over the host
+    stand-in for libcublas, on the host's emulated streams: what the host target puts in place of get_blas(cupy)."""
+    return CublasGemm(Cublas(library or StandInCublas()), aligned_workspace(HOST_WORKSPACE_BYTES),
+                      capture.current_stream)
 
 
 class CupyPath:
@@ -116,11 +101,19 @@ def small_launches(monkeypatch):
 def kernel_path(request, monkeypatch):
     if request.param == "cupy":
         return CupyPath(request.getfixturevalue("cupy"))
+    return host_target(request, monkeypatch)
+
+
+def host_target(request, monkeypatch, guard=True):
+    """The host target, set up with `monkeypatch`: host kernels on small grids, gpudl's GEMM on the stand-in
+    libcublas, the kernel path for numpy arrays and (guard=True) the capture guard."""
     host_kernels = request.getfixturevalue("host_kernels")
     request.getfixturevalue("small_launches")
     path = HostPath(host_kernels)
     monkeypatch.setattr(loader, "get_kernel", host_kernels.get_kernel)
-    host_blas = HostBlas()
-    monkeypatch.setattr(blas, "get_blas", lambda xp: host_blas)
+    path.cublas = StandInCublas()
+    gemm = host_blas(path.cublas)
+    monkeypatch.setattr(blas, "get_blas", lambda xp: gemm)
     monkeypatch.setattr(dispatch, "takes_kernel_path", path.is_device_array)
+    path.guard = capture.CaptureGuard().install(monkeypatch) if guard else None
     return path

@@ -207,6 +207,19 @@ def test_clipping_and_array_plumbing_agree_with_the_reference(both, dtype):
     assert swapped.flags.c_contiguous and not np.shares_memory(swapped, x)       # never a view, even when it could be
 
 
+def test_an_overflowing_product_raises_under_numpys_errstate_as_numpy_would():
+    big = np.full((2, 3), np.finfo(np.float32).max, np.float32)
+    x = big.reshape(2, 1, 1, 3)
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError, match="overflow encountered in gemm"):
+            F.matmul(big, big.T)
+        with pytest.raises(FloatingPointError, match="overflow encountered in conv2d"):
+            F.conv2d(x, np.ones((1, 1, 1, 3), np.float32), np.zeros(1, np.float32), Window.of(x.shape, (1, 3), 1, 0))
+        assert np.isinf(F.matmul(np.full((1, 1), np.inf, np.float32), np.ones((1, 1), np.float32))).all()  # inf in
+    with np.errstate(over="ignore"):
+        assert np.isinf(F.matmul(big, big.T)).all()
+
+
 def test_the_kernels_refuse_to_mix_dtypes_and_name_the_op():
     x32, W64 = rand((2, 1, 5, 5), np.float32), rand((3, 1, 3, 3), np.float64)
     with pytest.raises(TypeError, match="conv2d: arrays must share one dtype"):

@@ -13,7 +13,7 @@ import llvmlite.binding
 import numpy
 from numba import prange, types
 
-from .loader import GRAIN, helper, kernel, real_arrays, set_up_cache, threads_for
+from .loader import GRAIN, check_overflow, helper, kernel, real_arrays, set_up_cache, threads_for
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 BLOCK_ROWS = 32             # rows of a product per block (at least): enough for BLAS's blocked kernels
@@ -155,4 +155,5 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
     call_with_blas_on_one_thread(_gemm, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
                                  out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1),
                                  int(b3.shape[0] > 1), blocks)
+    check_overflow("gemm", out, a, b)
     return out

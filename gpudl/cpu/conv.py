@@ -16,7 +16,7 @@ from numba import prange, uint64
 
 from .blas import call_with_blas_on_one_thread, gemm_at
 from .im2col import col2im_plane, im2col_plane, window_ints
-from .loader import GRAIN, helper, kernel, real_arrays, threads_for
+from .loader import GRAIN, check_overflow, helper, kernel, real_arrays, threads_for
 
 SUM_BLOCKS = 8      # fixed blocks of samples for dW and db
 
@@ -141,6 +141,7 @@ def conv2d(x, W, b, window):
     parts = min(n, threads_for(n * c * window.kh * window.kw * window.oh * window.ow))
     call_with_blas_on_one_thread(_forward, x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f,
                                  window_ints(window), parts)
+    check_overflow("conv2d", y, x, W, b)
     return y, x
 
 

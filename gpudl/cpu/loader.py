@@ -6,9 +6,9 @@ a kernel first sets Numba's thread count for it (threads_for): work too small to
 
 Compiled code is cached on disk, for this CPU, in the first writable of the package's __pycache__ and the user's
 cache folder (XDG_CACHE_HOME or ~/.cache, LOCALAPPDATA on Windows)/gpudl, or in GPUDL_CACHE_DIR alone when it is set;
-where none is writable the kernels compile in memory, for this process only. The folder is versioned by the sources of this package and the
-BLAS they call (Numba's own cache notices changes only in the file of each function, not in the helpers it calls
-from other files). The first compilation of a process says so once on stderr.
+where none is writable the kernels compile in memory, for this process only. The folder is versioned by the sources
+of this package and the BLAS they call (Numba's own cache notices changes only in the file of each function, not in
+the helpers it calls from other files). The first compilation of a process says so once on stderr.
 """
 import hashlib
 import os
@@ -184,6 +184,14 @@ def lost_in_fork():
 
 
 # -- argument checks -----------------------------------------------------------------------------------------------
+
+def check_overflow(what, result, *inputs):
+    """NumPy's way under numpy.errstate(over="raise"), which training and prediction run in: FloatingPointError when
+    finite inputs gave a result that is not (the kernels' arithmetic sets no NumPy error flag of its own)."""
+    if numpy.geterr()["over"] == "raise" and not numpy.isfinite(result).all() and \
+            all(numpy.isfinite(a).all() for a in inputs):
+        raise FloatingPointError(f"overflow encountered in {what}")
+
 
 def real_arrays(what, *arrays):
     """The arrays as C-contiguous numpy arrays of one dtype, float32 or float64, or a TypeError naming `what`."""

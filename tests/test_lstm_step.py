@@ -145,9 +145,10 @@ def test_calls_from_several_threads_at_once_change_no_result():
     assert not errors
 
 
-def test_transpose_for_products_is_the_view_where_kernels_run_and_a_copy_on_the_reference(monkeypatch):
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_transpose_for_products_is_a_copy_on_the_cpu_and_the_view_on_the_cuda_kernels(monkeypatch, use_kernels):
     W = np.arange(12.0).reshape(3, 4)
-    monkeypatch.setattr(dispatch, "use_cpu_kernels", False)
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", use_kernels)
     W_T = transpose_for_products(W)
     assert W_T.flags.c_contiguous and np.array_equal(W_T, W.T) and not np.shares_memory(W_T, W)
     monkeypatch.setattr(dispatch, "takes_kernel_path", lambda array: True)

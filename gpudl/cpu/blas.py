@@ -2,9 +2,9 @@
 
 The kernels call CBLAS's sgemm/dgemm of the BLAS library NumPy loaded (found through threadpoolctl, bound by name for
 LLVM), not Numba's np.dot, which calls another build. One pool of threads does all the work: the products are split
-over Numba's threads in fixed blocks of rows, and NumPy's BLAS is held to one thread while a kernel that calls it
-runs, so BLAS threads never compete with Numba's (two pools on two cores are several times slower than one). Each
-block is a fixed piece of the product whatever the thread count, so results do not depend on it.
+over Numba's threads in fixed pieces (rows or columns), and NumPy's BLAS is held to one thread while a kernel that
+calls it runs, so BLAS threads never compete with Numba's (two pools on two cores are several times slower than one).
+The pieces are fixed by the product's shape whatever the thread count, so results do not depend on it.
 """
 import ctypes
 import os
@@ -16,7 +16,7 @@ from numba import prange, types
 from .loader import GRAIN, check_overflow, helper, kernel, real_arrays, set_up_cache, threads_for
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
-BLOCK_ROWS = 32             # rows of a product per block (at least): enough for BLAS's blocked kernels
+BLOCK_ROWS = 32             # rows (or columns) of a product per piece, at least: enough for BLAS's blocked kernels
 
 
 def numpy_blas():
@@ -103,26 +103,36 @@ def call_with_blas_on_one_thread(kernel_function, *args):
             put(before)
 
 
-def row_blocks(rows, work_per_row):
-    """How many fixed blocks a product of `rows` rows splits into: one per BLOCK_ROWS rows, at most 8, and one for
-    products too small to share (depends on the shape only)."""
-    if rows * work_per_row < 1 << 18:
-        return 1
-    return max(1, min(8, rows // BLOCK_ROWS))
+def split(m, n, k):
+    """How a product of m x n outputs over k splits into fixed pieces (they depend on the shape only): (pieces,
+    by_rows). One piece for a product too small to share; else up to 8 pieces of at least BLOCK_ROWS rows or of as
+    many columns, cut the way that makes BLAS pack the fewest operand cells: every piece packs its own part of one
+    operand and all of the other (rows: all of B, columns: all of A)."""
+    if m * n * k < 1 << 18:
+        return 1, True
+    rows, columns = max(1, min(8, m // BLOCK_ROWS)), max(1, min(8, n // BLOCK_ROWS))
+    by_rows = rows * k * n + m * k <= columns * m * k + k * n
+    return (rows if by_rows else columns), by_rows
 
 
 @kernel
-def _gemm(trans_a, trans_b, a, b, out, alpha, beta, a_batched, b_batched, blocks):
+def _gemm(trans_a, trans_b, a, b, out, alpha, beta, a_batched, b_batched, pieces, by_rows):
     batch, m, n = out.shape
     k = a.shape[1] if trans_a else a.shape[2]
     lda, ldb = a.shape[2], b.shape[2]
     a_step, b_step = a.shape[1] * a.shape[2] * a_batched, b.shape[1] * b.shape[2] * b_batched
-    for task in prange(batch * blocks):
-        p, q = task // blocks, task % blocks
-        first, last = q * m // blocks, (q + 1) * m // blocks
-        a_offset = p * a_step + (first if trans_a else first * lda)
-        gemm_at(trans_a, trans_b, last - first, n, k, alpha, a, a_offset, lda, b, p * b_step, ldb, beta,
-                out, (p * m + first) * n, n)
+    for task in prange(batch * pieces):
+        p, q = task // pieces, task % pieces
+        if by_rows:
+            first, last = q * m // pieces, (q + 1) * m // pieces
+            a_at = p * a_step + (first if trans_a else first * lda)
+            gemm_at(trans_a, trans_b, last - first, n, k, alpha, a, a_at, lda, b, p * b_step, ldb, beta,
+                    out, (p * m + first) * n, n)
+        else:
+            first, last = q * n // pieces, (q + 1) * n // pieces
+            b_at = p * b_step + (first * ldb if trans_b else first)
+            gemm_at(trans_a, trans_b, m, last - first, k, alpha, a, p * a_step, lda, b, b_at, ldb, beta,
+                    out, p * m * n + first, n)
 
 
 def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
@@ -150,10 +160,10 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
     if k == 0:
         out *= beta
         return out
-    blocks = row_blocks(m, n * k)
-    threads_for(batch * blocks * GRAIN)
+    pieces, by_rows = split(m, n, k)
+    threads_for(batch * pieces * GRAIN)
     call_with_blas_on_one_thread(_gemm, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
                                  out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1),
-                                 int(b3.shape[0] > 1), blocks)
+                                 int(b3.shape[0] > 1), pieces, by_rows)
     check_overflow("gemm", out, a, b)
     return out

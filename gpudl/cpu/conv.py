@@ -1,7 +1,7 @@
 """2-D convolution on the CPU, one call each way, sample by sample while the sample's data is in cache.
 
 Forward, per sample: its col (C*KH*KW, T), y_n = W (F, C*KH*KW) col in one BLAS call, then + b. Backward, per
-sample: the col again (rebuilt from x, which costs less than keeping it), dW += dy_n col^T, db += the sums of dy_n's
+sample: the col again (rebuilt from x, which costs less than keeping it), dW^T += col dy_n^T, db += the sums of dy_n's
 rows, and with input_grad dcol = W^T dy_n folded back into dx_n. The forward saves x itself for the backward (the CUDA
 kernels keep the col). dW and db are summed in fixed blocks of samples, then the blocks' sums in block order: the
 same bits for every thread count.
@@ -99,7 +99,7 @@ def _forward(x, W, b, y, samples, channels, filters, geometry, parts):
 def _backward(x, W, dy, dx, dW, db, samples, channels, filters, geometry, blocks, input_grad):
     strips, pitch, t, plane = _layout(channels, geometry)
     depth, oh_count, ow_count = channels * geometry[2] * geometry[3], geometry[8], geometry[9]
-    dW_parts = numpy.zeros((blocks, filters * depth), dtype=dW.dtype)
+    dW_parts = numpy.zeros((blocks, depth * filters), dtype=dW.dtype)     # each block's dW^T (C*KH*KW, F)
     db_parts = numpy.zeros((blocks, filters), dtype=db.dtype)
     for block in prange(blocks):
         col = numpy.empty(depth * t, dtype=x.dtype)
@@ -116,14 +116,16 @@ def _backward(x, W, dy, dx, dW, db, samples, channels, filters, geometry, blocks
                     target = uint64(f * t + oh * pitch)
                     for k in range(uint64(ow_count)):
                         wide[target + k] = dy[source + k]
-            gemm_at(False, True, filters, depth, t, 1.0, wide, 0, t, col, 0, t, 1.0, dW_parts[block], 0, depth)
+            # dW^T += col wide^T: this orientation of the product runs about 1.6x faster in OpenBLAS than wide col^T
+            gemm_at(False, True, depth, filters, t, 1.0, col, 0, t, wide, 0, t, 1.0, dW_parts[block], 0, filters)
             gemm_at(False, False, filters, 1, t, 1.0, wide, 0, t, ones, 0, 1, 1.0, db_parts[block], 0, 1)
             if input_grad:
                 gemm_at(True, False, depth, t, filters, 1.0, W, 0, depth, wide, 0, t, 0.0, dcol, 0, t)
                 _fold_col(dcol, n, channels, dx, folded, geometry)
     for block in range(blocks):
-        for k in range(uint64(filters * depth)):
-            dW[k] += dW_parts[block, k]
+        for f in range(filters):
+            for d in range(depth):
+                dW[f * depth + d] += dW_parts[block, d * filters + f]
         for f in range(filters):
             db[f] += db_parts[block, f]
 

@@ -6,7 +6,7 @@ the same). The sigmoid and tanh forwards, fill, copy and the axis swap are NumPy
 are faster than the scalar libm calls Numba would make, and a copy is a copy.
 """
 import numpy
-from numba import prange
+from numba import prange, uint64
 
 from ..backend import output_arrays
 from .loader import kernel, real_arrays, threads_for
@@ -80,12 +80,13 @@ def activation_backward(name, kept, dy, alpha=1.0, out=None):
 def _add_bias(y, b, outer, channels, inner):
     for o in prange(outer):
         if inner == 1:
-            for c in range(channels):
-                y[o * channels + c] += b[c]
+            at = uint64(o * channels)
+            for c in range(uint64(channels)):
+                y[at + c] += b[c]
         else:
             for c in range(channels):
-                bias, at = b[c], (o * channels + c) * inner
-                for k in range(inner):
+                bias, at = b[c], uint64((o * channels + c) * inner)
+                for k in range(uint64(inner)):
                     y[at + k] += bias
 
 
@@ -122,10 +123,10 @@ def swap01(src):
 @kernel
 def _mse_rows(pred, target, rows, dpred, m, width, scale):
     for r in prange(m):
-        total = 0.0
-        for k in range(r * width, (r + 1) * width):
-            diff = pred[k] - target[k]
-            dpred[k] = diff / scale
+        total, at = 0.0, uint64(r * width)
+        for k in range(uint64(width)):
+            diff = pred[at + k] - target[at + k]
+            dpred[at + k] = diff / scale
             total += diff * diff
         rows[r] = total
 

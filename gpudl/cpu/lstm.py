@@ -10,10 +10,11 @@ computed them: first into a scratch row, then da from it, so that da may be a (i
 import math
 
 import numpy
-from numba import prange
+from numba import prange, types, uint64
+from numba.extending import overload
 
 from ..backend import output_arrays
-from .loader import helper, kernel, real_arrays, threads_for
+from .loader import inline, kernel, real_arrays, threads_for
 
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
 _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.0642258400691717e-05,
@@ -21,67 +22,75 @@ _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.06422584
 _Q = (1.0, 0.4637262896926949, 0.02429660130514078, 0.0002474193569181333)
 
 
-@helper
+@inline
 def rational_tanh(x):
-    """tanh(x) to a relative error below 2.1e-8 (float64 arithmetic); NaN stays NaN, +-inf gives +-1."""
-    if x > _CLAMP:
-        return 1.0
-    if x < -_CLAMP:
-        return -1.0
+    """tanh(x) to a relative error below 2.1e-8 (float64 arithmetic); NaN stays NaN, +-inf gives +-1. Branch-free,
+    so a loop that calls it vectorizes."""
     u = x * x
     p = ((((((_P[6] * u + _P[5]) * u + _P[4]) * u + _P[3]) * u + _P[2]) * u + _P[1]) * u + _P[0])
     q = (((_Q[3] * u + _Q[2]) * u + _Q[1]) * u + _Q[0])
     t = x * p / q
-    return 1.0 if t > 1.0 else (-1.0 if t < -1.0 else t)
+    return 1.0 if x > _CLAMP or t > 1.0 else (-1.0 if x < -_CLAMP or t < -1.0 else t)
 
 
-@helper
-def tanh_of(x, exact):
-    return math.tanh(x) if exact else rational_tanh(x)
+def tanh_of(x):
+    """tanh(x) in double precision for the kernels: libm's for float64 x, rational_tanh for float32 x (the choice is
+    made by the type, when the kernel is compiled)."""
+    return math.tanh(x)
 
 
-@helper
-def sigmoid_of(x, exact):
-    return 0.5 + 0.5 * tanh_of(0.5 * x, exact)
+def sigmoid_of(x):
+    """sigma(x) = 1/2 + 1/2 tanh(x/2) in double precision for the kernels, tanh as in tanh_of."""
+    return 0.5 + 0.5 * math.tanh(0.5 * x)
+
+
+@overload(tanh_of)
+def _tanh_of(x):
+    if x == types.float32:
+        return lambda x: rational_tanh(numpy.float64(x))
+    return lambda x: math.tanh(x)
+
+
+@overload(sigmoid_of)
+def _sigmoid_of(x):
+    if x == types.float32:
+        return lambda x: 0.5 + 0.5 * rational_tanh(0.5 * numpy.float64(x))
+    return lambda x: 0.5 + 0.5 * math.tanh(0.5 * x)
 
 
 @kernel
 def _forward(a, c_prev, h_out, c_out, n, hidden):
-    exact = a.itemsize == 8
+    h = uint64(hidden)
     for r in prange(n):
-        at, row = r * 4 * hidden, r * hidden
-        for k in range(hidden):
-            i = sigmoid_of(numpy.float64(a[at + k]), exact)
-            f = sigmoid_of(numpy.float64(a[at + hidden + k]), exact)
-            g = tanh_of(numpy.float64(a[at + 2 * hidden + k]), exact)
-            o = sigmoid_of(numpy.float64(a[at + 3 * hidden + k]), exact)
+        at, row = uint64(r) * uint64(4) * h, uint64(r) * h
+        for k in range(h):
+            i, f = sigmoid_of(a[at + k]), sigmoid_of(a[at + h + k])
+            g, o = tanh_of(a[at + uint64(2) * h + k]), sigmoid_of(a[at + uint64(3) * h + k])
             c_out[row + k] = f * c_prev[row + k] + i * g
-            h_out[row + k] = o * tanh_of(numpy.float64(c_out[row + k]), exact)
+            h_out[row + k] = o * tanh_of(c_out[row + k])
 
 
 @kernel
 def _backward(dh, dc, a, c_prev, c, da, dc_prev, n, hidden, parts):
-    exact = a.itemsize == 8
+    h = uint64(hidden)
     for part in prange(parts):
         scratch = numpy.empty(5 * hidden)      # per row: the four gates' slopes times their factors, then dc_t
         for r in range(part * n // parts, (part + 1) * n // parts):
-            at, row = r * 4 * hidden, r * hidden
-            for k in range(hidden):
-                i = sigmoid_of(numpy.float64(a[at + k]), exact)
-                f = sigmoid_of(numpy.float64(a[at + hidden + k]), exact)
-                g = tanh_of(numpy.float64(a[at + 2 * hidden + k]), exact)
-                o = sigmoid_of(numpy.float64(a[at + 3 * hidden + k]), exact)
-                tc = tanh_of(numpy.float64(c[row + k]), exact)
+            at, row = uint64(r) * uint64(4) * h, uint64(r) * h
+            for k in range(h):
+                i, f = sigmoid_of(a[at + k]), sigmoid_of(a[at + h + k])
+                g, o = tanh_of(a[at + uint64(2) * h + k]), sigmoid_of(a[at + uint64(3) * h + k])
+                tc = tanh_of(c[row + k])
                 total = dc[row + k] + dh[row + k] * o * (1.0 - tc * tc)      # dL/dc_t: carried and through h_t
                 scratch[k] = total * g * i * (1.0 - i)
-                scratch[hidden + k] = total * c_prev[row + k] * f * (1.0 - f)
-                scratch[2 * hidden + k] = total * i * (1.0 - g * g)
-                scratch[3 * hidden + k] = dh[row + k] * tc * o * (1.0 - o)
-                scratch[4 * hidden + k] = total * f
-            for k in range(4 * hidden):
+                scratch[h + k] = total * c_prev[row + k] * f * (1.0 - f)
+                scratch[uint64(2) * h + k] = total * i * (1.0 - g * g)
+                scratch[uint64(3) * h + k] = dh[row + k] * tc * o * (1.0 - o)
+                scratch[uint64(4) * h + k] = total * f
+            for k in range(uint64(4) * h):
                 da[at + k] = scratch[k]
-            for k in range(hidden):
-                dc_prev[row + k] = scratch[4 * hidden + k]
+            for k in range(h):
+                dc_prev[row + k] = scratch[uint64(4) * h + k]
 
 
 def _state(v, what, n, h, like):

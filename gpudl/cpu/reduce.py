@@ -2,7 +2,7 @@
 global norm. Every sum runs in one fixed order (channels are split over the threads, each summed whole by one), so
 its bits do not depend on the thread count."""
 import numpy
-from numba import prange
+from numba import prange, uint64
 
 from .loader import GRAIN, kernel, real_arrays, threads_for
 
@@ -11,20 +11,21 @@ from .loader import GRAIN, kernel, real_arrays, threads_for
 def _sum_axes(x, target, outer, channels, inner, add, parts):
     for part in prange(parts):
         first, last = part * channels // parts, (part + 1) * channels // parts
+        width = uint64(last - first)
         sums = numpy.zeros(last - first, dtype=target.dtype)
         for o in range(outer):
-            if inner == 1:
-                at = o * channels
-                for c in range(first, last):
-                    sums[c - first] += x[at + c]
+            if inner == 1:                          # rows of channels: whole rows added, a loop that vectorizes
+                at = uint64(o * channels + first)
+                for c in range(width):
+                    sums[c] += x[at + c]
             else:
-                for c in range(first, last):
-                    at, total = (o * channels + c) * inner, sums[c - first]
-                    for k in range(inner):
+                for c in range(width):
+                    at, total = uint64((o * channels + first) * inner) + c * uint64(inner), sums[c]
+                    for k in range(uint64(inner)):
                         total += x[at + k]
-                    sums[c - first] = total
-        for c in range(first, last):
-            target[c] = target[c] + sums[c - first] if add else sums[c - first]
+                    sums[c] = total
+        for c in range(width):
+            target[uint64(first) + c] = target[uint64(first) + c] + sums[c] if add else sums[c]
 
 
 def sum_axes(x, out=None, into=None, inner=1):

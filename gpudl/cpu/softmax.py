@@ -3,30 +3,32 @@ the rows split over the threads. A label outside [0, K) matches no class."""
 import math
 
 import numpy
-from numba import prange
+from numba import prange, uint64
 
 from .loader import kernel, real_arrays, threads_for
 
 
 @kernel
 def _softmax_cross_entropy(logits, labels, loss_rows, dlogits, n, k):
+    width = uint64(k)
     for r in prange(n):
-        at = r * k
+        at = uint64(r) * width
         top = logits[at]
-        for j in range(at + 1, at + k):
-            top = max(top, logits[j])
+        for j in range(width):
+            top = max(top, logits[at + j])
         total = 0.0
-        for j in range(at, at + k):
-            e = math.exp(logits[j] - top)          # at most 1: no overflow
-            dlogits[j] = e
+        for j in range(width):
+            e = math.exp(logits[at + j] - top)          # at most 1: no overflow
+            dlogits[at + j] = e
             total += e
         label = labels[r]
         inside = 0 <= label < k
-        loss_rows[r] = math.log(total) - (logits[at + label] - top) if inside else 0.0
-        for j in range(at, at + k):
-            dlogits[j] = dlogits[j] / total / n
+        loss_rows[r] = math.log(total) - (logits[at + uint64(label)] - top) if inside else 0.0
+        scale = 1.0 / (total * n)
+        for j in range(width):
+            dlogits[at + j] = dlogits[at + j] * scale
         if inside:
-            dlogits[at + label] -= 1.0 / n
+            dlogits[at + uint64(label)] -= 1.0 / n
 
 
 def softmax_cross_entropy(logits, labels):

@@ -6,6 +6,7 @@ on the GPU, so a step of a dense layer can be recorded and replayed; NumPy's BLA
 threads on the CPU) and the bias and its gradient one kernel each; elsewhere the NumPy reference runs.
 """
 from ..backend import get_array_module
+from . import dispatch
 from .dispatch import kernels_for, on_kernel_path
 
 
@@ -69,10 +70,10 @@ def dense_backward(x, W, dy, into=None, input_grad=True):
 def transpose_for_products(W):
     """W^T (2-D) for many products x W^T in a row, such as da_t W_h^T at every step of a recurrent backward.
 
-    Where kernels run: the view itself, which their GEMM reads as op T without a copy; the NumPy reference: a
-    C-contiguous copy, which NumPy's BLAS multiplies faster than the transposed view (one copy for the whole loop).
+    On the CUDA kernels the view itself, which cuBLAS reads as op T without a copy; on the CPU (kernels or reference)
+    a C-contiguous copy, which NumPy's BLAS multiplies faster than the transposed view (one copy for the whole loop).
     """
-    if on_kernel_path(W):
+    if dispatch.takes_kernel_path(W):
         return W.T
     return get_array_module(W).ascontiguousarray(W.T)
 

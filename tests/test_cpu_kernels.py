@@ -211,8 +211,10 @@ def test_an_overflowing_product_raises_under_numpys_errstate_as_numpy_would():
     big = np.full((2, 3), np.finfo(np.float32).max, np.float32)
     x = big.reshape(2, 1, 1, 3)
     with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError, match="overflow encountered in (matmul|gemm)"):
+            F.matmul(big, big.T)                                        # small: NumPy's own product
         with pytest.raises(FloatingPointError, match="overflow encountered in gemm"):
-            F.matmul(big, big.T)
+            F.matmul(np.full((300, 300), 1e30, np.float32), np.full((300, 300), 1e30, np.float32))   # a kernel's
         with pytest.raises(FloatingPointError, match="overflow encountered in conv2d"):
             F.conv2d(x, np.ones((1, 1, 1, 3), np.float32), np.zeros(1, np.float32), Window.of(x.shape, (1, 3), 1, 0))
         assert np.isinf(F.matmul(np.full((1, 1), np.inf, np.float32), np.ones((1, 1), np.float32))).all()  # inf in

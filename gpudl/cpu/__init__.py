@@ -10,7 +10,7 @@ from .blas import gemm
 from .conv import conv2d, conv2d_backward
 from .elementwise import activation, activation_backward, add_bias, copy, fill, mse, swap01
 from .im2col import col2im, im2col
-from .loader import cache_report
+from .loader import cache_report, compile_seconds
 from .lstm import lstm_step, lstm_step_backward
 from .optim import adam_scalars, adam_step, sgd_step
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
@@ -18,7 +18,7 @@ from .reduce import clip_by_global_norm, scaled_sum, sum_axes
 from .softmax import softmax_cross_entropy
 from . import loader
 
-__all__ = ["activation", "activation_backward", "adam_scalars", "adam_step", "add_bias", "cache_report",
-           "clip_by_global_norm", "col2im", "conv2d", "conv2d_backward", "copy", "fill", "gemm", "im2col",
-           "lstm_step", "lstm_step_backward", "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
-           "mse", "scaled_sum", "sgd_step", "softmax_cross_entropy", "sum_axes", "swap01"]
+__all__ = ["activation", "activation_backward", "adam_scalars", "adam_step", "add_bias", "avg_pool2d",
+           "avg_pool2d_backward", "cache_report", "clip_by_global_norm", "col2im", "compile_seconds", "conv2d",
+           "conv2d_backward", "copy", "fill", "gemm", "im2col", "lstm_step", "lstm_step_backward", "max_pool2d",
+           "max_pool2d_backward", "mse", "scaled_sum", "sgd_step", "softmax_cross_entropy", "sum_axes", "swap01"]

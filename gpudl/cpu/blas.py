@@ -161,9 +161,18 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
         out *= beta
         return out
     pieces, by_rows = split(m, n, k)
-    threads_for(batch * pieces * GRAIN)
-    call_with_blas_on_one_thread(_gemm, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
-                                 out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1),
-                                 int(b3.shape[0] > 1), pieces, by_rows)
+    if pieces == 1 and alpha == 1 and beta in (0, 1):
+        # too small to share: NumPy calls the same BLAS without a kernel's call overhead, and OpenBLAS keeps products
+        # below 2^18 multiply-adds (split's own bound) on the calling thread
+        product = numpy.matmul(a.swapaxes(-1, -2) if transa == "T" else a, b.swapaxes(-1, -2) if transb == "T" else b)
+        if beta:
+            out += product
+        else:
+            out[...] = product
+    else:
+        threads_for(batch * pieces * GRAIN)
+        call_with_blas_on_one_thread(_gemm, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
+                                     out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1),
+                                     int(b3.shape[0] > 1), pieces, by_rows)
     check_overflow("gemm", out, a, b)
     return out

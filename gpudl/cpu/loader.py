@@ -15,6 +15,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 
 import numba
 import numpy
@@ -65,10 +66,19 @@ def source_stamp(extra=""):
 
 
 class _Cache:
-    """Where this process keeps the compiled kernels (folder None: in memory), and what it has said about it."""
+    """Where this process keeps the compiled kernels (folder None: in memory), what it has said about it, and how long
+    it has spent compiling them."""
     folder = None
     stamp = None
     announced = False
+    compiling_since = None      # when the outermost compilation of a kernel of ours began
+    depth = 0
+    seconds = 0.0
+
+
+def cache_folder():
+    """The folder this process keeps the compiled kernels in (None: in memory)."""
+    return _Cache.folder
 
 
 def set_up_cache(blas_name):
@@ -107,19 +117,37 @@ caching.CacheImpl._locator_classes.insert(0, _Locator)
 
 
 class _CompileNotice(event.Listener):
-    """Says once per process, on stderr, that the CPU kernels are being compiled (and where they will be kept)."""
+    """Says once per process, on stderr, that the CPU kernels are being compiled (and where they will be kept), and
+    adds up the time spent compiling them (compile_seconds)."""
+
+    @staticmethod
+    def _ours(ev):
+        function = getattr(ev.data.get("dispatcher"), "py_func", None)
+        return getattr(function, "__module__", "").startswith(__package__ + ".")
 
     def on_start(self, ev):
-        function = getattr(ev.data.get("dispatcher"), "py_func", None)
-        if _Cache.announced or not getattr(function, "__module__", "").startswith(__package__ + "."):
+        if not self._ours(ev):
             return
-        _Cache.announced = True
-        where = (f"once for this machine: cached in {_Cache.folder}" if _Cache.folder else
-                 "in memory: no writable cache folder, so every new process compiles them again")
-        print(f"gpudl: compiling the CPU kernels ({where})", file=sys.stderr, flush=True)
+        if _Cache.depth == 0:
+            _Cache.compiling_since = time.perf_counter()
+        _Cache.depth += 1
+        if not _Cache.announced:
+            _Cache.announced = True
+            where = (f"once for this machine: cached in {_Cache.folder}" if _Cache.folder else
+                     "in memory: no writable cache folder, so every new process compiles them again")
+            print(f"gpudl: compiling the CPU kernels ({where})", file=sys.stderr, flush=True)
 
     def on_end(self, ev):
-        pass
+        if not self._ours(ev):
+            return
+        _Cache.depth -= 1
+        if _Cache.depth == 0:
+            _Cache.seconds += time.perf_counter() - _Cache.compiling_since
+
+
+def compile_seconds():
+    """Seconds this process has spent compiling CPU kernels (0 when every kernel it ran came from the disk cache)."""
+    return _Cache.seconds
 
 
 event.register("numba:compile", _CompileNotice())
@@ -196,9 +224,9 @@ def check_overflow(what, result, *inputs):
 def real_arrays(what, *arrays):
     """The arrays as C-contiguous numpy arrays of one dtype, float32 or float64, or a TypeError naming `what`."""
     dtype = arrays[0].dtype
-    if dtype not in (numpy.float32, numpy.float64):
+    if dtype != numpy.float32 and dtype != numpy.float64:
         raise TypeError(f"{what}: arrays must be float32 or float64, got {dtype}")
-    for a in arrays[1:]:
+    for a in arrays:
         if a.dtype != dtype:
             raise TypeError(f"{what}: arrays must share one dtype, got {dtype} and {a.dtype}")
-    return tuple(numpy.ascontiguousarray(a) for a in arrays)
+    return [a if a.flags.c_contiguous else numpy.ascontiguousarray(a) for a in arrays]

@@ -13,7 +13,7 @@ import llvmlite.binding
 import numpy
 from numba import prange, types
 
-from .loader import GRAIN, check_overflow, helper, kernel, real_arrays, set_up_cache, threads_for
+from .loader import GRAIN, MAX_THREADS, check_overflow, helper, kernel, real_arrays, set_up_cache, threads_for
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 BLOCK_ROWS = 32             # rows (or columns) of a product per piece, at least: enough for BLAS's blocked kernels
@@ -104,13 +104,15 @@ def call_with_blas_on_one_thread(kernel_function, *args):
 
 
 def split(m, n, k):
-    """How a product of m x n outputs over k splits into fixed pieces (they depend on the shape only): (pieces,
-    by_rows). One piece for a product too small to share; else up to 8 pieces of at least BLOCK_ROWS rows or of as
-    many columns, cut the way that makes BLAS pack the fewest operand cells: every piece packs its own part of one
-    operand and all of the other (rows: all of B, columns: all of A)."""
+    """How a product of m x n outputs over k splits into fixed pieces: (pieces, by_rows). One piece for a product too
+    small to share; else one per core of this machine (Numba's pool, at most 8), each of at least BLOCK_ROWS rows or
+    as many columns, cut the way that makes BLAS pack the fewest operand cells: every piece packs its own part of one
+    operand and all of the other (rows: all of B, columns: all of A). The pieces depend on the shape and the machine,
+    not on the thread count: OpenBLAS's bits depend on how a product is cut."""
     if m * n * k < 1 << 18:
         return 1, True
-    rows, columns = max(1, min(8, m // BLOCK_ROWS)), max(1, min(8, n // BLOCK_ROWS))
+    most = min(8, MAX_THREADS)
+    rows, columns = max(1, min(most, m // BLOCK_ROWS)), max(1, min(most, n // BLOCK_ROWS))
     by_rows = rows * k * n + m * k <= columns * m * k + k * n
     return (rows if by_rows else columns), by_rows
 

@@ -36,7 +36,7 @@ from gpudl import models, nn, optim, train
 model = models.LeNet5()
 rng = numpy.random.default_rng(0)
 x, y = rng.standard_normal((64, 1, 28, 28)).astype(numpy.float32), rng.integers(0, 10, 64)
-step = train.TrainStep(model, nn.SoftmaxCrossEntropy(), optim.SGD(model.parameters(), 0.01, momentum=0.9))
+step = train.TrainStep(model, nn.SoftmaxCrossEntropy(), optim.Adam(model.parameters()))
 begin = time.perf_counter()
 float(step(x, y))
 seconds = time.perf_counter() - begin

@@ -13,7 +13,7 @@ import llvmlite.binding
 import numpy
 from numba import prange, types
 
-from .loader import GRAIN, MAX_THREADS, check_overflow, helper, kernel, real_arrays, set_up_cache, threads_for
+from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, real_arrays, set_up_cache, threads_for
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 BLOCK_ROWS = 32             # rows (or columns) of a product per piece, at least: enough for BLAS's blocked kernels
@@ -75,7 +75,7 @@ _sgemm = types.ExternalFunction("gpudl_sgemm", _gemm_signature(types.float32))
 _dgemm = types.ExternalFunction("gpudl_dgemm", _gemm_signature(types.float64))
 
 
-@helper
+@inline
 def gemm_at(trans_a, trans_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb, beta, c, c_offset, ldc):
     """C = alpha op(A) op(B) + beta C for the m x n block of C at element c_offset of c (row-major, leading dimension
     ldc), A and B at their offsets of a and b: one CBLAS call on the calling thread."""

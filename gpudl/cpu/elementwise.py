@@ -12,34 +12,33 @@ from ..backend import output_arrays
 from .loader import kernel, real_arrays, threads_for
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-_RELU, _RELU_BACKWARD, _SIGMOID_BACKWARD, _TANH_BACKWARD = range(4)
+
+
+# One kernel per op, so that a run compiles only the ops it uses. Each is a flat loop over the elements.
+
+@kernel
+def _relu(v, y, zero):
+    for k in prange(y.size):
+        x = v[k]
+        y[k] = x if x > zero or x != x else zero          # numpy.maximum(v, 0): NaN stays, -0 gives +0
 
 
 @kernel
-def _map(op, a, b, out, alpha, zero, one):
-    """out = relu(a), or dy * phi' with dy = b and a what the forward kept (v for relu, y otherwise)."""
-    if op == _RELU:
-        for k in prange(out.size):
-            v = a[k]
-            out[k] = v if v > zero or v != v else zero       # numpy.maximum(v, 0): NaN stays, -0 gives +0
-    elif op == _RELU_BACKWARD:
-        for k in prange(out.size):
-            out[k] = b[k] * (one if a[k] > zero else zero)
-    elif op == _SIGMOID_BACKWARD:
-        for k in prange(out.size):
-            y = a[k]
-            out[k] = b[k] * (y * alpha * (one - y))
-    else:
-        for k in prange(out.size):
-            y = a[k]
-            out[k] = b[k] * (one - y * y)
+def _relu_backward(v, dy, dv, zero, one):
+    for k in prange(dv.size):
+        dv[k] = dy[k] * (one if v[k] > zero else zero)
 
 
-def _run(op, a, b, out, alpha):
-    real = out.dtype.type
-    threads_for(out.size)
-    _map(op, a.reshape(-1), b.reshape(-1), out.reshape(-1), real(alpha), real(0), real(1))
-    return out
+@kernel
+def _sigmoid_backward(y, dy, dv, alpha, one):
+    for k in prange(dv.size):
+        dv[k] = dy[k] * (y[k] * alpha * (one - y[k]))
+
+
+@kernel
+def _tanh_backward(y, dy, dv, one):
+    for k in prange(dv.size):
+        dv[k] = dy[k] * (one - y[k] * y[k])
 
 
 def _sigmoid_into(v, y, alpha):
@@ -56,7 +55,9 @@ def activation(name, v, alpha=1.0, out=None):
     (v,) = real_arrays(f"{name}_forward", v)
     (y,) = output_arrays(f"{name}_forward", out, (tuple(v.shape),), v)
     if name == "relu":
-        return _run(_RELU, v, v, y, 1.0)
+        threads_for(y.size)
+        _relu(v.reshape(-1), y.reshape(-1), v.dtype.type(0))
+        return y
     if name == "sigmoid":
         _sigmoid_into(v, y, v.dtype.type(alpha))
     else:
@@ -72,8 +73,15 @@ def activation_backward(name, kept, dy, alpha=1.0, out=None):
     if kept.shape != dy.shape:
         raise ValueError(f"{name}_backward: dy has shape {tuple(dy.shape)}, the forward's {tuple(kept.shape)}")
     (dv,) = output_arrays(f"{name}_backward", out, (tuple(dy.shape),), dy)
-    op = {"relu": _RELU_BACKWARD, "sigmoid": _SIGMOID_BACKWARD, "tanh": _TANH_BACKWARD}[name]
-    return _run(op, kept, dy, dv, alpha)
+    real, flat = dy.dtype.type, (kept.reshape(-1), dy.reshape(-1), dv.reshape(-1))
+    threads_for(dv.size)
+    if name == "relu":
+        _relu_backward(*flat, real(0), real(1))
+    elif name == "sigmoid":
+        _sigmoid_backward(*flat, real(alpha), real(1))
+    else:
+        _tanh_backward(*flat, real(1))
+    return dv
 
 
 @kernel

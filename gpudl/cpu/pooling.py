@@ -35,73 +35,109 @@ def _max_update(y, argmax, q, v, k):
     y[q] = v if best == best and (v != v or not best > v) else best
 
 
-@helper
-def _in_pairs(geometry):
+def in_pairs(window):
     """Windows two cells wide moved two cells along each row, none reaching past the row's ends (LeNet's 2x2 / 2 and
-    the like): the rows of x and dx are then read and written in pairs of cells, loops that vectorize."""
+    the like): the rows of x and dx are then read and written in pairs of cells, loops that vectorize (their own
+    kernels, compiled only where a run pools so)."""
+    return window.kw == 2 and window.sw == 2 and window.left == 0 and 2 * window.ow <= window.w
+
+
+@inline
+def _max_plane(x, y, argmax, plane, geometry, lowest):
+    """One image plane's windows, offset by offset: every window's chain in row-major order."""
     h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
-    return kw == 2 and sw == 2 and left == 0 and 2 * ow_count <= w
+    source, out = plane * h * w, uint64(plane * oh_count * ow_count)
+    for q in range(uint64(oh_count * ow_count)):
+        y[out + q], argmax[out + q] = lowest, 0
+    for k in range(kh * kw):
+        i, j, lo, hi = _offset(k, geometry)
+        for oh in range(oh_count):
+            row = oh * sh + i - top
+            first, last = (lo, hi) if 0 <= row < h else (0, 0)      # padded cells read -inf
+            at, o = uint64(source + row * w + first * sw + j - left), out + uint64(oh * ow_count)
+            for ow in range(uint64(first)):
+                _max_update(y, argmax, o + ow, lowest, k)
+            for ow in range(uint64(last - first)):
+                _max_update(y, argmax, o + uint64(first) + ow, x[at + uint64(sw) * ow], k)
+            for ow in range(uint64(last), uint64(ow_count)):
+                _max_update(y, argmax, o + ow, lowest, k)
+
+
+@inline
+def _max_plane_in_pairs(x, y, argmax, plane, geometry, lowest):
+    """_max_plane for windows in_pairs: the offsets (i, 0) and (i, 1) of a row together."""
+    h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
+    source, out = plane * h * w, uint64(plane * oh_count * ow_count)
+    for q in range(uint64(oh_count * ow_count)):
+        y[out + q], argmax[out + q] = lowest, 0
+    for i in range(kh):
+        for oh in range(oh_count):
+            row = oh * sh + i - top
+            inside = 0 <= row < h
+            at, o = uint64(source + row * w), out + uint64(oh * ow_count)
+            for ow in range(uint64(ow_count)):
+                _max_update(y, argmax, o + ow, x[at + uint64(2) * ow] if inside else lowest, 2 * i)
+                _max_update(y, argmax, o + ow, x[at + uint64(2) * ow + uint64(1)] if inside else lowest, 2 * i + 1)
 
 
 @kernel
 def _max_forward(x, y, argmax, planes, geometry, lowest):
-    h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
-    pairs = _in_pairs(geometry)
     for plane in prange(planes):
-        source, out = plane * h * w, uint64(plane * oh_count * ow_count)
-        for q in range(uint64(oh_count * ow_count)):
-            y[out + q], argmax[out + q] = lowest, 0
-        for k in range(kh * kw):                    # offset by offset: every window's chain in row-major order
-            i, j, lo, hi = _offset(k, geometry)
-            if pairs and j == 1:
-                continue                            # done with j = 0
-            for oh in range(oh_count):
-                row = oh * sh + i - top
-                first, last = (lo, hi) if 0 <= row < h else (0, 0)      # padded cells read -inf
-                at, o = uint64(source + row * w + first * sw + j - left), out + uint64(oh * ow_count)
-                if pairs:
-                    for ow in range(uint64(ow_count)):
-                        inside = 0 <= row < h
-                        _max_update(y, argmax, o + ow, x[at + uint64(2) * ow] if inside else lowest, k)
-                        _max_update(y, argmax, o + ow, x[at + uint64(2) * ow + uint64(1)] if inside else lowest, k + 1)
-                    continue
-                for ow in range(uint64(first)):
-                    _max_update(y, argmax, o + ow, lowest, k)
-                for ow in range(uint64(last - first)):
-                    _max_update(y, argmax, o + uint64(first) + ow, x[at + uint64(sw) * ow], k)
-                for ow in range(uint64(last), uint64(ow_count)):
-                    _max_update(y, argmax, o + ow, lowest, k)
+        _max_plane(x, y, argmax, plane, geometry, lowest)
+
+
+@kernel
+def _max_forward_in_pairs(x, y, argmax, planes, geometry, lowest):
+    for plane in prange(planes):
+        _max_plane_in_pairs(x, y, argmax, plane, geometry, lowest)
+
+
+@inline
+def _route_plane(dy, argmax, dx, plane, geometry, zero):
+    """One image plane of dx: each window's gradient added, offset by offset, into the cell that won it."""
+    h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
+    target, source = plane * h * w, uint64(plane * oh_count * ow_count)
+    for q in range(uint64(h * w)):
+        dx[uint64(target) + q] = zero
+    for k in range(kh * kw):
+        i, j, lo, hi = _offset(k, geometry)
+        for oh in range(oh_count):
+            row = oh * sh + i - top
+            if 0 <= row < h:
+                at, o = uint64(target + row * w + lo * sw + j - left), source + uint64(oh * ow_count + lo)
+                for ow in range(uint64(hi - lo)):
+                    dx[at + uint64(sw) * ow] += dy[o + ow] if argmax[o + ow] == k else zero
+
+
+@inline
+def _route_plane_in_pairs(dy, argmax, dx, plane, geometry, zero):
+    """_route_plane for windows in_pairs that do not overlap (SH >= KH): each cell is written, not added."""
+    h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
+    target, source = plane * h * w, uint64(plane * oh_count * ow_count)
+    for q in range(uint64(h * w)):
+        dx[uint64(target) + q] = zero
+    for oh in range(oh_count):
+        o = source + uint64(oh * ow_count)
+        for i in range(kh):
+            row = oh * sh + i - top
+            if 0 <= row < h:
+                at, k = uint64(target + row * w), i * 2
+                for ow in range(uint64(ow_count)):
+                    gradient, wins = dy[o + ow], argmax[o + ow]
+                    dx[at + uint64(2) * ow] = gradient if wins == k else zero
+                    dx[at + uint64(2) * ow + uint64(1)] = gradient if wins == k + 1 else zero
 
 
 @kernel
 def _max_backward(dy, argmax, dx, planes, geometry, zero):
-    h, w, kh, kw, sh, sw, top, left, oh_count, ow_count = geometry
-    apart = _in_pairs(geometry) and sh >= kh        # every cell in one window at most: written, not added
-    step = uint64(sw)
     for plane in prange(planes):
-        target, source = plane * h * w, uint64(plane * oh_count * ow_count)
-        for q in range(uint64(h * w)):
-            dx[uint64(target) + q] = zero
-        if apart:
-            for oh in range(oh_count):
-                o = source + uint64(oh * ow_count)
-                for i in range(kh):
-                    row = oh * sh + i - top
-                    if 0 <= row < h:
-                        at, k = uint64(target + row * w), i * 2
-                        for ow in range(uint64(ow_count)):
-                            gradient, wins = dy[o + ow], argmax[o + ow]
-                            dx[at + uint64(2) * ow] = gradient if wins == k else zero
-                            dx[at + uint64(2) * ow + uint64(1)] = gradient if wins == k + 1 else zero
-            continue
-        for k in range(kh * kw):
-            i, j, lo, hi = _offset(k, geometry)
-            for oh in range(oh_count):
-                row = oh * sh + i - top
-                if 0 <= row < h:
-                    at, o = uint64(target + row * w + lo * sw + j - left), source + uint64(oh * ow_count + lo)
-                    for ow in range(uint64(hi - lo)):
-                        dx[at + ow * step] += dy[o + ow] if argmax[o + ow] == k else zero
+        _route_plane(dy, argmax, dx, plane, geometry, zero)
+
+
+@kernel
+def _max_backward_in_pairs(dy, argmax, dx, planes, geometry, zero):
+    for plane in prange(planes):
+        _route_plane_in_pairs(dy, argmax, dx, plane, geometry, zero)
 
 
 @kernel
@@ -163,8 +199,8 @@ def max_pool2d(x, window):
     y = numpy.empty(x.shape[:2] + (window.oh, window.ow), dtype=x.dtype)
     argmax = numpy.empty(y.shape, dtype=argmax_type(window.kh, window.kw))
     threads_for(y.size * window.kh * window.kw)
-    _max_forward(x.reshape(-1), y.reshape(-1), argmax.reshape(-1), planes, window_ints(window),
-                 x.dtype.type(-numpy.inf))
+    forward = _max_forward_in_pairs if in_pairs(window) else _max_forward
+    forward(x.reshape(-1), y.reshape(-1), argmax.reshape(-1), planes, window_ints(window), x.dtype.type(-numpy.inf))
     return y, argmax
 
 
@@ -176,8 +212,9 @@ def max_pool2d_backward(dy, argmax, x_shape, window):
         window.check_output("max_pool2d_backward", name, array.shape, x_shape)
     dx = numpy.empty(tuple(x_shape), dtype=dy.dtype)
     threads_for(dx.size + dy.size * window.kh * window.kw)
-    _max_backward(dy.reshape(-1), numpy.ascontiguousarray(argmax).reshape(-1), dx.reshape(-1), planes,
-                  window_ints(window), dy.dtype.type(0))
+    backward = _max_backward_in_pairs if in_pairs(window) and window.sh >= window.kh else _max_backward
+    backward(dy.reshape(-1), numpy.ascontiguousarray(argmax).reshape(-1), dx.reshape(-1), planes, window_ints(window),
+             dy.dtype.type(0))
     return dx
 
 

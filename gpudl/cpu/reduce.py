@@ -4,28 +4,33 @@ its bits do not depend on the thread count."""
 import numpy
 from numba import prange, uint64
 
-from .loader import GRAIN, kernel, real_arrays, threads_for
+from .loader import GRAIN, inline, kernel, real_arrays, threads_for
+
+
+@inline
+def _sum_channels(x, target, first, last, outer, channels, inner, add):
+    """Channels first..last-1 of the sums, each in one fixed order (o, then i)."""
+    width = uint64(last - first)
+    sums = numpy.zeros(last - first, dtype=target.dtype)
+    for o in range(outer):
+        if inner == 1:                          # rows of channels: whole rows added, a loop that vectorizes
+            at = uint64(o * channels + first)
+            for c in range(width):
+                sums[c] += x[at + c]
+        else:
+            for c in range(width):
+                at, total = uint64((o * channels + first) * inner) + c * uint64(inner), sums[c]
+                for k in range(uint64(inner)):
+                    total += x[at + k]
+                sums[c] = total
+    for c in range(width):
+        target[uint64(first) + c] = target[uint64(first) + c] + sums[c] if add else sums[c]
 
 
 @kernel
 def _sum_axes(x, target, outer, channels, inner, add, parts):
     for part in prange(parts):
-        first, last = part * channels // parts, (part + 1) * channels // parts
-        width = uint64(last - first)
-        sums = numpy.zeros(last - first, dtype=target.dtype)
-        for o in range(outer):
-            if inner == 1:                          # rows of channels: whole rows added, a loop that vectorizes
-                at = uint64(o * channels + first)
-                for c in range(width):
-                    sums[c] += x[at + c]
-            else:
-                for c in range(width):
-                    at, total = uint64((o * channels + first) * inner) + c * uint64(inner), sums[c]
-                    for k in range(uint64(inner)):
-                        total += x[at + k]
-                    sums[c] = total
-        for c in range(width):
-            target[uint64(first) + c] = target[uint64(first) + c] + sums[c] if add else sums[c]
+        _sum_channels(x, target, part * channels // parts, (part + 1) * channels // parts, outer, channels, inner, add)
 
 
 def sum_axes(x, out=None, into=None, inner=1):

@@ -2,8 +2,8 @@
 
 The kernels call CBLAS's sgemm/dgemm of the BLAS library NumPy loaded (found through threadpoolctl, bound by name for
 LLVM), not Numba's np.dot, which calls another build. One pool of threads does all the work: the products are split
-over Numba's threads in fixed pieces (rows or columns), and NumPy's BLAS is held to one thread while a kernel that
-calls it runs, so BLAS threads never compete with Numba's (two pools on two cores are several times slower than one).
+over Numba's threads in fixed pieces (rows or columns), and NumPy's BLAS is set to one thread from the first product
+on, so that BLAS threads never compete with Numba's (blas_on_one_thread says why).
 The pieces are fixed by the product's shape whatever the thread count, so results do not depend on it.
 """
 import ctypes
@@ -88,19 +88,15 @@ def gemm_at(trans_a, trans_b, m, n, k, alpha, a, a_offset, lda, b, b_offset, ldb
                ldb, beta, c.ctypes.data + 8 * c_offset, ldc)
 
 
-def call_with_blas_on_one_thread(kernel_function, *args):
-    """kernel_function(*args) with NumPy's BLAS held to one thread (restored after): the kernel's threads call it."""
-    if _BLAS_THREADS is None:
-        return kernel_function(*args)
-    get, put = _BLAS_THREADS
-    before = get()
-    if before != 1:
-        put(1)
-    try:
-        return kernel_function(*args)
-    finally:
-        if before != 1:
-            put(before)
+def blas_on_one_thread():
+    """Set NumPy's BLAS to one thread, and leave it so: the kernels' threads call it, and its own threads must not run
+    beside them, not even between two kernels. OpenBLAS's threads spin for about 0.1 s after every product they share
+    (its thread timeout), so one NumPy product of a few hundred thousand multiply-adds made a kernel of two threads on
+    two cores 400 times slower than alone (RESULTS.md). Numba's threads do all the parallel work instead."""
+    if _BLAS_THREADS is not None:
+        get, put = _BLAS_THREADS
+        if get() != 1:
+            put(1)
 
 
 def split(m, n, k):
@@ -163,9 +159,9 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
         out *= beta
         return out
     pieces, by_rows = split(m, n, k)
+    blas_on_one_thread()
     if pieces == 1 and alpha == 1 and beta in (0, 1):
-        # too small to share: NumPy calls the same BLAS without a kernel's call overhead, and OpenBLAS keeps products
-        # below 2^18 multiply-adds (split's own bound) on the calling thread
+        # too small to share: NumPy calls the same BLAS (on one thread) without a kernel's call overhead
         product = numpy.matmul(a.swapaxes(-1, -2) if transa == "T" else a, b.swapaxes(-1, -2) if transb == "T" else b)
         if beta:
             out += product
@@ -173,8 +169,7 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
             out[...] = product
     else:
         threads_for(batch * pieces * GRAIN)
-        call_with_blas_on_one_thread(_gemm, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
-                                     out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1),
-                                     int(b3.shape[0] > 1), pieces, by_rows)
+        _gemm(transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n), out.dtype.type(alpha),
+              out.dtype.type(beta), int(a3.shape[0] > 1), int(b3.shape[0] > 1), pieces, by_rows)
     check_overflow("gemm", out, a, b)
     return out

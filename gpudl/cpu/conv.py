@@ -16,7 +16,7 @@ products, the sums over the batch and col2im. The forward saves the col then.
 import numpy
 from numba import prange, uint64
 
-from .blas import call_with_blas_on_one_thread, gemm, gemm_at
+from .blas import blas_on_one_thread, gemm, gemm_at
 from .elementwise import add_bias
 from .im2col import col2im, im2col, window_ints
 from .loader import GRAIN, check_overflow, inline, kernel, real_arrays, threads_for
@@ -150,8 +150,8 @@ def conv2d(x, W, b, window):
         return add_bias(y, b, inner=positions).reshape(n, f, window.oh, window.ow), col
     y = numpy.empty((n, f, window.oh, window.ow), dtype=x.dtype)
     parts = min(n, threads_for(n * c * window.kh * window.kw * window.oh * window.ow))
-    call_with_blas_on_one_thread(_forward, x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f,
-                                 window_ints(window), parts)
+    blas_on_one_thread()
+    _forward(x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f, window_ints(window), parts)
     check_overflow("conv2d", y, x, W, b)
     return y, x
 
@@ -176,8 +176,9 @@ def conv2d_backward(dy, saved, W, window, into, input_grad=True):
     depth = c * window.kh * window.kw
     dW_parts, db_parts = numpy.zeros((blocks, depth * f), dtype=dW.dtype), numpy.zeros((blocks, f), dtype=db.dtype)
     threads_for(min(blocks * GRAIN, n * depth * window.oh * window.ow))
-    call_with_blas_on_one_thread(_backward, x.reshape(-1), W.reshape(-1), dy.reshape(-1), dx.reshape(-1), dW_parts,
-                                 db_parts, n, c, f, window_ints(window), bool(input_grad))
+    blas_on_one_thread()
+    _backward(x.reshape(-1), W.reshape(-1), dy.reshape(-1), dx.reshape(-1), dW_parts, db_parts, n, c, f,
+              window_ints(window), bool(input_grad))
     dW.reshape(f, depth)[...] += dW_parts.reshape(blocks, depth, f).sum(axis=0).T      # the blocks in block order
     db += db_parts.sum(axis=0)
     return dx if input_grad else None

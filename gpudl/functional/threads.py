@@ -1,5 +1,5 @@
 """How many CPU threads gpudl uses: the threads of the CPU kernels (gpudl.cpu, Numba's pool), which also split the
-matrix products (NumPy's BLAS held to one thread inside them, so the two never compete for the cores).
+matrix products (NumPy's BLAS set to one thread from their first product on, so the two never compete for the cores).
 
 The number: set_num_threads(n), else the environment variable GPUDL_NUM_THREADS, else the cores this process may run
 on, capped by OMP_NUM_THREADS (or OPENBLAS_NUM_THREADS, MKL_NUM_THREADS) when one is set; never more than Numba's pool

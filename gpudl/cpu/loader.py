@@ -113,7 +113,7 @@ class _Locator(caching._CacheLocator):
         return cls(py_func, py_file)
 
 
-caching.CacheImpl._locator_classes.insert(0, _Locator)
+(getattr(caching, "CacheImpl", None) or caching._CacheImpl)._locator_classes.insert(0, _Locator)   # older name
 
 
 class _CompileNotice(event.Listener):

@@ -55,7 +55,7 @@ def cpu_kernels():
     if _cpu is None and _cpu_error is None:
         try:
             from .. import cpu
-        except ImportError as exc:
+        except Exception as exc:        # no numba, no BLAS it can call, a failing LLVM: the reference still works
             _cpu_error = f"{type(exc).__name__}: {exc}"
             print(f"gpudl: the CPU kernels are not available ({_cpu_error}); the CPU runs the NumPy reference, "
                   f"which is slower", file=sys.stderr)

@@ -11,10 +11,11 @@ from .conv import conv2d, conv2d_backward
 from .im2col import col2im, im2col
 from .loader import COMMON_HEADER, KERNEL_DIR, read_source
 from .lstm import lstm_step, lstm_step_backward
-from .optim import adam_scalars, adam_step, sgd_step
+from .optim import adam_scalars, adam_step, adam_steps, sgd_step, sgd_steps
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .softmax import softmax_cross_entropy
-from .elementwise import activation, activation_backward, add_bias, copy, fill, mse, one_hot, swap01
+from .elementwise import (activation, activation_backward, add_bias, bias_activation, copy, fill, fill_all, mse,
+                          one_hot, swap01)
 from .blas import gemm
-from .reduce import clip_by_global_norm, scaled_sum, sum_axes
+from .reduce import activation_backward_sum, clip_by_global_norm, scaled_sum, sum_axes
 from . import graph

@@ -25,6 +25,62 @@ __device__ __forceinline__ double pow_(double b, double e) { return pow(b, e); }
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x, idx##_step = (long long)blockDim.x *      \
          gridDim.x; idx < (total); idx += idx##_step)
 
+// ---- Activations of the fused kernels (elementwise.cu: bias + activation; reduce.cu: its backward + bias sum) -----
+//
+// act: 0 identity, 1 ReLU, 2 logistic with slope alpha, 3 tanh: the arithmetic of the separate activation kernels of
+// elementwise.cu, operation for operation. activation_slope takes the OUTPUT y = phi(v): phi'(v) = [y > 0] for ReLU
+// (y > 0 exactly where v > 0, NaN included), alpha y (1 - y) for the logistic function, 1 - y^2 for tanh.
+#define ACT_IDENTITY 0
+#define ACT_RELU 1
+#define ACT_SIGMOID 2
+#define ACT_TANH 3
+
+__device__ __forceinline__ real_t activate(long long act, real_t v, real_t alpha)
+{
+    if (act == ACT_RELU) return (v > 0 || v != v) ? v : (real_t)0;
+    if (act == ACT_SIGMOID) {
+        const real_t av = alpha * v;
+        const real_t z = exp_(-(av < 0 ? -av : av));
+        return v >= 0 ? 1 / (1 + z) : z / (1 + z);
+    }
+    if (act == ACT_TANH) return tanh_(v);
+    return v;
+}
+
+__device__ __forceinline__ real_t activation_slope(long long act, real_t y, real_t alpha)
+{
+    if (act == ACT_RELU) return (real_t)(y > 0 ? 1 : 0);
+    if (act == ACT_SIGMOID) return alpha * y * (1 - y);
+    if (act == ACT_TANH) return 1 - y * y;
+    return 1;
+}
+
+// ---- Tables of arrays: one launch over several arrays (kernels/tables.py builds them) ------------------------------
+//
+// A table of n arrays of one dtype is an int64 array: offsets[0 .. n] (offsets[0] = 0, offsets[n] = the elements of
+// all of them), then one or more lists of n pointers, list l at table[n + 1 + l * n]. Element g of the arrays laid end
+// to end is element g - offsets[k] of array k of each list, for the k with offsets[k] <= g < offsets[k + 1].
+template <typename T>
+__device__ __forceinline__ T* table_array(const long long* table, long long n, int list, long long k)
+{
+    return (T*)table[n + 1 + list * n + k];
+}
+
+// The first array k' >= k of a table whose elements reach past g (g below offsets[n]).
+__device__ __forceinline__ long long table_advance(const long long* offsets, long long g, long long k)
+{
+    while (g >= offsets[k + 1]) ++k;
+    return k;
+}
+
+// The grid-stride loop over the elements of a table's arrays: the statement that follows runs for element i of array
+// k. A thread's flat index only grows, so its k only moves forward (past the arrays the stride jumps over).
+#define for_each_table_element(table, n, k, i)                                                                      \
+    for (long long k##_flat = (long long)blockIdx.x * blockDim.x + threadIdx.x, k = 0, i = 0,                       \
+         k##_step = (long long)blockDim.x * gridDim.x;                                                              \
+         k##_flat < (table)[n] && ((k = table_advance(table, k##_flat, k)), (i = k##_flat - (table)[k]), true);    \
+         k##_flat += k##_step)
+
 // ---- Index math of the window kernels (im2col.cu, pooling.cu) ----------------------------------------------------
 //
 // Each window kernel is a template on its index type, index_t, with two entry points: `name` (int) and `name_i64`

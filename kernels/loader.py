@@ -76,13 +76,14 @@ def grid_size(n, block, cap):
     return max(1, min(-(-n // block), cap))
 
 
-def check_args(what, args):
+def check_args(what, args, real=None):
     """The real dtype shared by the array arguments of one launch, or a TypeError/ValueError naming `what`.
 
     Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64; scalars int64 or
-    the real dtype.
+    the real dtype. `real`: the real dtype of the launch when it is known (a kernel over a table of arrays may take
+    none as an argument).
     """
-    real = None
+    real = None if real is None else numpy.dtype(real)
     for k, arg in enumerate(args):
         if type(arg) is numpy.int64:                  # most arguments are sizes: the quick way out
             continue
@@ -115,10 +116,12 @@ def _check_device(xp, what, args):
                              f"cuda:{current}; run under `with cupy.cuda.Device({arg.data.device_id}):`")
 
 
-def launch(file, name, n, args):
-    """Check `args`, then run kernel `name` of kernels/<file> with one thread per output element (n of them)."""
+def launch(file, name, n, args, dtype=None):
+    """Check `args`, then run kernel `name` of kernels/<file> with one thread per output element (n of them).
+
+    dtype: the build (float32 or float64) to launch when no argument says it (the arrays of a table)."""
     what = f"kernel {name} ({file})"
-    real = check_args(what, args)
+    real = check_args(what, args, dtype)
     xp = get_array_module(*args)
     _check_device(xp, what, args)
     if n == 0:

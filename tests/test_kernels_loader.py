@@ -25,7 +25,7 @@ def test_every_concern_has_its_source():
 
 # Kernels that work in double whatever real_t is, on purpose: Adam's bias corrections and the global norm of gradient
 # clipping, summed as the NumPy path sums them (a double function they call may sit in a helper of the PTX).
-DOUBLE_ANYWAY = {"optim.cu": {"adam_scalars"}, "reduce.cu": {"sum_squares", "norm_scale", "scale_by"}}
+DOUBLE_ANYWAY = {"optim.cu": {"adam_scalars"}, "reduce.cu": {"sum_squares_table", "norm_scale", "scale_table"}}
 
 
 def _f64_outside(text, allowed):

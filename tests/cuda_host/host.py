@@ -86,25 +86,46 @@ class HostKernel:
 
     def _run_together(self, grid, block, c_args):
         """One host thread per thread of a block; all of them finish block b before any starts block b + 1."""
-        between_blocks = threading.Barrier(block)
-        failures = []
+        crew = _crews.get(block)
+        if crew is None:
+            crew = _crews[block] = _Crew(block)
+        crew.run(self.lib, self.function, grid, c_args)
 
-        def thread(t):
+
+class _Crew:
+    """`size` host threads kept for the blocks of that many threads (started once: a launch allocates nothing)."""
+
+    def __init__(self, size):
+        self.start, self.done = threading.Barrier(size + 1), threading.Barrier(size + 1)
+        self.between_blocks = threading.Barrier(size)
+        self.job, self.failures = None, []
+        for t in range(size):
+            threading.Thread(target=self._work, args=(t,), daemon=True, name=f"cuda-host-{size}-{t}").start()
+
+    def run(self, lib, function, grid, c_args):
+        self.job = (lib, function, grid, c_args)
+        self.start.wait()
+        self.done.wait()
+        self.job = None
+        if self.failures:
+            failure, self.failures = self.failures[0], []
+            raise failure
+
+    def _work(self, t):
+        while True:
+            self.start.wait()
+            lib, function, grid, c_args = self.job
             try:
                 for b in range(grid):
-                    self.lib.host_set_thread(b, t)
-                    self.function(*c_args)
-                    between_blocks.wait()
-            except BaseException as exc:      # noqa: BLE001 - re-raised on the launching thread
-                failures.append(exc)
-                between_blocks.abort()
-        threads = [threading.Thread(target=thread, args=(t,)) for t in range(block)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if failures:
-            raise failures[0]
+                    lib.host_set_thread(b, t)
+                    function(*c_args)
+                    self.between_blocks.wait()
+            except BaseException as exc:      # noqa: BLE001 - raised on the launching thread
+                self.failures.append(exc)
+            self.done.wait()
+
+
+_crews = {}     # block size -> _Crew
 
 
 class HostKernels:

@@ -4,13 +4,13 @@
 //
 // Compiled once per dtype with -Dreal_t=float or -Dreal_t=double. One thread per output element, grid-stride loop,
 // 64-bit indices unless said otherwise. Each op does the arithmetic of the NumPy path of the same name in
-// gpudl/functional, operation for operation (the activations: common.cuh's activate and activation_slope):
+// gpudl/functional, operation for operation (the activations: the shared header's activate and activation_slope):
 //
-// fill:              out[i] = value;  fill_table: the same over every array of a table (common.cuh), one launch
+// fill:              out[i] = value;  fill_table: the same over every array of a table (the shared header), one launch
 // copy:              out[i] = src[i]
-// bias_activation:   y[o, c, i] = phi(y[o, c, i] + b[c]) for y (outer, C, inner), phi one of common.cuh's ACT_* (a
-//                    dense layer's rows: inner = 1; a convolution's channels: inner = OH*OW); add_bias is phi = the
-//                    identity. 32-bit index math below 2^31 elements (the `_i64` entry point past it).
+// bias_activation:   y[o, c, i] = phi(y[o, c, i] + b[c]) for y (outer, C, inner), phi one of the shared header's
+//                    ACT_* (a dense layer's rows: inner = 1; a convolution's channels: inner = OH*OW); add_bias is
+//                    phi = the identity. 32-bit index math below 2^31 elements (the `_i64` entry point past it).
 // relu_forward:      y = max(v, 0) (NaN stays NaN);  relu_backward: dv = dy * (v > 0)
 // sigmoid_forward:   z = exp(-|alpha v|), y = 1 / (1 + z) for v >= 0, z / (1 + z) below (no overflow)
 // sigmoid_backward:  dv = dy * (alpha y (1 - y))

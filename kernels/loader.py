@@ -24,7 +24,8 @@ COMMON_HEADER = "common.cuh"     # element type, math functions and the gather r
 BLOCK = 256             # threads per block
 BLOCKS_PER_SM = 32      # grid cap per multiprocessor; grid-stride loops cover the rest
 REAL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
-INDEX_TYPE = numpy.dtype(numpy.int64)   # `long long` in the kernels: argmax and every size and index
+INDEX_TYPE = numpy.dtype(numpy.int64)   # `long long` in the kernels: every size and index
+INDEX_TYPES = (INDEX_TYPE, numpy.dtype(numpy.int32), numpy.dtype(numpy.int8))   # also int, signed char: small ones
 
 _modules = {}           # (file, dtype, device id) -> cupy.RawModule
 _kernels = {}           # (file, dtype, device id, name) -> cupy.RawKernel
@@ -79,9 +80,9 @@ def grid_size(n, block, cap):
 def check_args(what, args, real=None):
     """The real dtype shared by the array arguments of one launch, or a TypeError/ValueError naming `what`.
 
-    Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64; scalars int64 or
-    the real dtype. `real`: the real dtype of the launch when it is known (a kernel over a table of arrays may take
-    none as an argument).
+    Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64 (int8 and int32
+    for the small indices some kernels store, INDEX_TYPES); scalars int64 or the real dtype. `real`: the real dtype
+    of the launch when it is known (a kernel over a table of arrays may take none as an argument).
     """
     real = None if real is None else numpy.dtype(real)
     for k, arg in enumerate(args):
@@ -96,8 +97,8 @@ def check_args(what, args, real=None):
             real = dtype
         elif dtype.kind == "f":
             raise TypeError(f"{what}: arrays must be float32 or float64, got {dtype} (argument {k})")
-        elif dtype != INDEX_TYPE:
-            raise TypeError(f"{what}: integer arguments must be int64, got {dtype} (argument {k})")
+        elif dtype not in INDEX_TYPES:
+            raise TypeError(f"{what}: integer arguments must be int64 (or int32, int8), got {dtype} (argument {k})")
         if arg.ndim and not arg.flags.c_contiguous:
             raise ValueError(f"{what}: argument {k} of shape {tuple(arg.shape)} is not C-contiguous")
     if real is None:
@@ -184,6 +185,13 @@ def window_ints(n, c, window):
 
 
 INT32_LIMIT = 2 ** 31   # a window kernel takes its 32-bit entry point when every size it sees is below this
+RUN_BYTES = 16          # a window kernel's thread writes a run of this many bytes of outputs (common.cuh's VEC)
+
+
+def runs(count, dtype):
+    """The threads of a window kernel over `count` outputs of `dtype`: one per run of RUN_BYTES (common.cuh)."""
+    per_run = RUN_BYTES // numpy.dtype(dtype).itemsize
+    return -(-count // per_run)
 
 
 def window_variant(name, n, c, window, element_counts):

@@ -15,8 +15,8 @@
 //                    w -= (lr / c1) m / (sqrt(v / c2) + eps)
 // The SGD kernels also count the step: given bump = 1, thread 0 adds one to count[0] (no other thread reads it).
 //
-// The *_table twins update every parameter of a model in one launch: a table of arrays (common.cuh) whose lists are
-// the parameters w, their gradients, and the buffers (velocity; Adam's m, v), element by element as above.
+// The *_table twins update every parameter of a model in one launch: a table of arrays (the shared header) whose
+// lists are the parameters w, their gradients, and the buffers (velocity; Adam's m, v), element by element as above.
 #include "common.cuh"
 
 __device__ __forceinline__ real_t decayed(real_t grad, real_t w, real_t weight_decay)

@@ -17,13 +17,14 @@
 //             time: out[c, q] = sum_{qL <= m < qL+L} x[o, c, i]; thread t takes m = qL + t, qL + t + blockDim.x, ...
 //             (consecutive threads read consecutive addresses within a plane).
 // accumulate: out[...] += the sum instead of out[...] = it.
-// *_activation: the element summed is dv = dy * phi'(y) (common.cuh's activation_slope, from the output y), and each
-//             is also written to dv: an activation's backward and the bias gradient of the layer below it in one pass.
+// *_activation: the element summed is dv = dy * phi'(y) (the shared header's activation_slope, from the output y),
+//             and each is also written to dv: an activation's backward and the bias gradient of the layer below it
+//             in one pass.
 // scaled_sum: one block: out[0] = scale * sum_i x[i] / divisor (the mean: scale 1, divisor n; the squared error: 1/2).
 //
 // Gradient clipping by the global norm (optim.clip_grad_norm) sums in double, as the NumPy path does, whatever real_t
 // is; its double arrays reach the kernels viewed as int64 (the loader wants one real type per launch). The gradients
-// come as one table of arrays (common.cuh), so the whole clip is three launches for any number of them:
+// come as one table of arrays (the shared header), so the whole clip is three launches for any number of them:
 // sum_squares_table: partial[q] = sum of g^2 over elements qL .. qL + L - 1 of the arrays laid end to end
 // norm_scale:        one block: norms[0] = sqrt(sum_q partial[q]), norms[1] = min(1, max_norm / (norms[0] + 1e-6))
 // scale_table:       g = g * (real_t)norms[1] for every element of every array

@@ -12,7 +12,7 @@ from .host_memory import keep_freed_memory
 from .linear import (dense, dense_activation, dense_activation_backward, dense_backward, matmul, matmul_add,
                      transpose_for_products)
 from .losses import log_softmax, mse, one_hot, softmax_cross_entropy, softmax_cross_entropy_labels
-from .lstm import lstm_step, lstm_step_backward
+from .lstm import lstm_backward_loop, lstm_forward_loop, lstm_step, lstm_step_backward
 from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from .rnn import rnn_step_backward
 

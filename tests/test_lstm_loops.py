@@ -6,10 +6,10 @@ Tier 2 records onto the host tape (the host build of the kernels); tier 3 (marke
 """
 import numpy
 import pytest
+from gpudl.kernels import loader, loops
 
 from gpudl import functional as F
 from gpudl.backend import to_numpy
-from gpudl.kernels import loader, loops
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ from .dispatch import kernels_for
 from .linear import matmul_add
 from .threads import parallel_chunks
 
-
 _local = threading.local()     # each thread's work buffers of the NumPy path (_work)
 KEEP_BYTES = 16 << 20           # larger work buffers are not kept between calls
 

@@ -9,7 +9,6 @@ it when it says so (`applies_activation`, and forward(x, activation=layer)) and 
 """
 from .. import nn
 from ..nn.activation import Activation
-from ..nn.module import takes_input_grad
 
 
 def fusion_plan(layers):
@@ -43,6 +42,4 @@ class FusedSequential(nn.Sequential):
         for k, _ in reversed(self._plan[1:]):
             dy = self.layers[k].backward(dy)
         first = self.layers[self._plan[0][0]]
-        if not input_grad and takes_input_grad(first):
-            return first.backward(dy, input_grad=False)
-        return first.backward(dy)
+        return first.backward(dy) if input_grad else first.backward(dy, input_grad=False)

@@ -69,7 +69,8 @@ def test_every_wrapper_asks_for_its_variant(monkeypatch, kernel_path):
 
 
 def run_all_ops(x, kh, kw, sh, sw, pads):
-    """Every window op once: im2col (fill 0 and -inf), col2im, max and average pooling forward and backward; their results in order."""
+    """Every window op once: im2col (fill 0 and -inf), col2im, max and average pooling forward and backward; their
+    results in order."""
     window = Window.with_pads(x.shape, (kh, kw), (sh, sw), pads)
     col = F.im2col(x, window)
     col_min = F.im2col(x, window, fill=-numpy.inf)

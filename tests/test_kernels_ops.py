@@ -11,7 +11,6 @@ import pytest
 from cuda_host.fixtures import SMALL_BLOCK, SMALL_GRID
 
 from gpudl import functional as F
-from gpudl import kernels
 from gpudl.backend import to_numpy
 from gpudl.geometry import Window
 from gpudl.kernels import loader

@@ -85,7 +85,7 @@ def test_a_replay_runs_no_python_of_the_steps(kernel_path, monkeypatch):
         monkeypatch.setattr(F.lstm, name, refuse)
     before = launches(kernel_path)
     both_loops(*arrays)
-    if kernel_path.counter is not None:                 # the replay's calls are the loop's: 2T launches and T + T-1 GEMMs
+    if kernel_path.counter is not None:     # the replay's calls are the loop's: 2T launches (and T + T-1 GEMMs)
         assert launches(kernel_path) - before == 2 * arrays[0].shape[0]
 
 

@@ -268,3 +268,20 @@ def test_a_table_is_made_once_per_set_of_arrays_and_checks_them(kernel_path):
         array_table("t", [a, kernel_path.asarray(numpy.zeros(3, numpy.float32))])
     with pytest.raises(ValueError, match="not C-contiguous"):
         array_table("t", [kernel_path.asarray(numpy.zeros((3, 4)))[:, 1]])
+
+
+def test_the_bench_case_of_a_bias_gradient_replays_its_sums(kernel_path):
+    """gpudl bench's bias-gradient case: its sums run from one recording from the second call on, and sum."""
+    if kernel_path.name != "host":
+        pytest.skip("the bench runs it on a GPU; here the host build stands in")
+    from gpudl.bench.layer_cases import SUMS_PER_CALL, bias_gradient_cases
+    from gpudl.kernels import loops
+    loops.forget()
+    (case,) = bias_gradient_cases(5, 3, 7, "test", devices=("cpu",))
+    call = case.build("cpu")
+    for _ in range(3):
+        before = kernel_path.counter["launches"]
+        call()
+        assert kernel_path.counter["launches"] - before == SUMS_PER_CALL      # one launch each: 35 <= CHUNK
+    assert len(loops._recordings) == 1
+    loops.forget()

@@ -285,3 +285,30 @@ def test_the_bench_case_of_a_bias_gradient_replays_its_sums(kernel_path):
         assert kernel_path.counter["launches"] - before == SUMS_PER_CALL      # one launch each: 35 <= CHUNK
     assert len(loops._recordings) == 1
     loops.forget()
+
+
+@pytest.mark.parametrize("block", [16, 64, 256])
+def test_sums_with_blocks_of_many_columns_and_deep_trees(kernel_path, monkeypatch, block):
+    """Blocks of 16 to 256 threads: a sum_rows block then covers 2 to 32 neighbouring columns (8 row lanes each) and
+    a sum_planes block's tree is 4 to 8 levels deep; every sum against float64 NumPy, with both passes."""
+    if kernel_path.name != "host":
+        pytest.skip("a GPU runs the loader's own block")
+    monkeypatch.setattr(loader, "BLOCK", block)
+    monkeypatch.setattr(loader, "max_blocks", lambda xp: 3)
+    monkeypatch.setattr(reduce, "ROWS_PER_PART", 24)
+    monkeypatch.setattr(reduce, "CHUNK", 3 * block + 5)
+    for shape in [(70, 45, 1), (20, 45, 1), (9, 3, 70), (1, 2, 1000)]:
+        x = sample(shape, numpy.float64)
+        out = numpy.zeros(shape[1])
+        kernels.sum_axes(x, out=out, inner=shape[2])
+        numpy.testing.assert_allclose(out, x.sum(axis=(0, 2)), rtol=1e-12, atol=1e-12)
+        y = numpy.tanh(x)
+        db = numpy.ones(shape[1])
+        dv = kernels.activation_backward_sum("tanh", y, x, into=db, inner=shape[2])
+        numpy.testing.assert_allclose(db, 1 + (x * (1 - y * y)).sum(axis=(0, 2)), rtol=1e-12, atol=1e-12)
+        numpy.testing.assert_array_equal(dv, x * (1 - y * y))
+    flat = sample((5 * block + 3,), numpy.float64)
+    assert float(kernels.scaled_sum(flat, 0.5, 7)) == pytest.approx(0.5 * flat.sum() / 7, rel=1e-12)
+    grads = [sample((3 * block + 1,), numpy.float64, 1), sample((4, 5), numpy.float64, 2)]
+    total = float(kernels.clip_by_global_norm([g.copy() for g in grads], 1.0))
+    assert total == pytest.approx(numpy.sqrt(sum((g ** 2).sum() for g in grads)), rel=1e-12)

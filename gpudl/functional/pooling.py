@@ -42,7 +42,8 @@ def max_pool2d(x, window):
     """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window.
 
     A running maximum over the KH*KW window offsets; the first cell equal to it wins (the first NaN where there is
-    one). On the NumPy path argmax has the small integer type argmax_type(kh, kw); the kernel path's is int64.
+    one). On the NumPy path argmax has the small integer type argmax_type(kh, kw); the kernel path's is int8 up to
+    128 cells (as here), else int32.
     """
     kernels = kernels_for(x)
     if kernels is not None:

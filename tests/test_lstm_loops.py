@@ -149,3 +149,45 @@ def test_the_loops_refuse_buffers_that_do_not_fit(kernel_path):
         F.lstm_forward_loop(a, hs, cs, W_h[:, :4])
     with pytest.raises(ValueError, match="dh .* and dc .* do not fit"):
         F.lstm_backward_loop(a, cs, dh[1:], dc, W_h.T)
+
+
+def test_the_lstm_layer_replays_its_loops_in_eager_use(kernel_path, monkeypatch):
+    """nn.LSTM runs its time loops through these ops: over the same buffers (the allocator hands a step's arrays back
+    at the same addresses; here the layer's buffers are pinned to make that so on the host), it soon replays both
+    loops (the first pass also makes the carried state's arrays, so the buffers settle from the second pass on),
+    runs no Python of their steps, and gives what the first, eager pass gave."""
+    from gpudl import nn
+    from gpudl.functional import lstm as functional_lstm
+    rng = numpy.random.default_rng(0)
+    layer = kernel_path.move(nn.LSTM(3, 4, dtype=numpy.float64, rng=rng))
+    x = kernel_path.asarray(rng.standard_normal((2, 5, 3)))
+    dy = kernel_path.asarray(rng.standard_normal((2, 5, 4)))
+    pinned, seen = {}, {}
+    real_empty = kernel_path.xp.empty
+
+    def empty(shape, dtype=float, **options):       # the k-th request of a shape in a pass gets the same array
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        key = (shape, numpy.dtype(dtype))
+        seen[key] = seen.get(key, -1) + 1
+        return pinned.setdefault(key + (seen[key],), real_empty(shape, dtype=dtype, **options))
+    monkeypatch.setattr(kernel_path.xp, "empty", empty)
+    steps = []
+    for name in ("lstm_step", "lstm_step_backward"):
+        real = getattr(functional_lstm, name)
+        monkeypatch.setattr(functional_lstm, name, lambda *a, _real=real, **k: steps.append(1) or _real(*a, **k))
+    results = []
+    for _ in range(4):
+        steps.clear()
+        seen.clear()
+        for p in layer.parameters():
+            p.grad[...] = 0
+        y = layer.forward(x)
+        dx = layer.backward(dy)
+        results.append((to_numpy(y).copy(), to_numpy(dx).copy(), [to_numpy(p.grad).copy() for p in layer.parameters()],
+                        len(steps)))
+    assert results[0][3] == 10 and results[3][3] == 0          # 5 steps each way, then none: replayed
+    for got in results[1:]:
+        numpy.testing.assert_array_equal(got[0], results[0][0])
+        numpy.testing.assert_array_equal(got[1], results[0][1])
+        for g, want in zip(got[2], results[0][2]):
+            numpy.testing.assert_array_equal(g, want)

@@ -2,7 +2,7 @@
 
 The update rules are PyTorch's, so results compare one to one. Weight decay is the lecture's lambda r(w) with
 r(w) = 1/2 ||w||^2, i.e. lambda * w added to the gradient. State is kept per position in the parameter list. The
-arithmetic of each rule lives in gpudl.functional.optim: on a GPU one fused kernel updates a whole parameter.
+arithmetic of each rule lives in gpudl.functional.optim: on a GPU one fused kernel updates every parameter at once.
 """
 import math
 
@@ -137,9 +137,8 @@ class SGD(Optimizer):
 
     def step(self):
         lr, count = self._cells()
-        for i, p in enumerate(self.params):
-            self.velocity[i] = rules.sgd_step(p.data, p.grad, self.velocity[i], lr, self.momentum,
-                                              self.weight_decay, count, counts=i == 0)
+        self.velocity[:] = rules.sgd_steps([p.data for p in self.params], [p.grad for p in self.params],
+                                           self.velocity, lr, self.momentum, self.weight_decay, count)
 
 
 class Adam(Optimizer):
@@ -171,7 +170,8 @@ class Adam(Optimizer):
                 xp = get_array_module(p.data)
                 self.m[i] = xp.zeros_like(p.data)
                 self.v[i] = xp.zeros_like(p.data)
-            rules.adam_step(p.data, p.grad, self.m[i], self.v[i], scalars, self.betas, self.eps, self.weight_decay)
+        rules.adam_steps([p.data for p in self.params], [p.grad for p in self.params], self.m, self.v, scalars,
+                         self.betas, self.eps, self.weight_decay)
 
 
 def clip_grad_norm(params, max_norm):

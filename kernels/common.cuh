@@ -1,6 +1,7 @@
-// What every kernel file shares: the element type, the math functions for it, the grid-stride loop, and for the
-// window kernels (im2col.cu, pooling.cu) their 12 sizes, their index math in 32 or 64 bits (dividers, the split of a
-// flat index, their two entry points) and the two ways to walk a window. The loader splices this file into each
+// What every kernel file shares: the element type, the math functions for it, the grid-stride loop, the activations
+// of the fused kernels, tables of arrays (one launch over several arrays), and for the window kernels (im2col.cu,
+// pooling.cu) their 12 sizes, their index math in 32 or 64 bits (dividers, the split of a flat index, their two entry
+// points), runs of outputs per thread and the two ways to walk a window. The loader splices this file into each
 // source in place of the line that includes it, so CuPy compiles one self-contained source (and its disk cache sees
 // any change to this file); nvcc and the host build include it.
 #pragma once
@@ -24,6 +25,62 @@ __device__ __forceinline__ double pow_(double b, double e) { return pow(b, e); }
 #define for_each_index(idx, total)                                                                                  \
     for (long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x, idx##_step = (long long)blockDim.x *      \
          gridDim.x; idx < (total); idx += idx##_step)
+
+// ---- Activations of the fused kernels (elementwise.cu: bias + activation; reduce.cu: its backward + bias sum) -----
+//
+// act: 0 identity, 1 ReLU, 2 logistic with slope alpha, 3 tanh: the arithmetic of the separate activation kernels of
+// elementwise.cu, operation for operation. activation_slope takes the OUTPUT y = phi(v): phi'(v) = [y > 0] for ReLU
+// (y > 0 exactly where v > 0, NaN included), alpha y (1 - y) for the logistic function, 1 - y^2 for tanh.
+#define ACT_IDENTITY 0
+#define ACT_RELU 1
+#define ACT_SIGMOID 2
+#define ACT_TANH 3
+
+__device__ __forceinline__ real_t activate(long long act, real_t v, real_t alpha)
+{
+    if (act == ACT_RELU) return (v > 0 || v != v) ? v : (real_t)0;
+    if (act == ACT_SIGMOID) {
+        const real_t av = alpha * v;
+        const real_t z = exp_(-(av < 0 ? -av : av));
+        return v >= 0 ? 1 / (1 + z) : z / (1 + z);
+    }
+    if (act == ACT_TANH) return tanh_(v);
+    return v;
+}
+
+__device__ __forceinline__ real_t activation_slope(long long act, real_t y, real_t alpha)
+{
+    if (act == ACT_RELU) return (real_t)(y > 0 ? 1 : 0);
+    if (act == ACT_SIGMOID) return alpha * y * (1 - y);
+    if (act == ACT_TANH) return 1 - y * y;
+    return 1;
+}
+
+// ---- Tables of arrays: one launch over several arrays (kernels/tables.py builds them) ------------------------------
+//
+// A table of n arrays of one dtype is an int64 array: offsets[0 .. n] (offsets[0] = 0, offsets[n] = the elements of
+// all of them), then one or more lists of n pointers, list l at table[n + 1 + l * n]. Element g of the arrays laid end
+// to end is element g - offsets[k] of array k of each list, for the k with offsets[k] <= g < offsets[k + 1].
+template <typename T>
+__device__ __forceinline__ T* table_array(const long long* table, long long n, int list, long long k)
+{
+    return (T*)table[n + 1 + list * n + k];
+}
+
+// The first array k' >= k of a table whose elements reach past g (g below offsets[n]).
+__device__ __forceinline__ long long table_advance(const long long* offsets, long long g, long long k)
+{
+    while (g >= offsets[k + 1]) ++k;
+    return k;
+}
+
+// The grid-stride loop over the elements of a table's arrays: the statement that follows runs for element i of array
+// k. A thread's flat index only grows, so its k only moves forward (past the arrays the stride jumps over).
+#define for_each_table_element(table, n, k, i)                                                                      \
+    for (long long k##_flat = (long long)blockIdx.x * blockDim.x + threadIdx.x, k = 0, i = 0,                       \
+         k##_step = (long long)blockDim.x * gridDim.x;                                                              \
+         k##_flat < (table)[n] && ((k = table_advance(table, k##_flat, k)), (i = k##_flat - (table)[k]), true);    \
+         k##_flat += k##_step)
 
 // ---- Index math of the window kernels (im2col.cu, pooling.cu) ----------------------------------------------------
 //
@@ -74,8 +131,49 @@ __device__ __forceinline__ index_t split(index_t& n, const divider<index_t>& by)
 // planes are rows x cols, split by the dividers by_rows and by_cols.
 #define nchw_cell(flat, by_rows, by_cols, row, col, nc)                                                             \
     index_t nc = (index_t)(flat);                                                                                   \
-    const index_t col = split(nc, by_cols);                                                                         \
-    const index_t row = split(nc, by_rows)
+    index_t col = split(nc, by_cols);                                                                               \
+    index_t row = split(nc, by_rows)
+
+// The next flat index's digits: col + 1, carried into row and nc.
+template <typename index_t>
+__device__ __forceinline__ void next_cell(index_t& row, index_t& col, index_t& nc, index_t rows, index_t cols)
+{
+    if (++col == cols) {
+        col = 0;
+        if (++row == rows) {
+            row = 0;
+            ++nc;
+        }
+    }
+}
+
+// Runs. A window kernel gives each thread VEC consecutive outputs (VEC = 16 bytes of real_t: 4 floats, 2 doubles),
+// flat indices first .. first + VEC - 1 with first = VEC * run: it splits first into its digits once and steps them
+// for the others (next_cell), and writes the run with one 16-byte store when it is whole and aligned (store_run). A
+// warp then writes 512 contiguous bytes per store, and the divisions are shared by VEC outputs. The grid-stride loop
+// walks the runs, runs_of(total) of them.
+constexpr int VEC = 16 / sizeof(real_t);
+
+__device__ __forceinline__ long long runs_of(long long total) { return (total + VEC - 1) / VEC; }
+
+template <typename T>
+struct alignas(sizeof(T) * VEC) run_of {
+    T v[VEC];
+};
+
+// out[first + e] = values[e] for e < VEC with first + e < total.
+template <typename T>
+__device__ __forceinline__ void store_run(T* __restrict__ out, long long first, long long total, const T* values)
+{
+    T* at = out + first;
+    if (first + VEC <= total && (unsigned long long)at % sizeof(run_of<T>) == 0) {
+        run_of<T> run;
+        for (int e = 0; e < VEC; ++e) run.v[e] = values[e];
+        *reinterpret_cast<run_of<T>*>(at) = run;
+        return;
+    }
+    for (int e = 0; e < VEC && first + e < total; ++e) at[e] = values[e];
+}
 
 // Along one axis of K-wide windows at stride S whose first starts at -pad, O of them: window o covers input cell
 // y >= 0 at offset i = y + pad - o*S when 0 <= i < K. So the windows covering y are o = first..last with
@@ -123,17 +221,25 @@ __device__ __forceinline__ index_t first_covering(index_t y, index_t pad, index_
         for (index_t ow = ow##_last, j = xx + left - ow * SW; ow >= ow##_first; --ow, j += SW)
 
 // The gather of an adjoint, for window kernel bodies: out[n, c, y, xx] = the sum, over the windows (oh, ow) that
-// cover input cell (y, xx) (i ascending, then j), of term(window, nc, i, j, oh, ow), where window = (nc*OH + oh)*OW + ow
-// is the flat index of window (oh, ow) of plane nc = n*C + c. One thread per input cell, so no atomics.
+// cover input cell (y, xx) (i ascending, then j), of term(window, nc, i, j, oh, ow), where
+// window = (nc*OH + oh)*OW + ow is the flat index of window (oh, ow) of plane nc = n*C + c. One thread per run of
+// VEC cells, so no atomics.
 template <typename index_t, typename Term>
 __device__ __forceinline__ void gather(real_t* __restrict__ out, WINDOW_PARAMS_OF(index_t), Term term)
 {
     const divider<index_t> by_W(W), by_H(H), by_SW(SW), by_SH(SH);
-    for_each_index(flat, N * C * H * W) {
-        nchw_cell(flat, by_H, by_W, y, xx, nc);
-        real_t sum = 0;
-        for_each_covering_window(y, xx, i, j, oh, ow)
-            sum += term((nc * OH + oh) * OW + ow, nc, i, j, oh, ow);
-        out[flat] = sum;
+    const long long total = (long long)N * C * H * W;
+    for_each_index(run, runs_of(total)) {
+        const long long first = run * VEC;
+        nchw_cell(first, by_H, by_W, y, xx, nc);
+        real_t sums[VEC] = {};
+        for (int e = 0; e < VEC && first + e < total; ++e) {
+            real_t sum = 0;
+            for_each_covering_window(y, xx, i, j, oh, ow)
+                sum += term((nc * OH + oh) * OW + ow, nc, i, j, oh, ow);
+            sums[e] = sum;
+            next_cell(y, xx, nc, H, W);
+        }
+        store_run(out, first, total, sums);
     }
 }

@@ -1,11 +1,14 @@
-"""The ops of elementwise.cu: fill, copy, bias add, activations forward and backward, the (0, 1) axis swap of a 3-D
-array, one-hot rows and the mean squared error's rows; plus the mean squared error itself (with reduce.cu).
+"""The ops of elementwise.cu: fill (one array, or all arrays of a list in one launch), copy, bias add with an
+activation, activations forward and backward, the (0, 1) axis swap of a 3-D array, one-hot rows and the mean squared
+error's rows; plus the mean squared error itself (with reduce.cu).
 
 Each op writes into an array it is given or allocates its result; none reads a value back to the host.
 """
 from ..backend import get_array_module, output_arrays
+from . import loader
 from .loader import INDEX_TYPE, check_args, ints, launch, real_input
-from .reduce import scaled_sum
+from .reduce import ACTIVATION_CODES, scaled_sum
+from .tables import array_table
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
@@ -24,13 +27,31 @@ def copy(out, src):
     return out
 
 
+def fill_all(arrays, value):
+    """a[...] = value for every array of the list (one dtype), in place, in one launch."""
+    table, n, total, dtype = array_table("fill_all", list(arrays))
+    launch("elementwise.cu", "fill_table", total, (table,) + ints(n) + (dtype.type(value),))
+    return arrays
+
+
+def bias_activation(y, b, activation=None, alpha=1.0, inner=1):
+    """y = phi(y + b) along axis 1 of y viewed as (outer, C, inner), C = b.size, in place; returns y.
+
+    phi: None (the identity: a bias add), or one of ACTIVATIONS (sigmoid with its alpha)."""
+    if activation not in ACTIVATION_CODES:
+        raise ValueError(f"bias_activation: unknown activation {activation!r}; expected None or one of {ACTIVATIONS}")
+    c = b.size
+    if c == 0 or y.size % (c * inner) or (y.ndim > 1 and y.shape[1] != c):
+        raise ValueError(f"bias_activation: y of shape {tuple(y.shape)} has no axis of {c} channels for b")
+    name = "bias_activation" if y.size < loader.INT32_LIMIT else "bias_activation_i64"
+    launch("elementwise.cu", name, y.size, (y, b) + ints(y.size // (c * inner), c, inner,
+                                                         ACTIVATION_CODES[activation]) + (y.dtype.type(alpha),))
+    return y
+
+
 def add_bias(y, b, inner=1):
     """y += b along axis 1 of y viewed as (outer, C, inner), C = b.size, in place; returns y."""
-    c = b.size
-    if y.size % (c * inner) or (y.ndim > 1 and y.shape[1] != c):
-        raise ValueError(f"add_bias: y of shape {tuple(y.shape)} has no axis of {c} channels for b")
-    launch("elementwise.cu", "add_bias", y.size, (y, b) + ints(y.size // (c * inner), c, inner))
-    return y
+    return bias_activation(y, b, None, 1.0, inner)
 
 
 def _alpha(name, dtype, alpha):

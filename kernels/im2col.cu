@@ -9,12 +9,13 @@
 //          ow*SW + j - left = x; a gather (each image cell sums the columns that read it), so no atomics and a
 //          fixed summation order (i, then j), the same as the NumPy path.
 //
-// Index math. One thread per output element, grid-stride loop: consecutive threads take consecutive elements, so the
-// writes (and, at stride 1, the reads) of a warp are contiguous. One thread per output row would write OW apart from
-// its neighbour and lose that. The cost per element is the split of the flat index into its digits: four divisions
-// (by OW, OH, KW, KH) for im2col, two (by W, H) for col2im, each a multiply-high, an add and a shift in the 32-bit
-// variant (the shared header's divider, set up once per thread). col2im then visits only the windows that cover its
-// cell, found with two divisions by the stride per axis (for_each_covering_window), not a test of every offset.
+// Index math. One thread per run of VEC consecutive output elements (the shared header's runs: 4 floats or 2
+// doubles), grid-stride loop: consecutive threads take consecutive runs, so the 16-byte stores of a warp are
+// contiguous (and, at stride 1, its reads). The cost per run is the split of its first flat index into digits: four
+// divisions (by OW, OH, KW, KH) for im2col, two (by W, H) for col2im, each a multiply-high, an add and a shift in the
+// 32-bit variant (the shared header's divider, set up once per thread); the run's other elements step the digits.
+// col2im then visits only the windows that cover its cell, found with two divisions by the stride per axis
+// (for_each_covering_window), not a test of every offset.
 #include "common.cuh"
 
 template <typename index_t>
@@ -22,16 +23,26 @@ __device__ __forceinline__ void im2col_body(const real_t* __restrict__ x, real_t
                                             WINDOW_PARAMS_OF(index_t), real_t fill)
 {
     const divider<index_t> by_OW(OW), by_OH(OH), by_KW(KW), by_KH(KH);
-    for_each_index(flat, N * C * KH * KW * OH * OW) {
-        index_t nc = (index_t)flat;                      // becomes n * C + c once the digits below are split off
-        const index_t ow = split(nc, by_OW);
-        const index_t oh = split(nc, by_OH);
-        const index_t j = split(nc, by_KW);
-        const index_t i = split(nc, by_KH);
-        const index_t y = oh * SH + i - top;
-        const index_t xx = ow * SW + j - left;
-        const bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
-        col[flat] = inside ? x[(nc * H + y) * W + xx] : fill;
+    const long long total = (long long)N * C * KH * KW * OH * OW;
+    for_each_index(run, runs_of(total)) {
+        const long long first = run * VEC;
+        index_t nc = (index_t)first;                     // becomes n * C + c once the digits below are split off
+        index_t ow = split(nc, by_OW), oh = split(nc, by_OH), j = split(nc, by_KW), i = split(nc, by_KH);
+        real_t values[VEC] = {};
+        for (int e = 0; e < VEC && first + e < total; ++e) {
+            const index_t y = oh * SH + i - top;
+            const index_t xx = ow * SW + j - left;
+            const bool inside = y >= 0 && y < H && xx >= 0 && xx < W;
+            values[e] = inside ? x[(nc * H + y) * W + xx] : fill;
+            if (++ow == OW) {                            // the next element's digits
+                ow = 0;
+                if (++oh == OH) {
+                    oh = 0;
+                    next_cell(i, j, nc, KH, KW);
+                }
+            }
+        }
+        store_run(col, first, total, values);
     }
 }
 

@@ -26,7 +26,8 @@ COMMON_HEADER = "common.cuh"     # element type, math functions and the gather r
 BLOCK = 256             # threads per block
 BLOCKS_PER_SM = 32      # grid cap per multiprocessor; grid-stride loops cover the rest
 REAL_TYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
-INDEX_TYPE = numpy.dtype(numpy.int64)   # `long long` in the kernels: argmax and every size and index
+INDEX_TYPE = numpy.dtype(numpy.int64)   # `long long` in the kernels: every size and index
+INDEX_TYPES = (INDEX_TYPE, numpy.dtype(numpy.int32), numpy.dtype(numpy.int8))   # also int, signed char: small ones
 
 _modules = {}           # (file, dtype, device id) -> cupy.RawModule
 _kernels = {}           # (file, dtype, device id, name) -> cupy.RawKernel
@@ -78,13 +79,14 @@ def grid_size(n, block, cap):
     return max(1, min(-(-n // block), cap))
 
 
-def check_args(what, args):
+def check_args(what, args, real=None):
     """The real dtype shared by the array arguments of one launch, or a TypeError/ValueError naming `what`.
 
-    Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64; scalars int64 or
-    the real dtype.
+    Arrays must be C-contiguous; floating arrays all float32 or all float64; integer arrays int64 (int8 and int32
+    for the small indices some kernels store, INDEX_TYPES); scalars int64 or the real dtype. `real`: the real dtype
+    of the launch when it is known (a kernel over a table of arrays may take none as an argument).
     """
-    real = None
+    real = None if real is None else numpy.dtype(real)
     for k, arg in enumerate(args):
         if type(arg) is numpy.int64:                  # most arguments are sizes: the quick way out
             continue
@@ -97,8 +99,8 @@ def check_args(what, args):
             real = dtype
         elif dtype.kind == "f":
             raise TypeError(f"{what}: arrays must be float32 or float64, got {dtype} (argument {k})")
-        elif dtype != INDEX_TYPE:
-            raise TypeError(f"{what}: integer arguments must be int64, got {dtype} (argument {k})")
+        elif dtype not in INDEX_TYPES:
+            raise TypeError(f"{what}: integer arguments must be int64 (or int32, int8), got {dtype} (argument {k})")
         if arg.ndim and not arg.flags.c_contiguous:
             raise ValueError(f"{what}: argument {k} of shape {tuple(arg.shape)} is not C-contiguous")
     if real is None:
@@ -117,10 +119,12 @@ def _check_device(xp, what, args):
                              f"cuda:{current}; run under `with cupy.cuda.Device({arg.data.device_id}):`")
 
 
-def launch(file, name, n, args):
-    """Check `args`, then run kernel `name` of kernels/<file> with one thread per output element (n of them)."""
+def launch(file, name, n, args, dtype=None):
+    """Check `args`, then run kernel `name` of kernels/<file> with one thread per output element (n of them).
+
+    dtype: the build (float32 or float64) to launch when no argument says it (the arrays of a table)."""
     what = f"kernel {name} ({file})"
-    real = check_args(what, args)
+    real = check_args(what, args, dtype)
     xp = get_array_module(*args)
     _check_device(xp, what, args)
     if n == 0:
@@ -204,6 +208,13 @@ def window_ints(n, c, window):
 
 
 INT32_LIMIT = 2 ** 31   # a window kernel takes its 32-bit entry point when every size it sees is below this
+RUN_BYTES = 16          # a window kernel's thread writes a run of this many bytes of outputs (common.cuh's VEC)
+
+
+def runs(count, dtype):
+    """The threads of a window kernel over `count` outputs of `dtype`: one per run of RUN_BYTES (common.cuh)."""
+    per_run = RUN_BYTES // numpy.dtype(dtype).itemsize
+    return -(-count // per_run)
 
 
 def window_variant(name, n, c, window, element_counts):

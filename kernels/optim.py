@@ -1,9 +1,11 @@
-"""The ops of optim.cu: one fused, in-place update of a parameter by SGD (with or without momentum) or Adam.
+"""The ops of optim.cu: one fused, in-place update of a parameter by SGD (with or without momentum) or Adam; and
+the same update of every parameter of a list in one launch (sgd_steps, adam_steps: a table of arrays).
 
 The learning rate, the step count and Adam's bias corrections are device arrays (`lr` of shape (1,) and w's dtype,
 `count` (1,) int64, `scalars` (2,)), read by the kernels at run time, so a captured step keeps following them.
 """
 from .loader import INDEX_TYPE, ints, launch
+from .tables import array_table
 
 
 def _optim_arrays(what, w, *others):
@@ -56,3 +58,29 @@ def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay):
     launch("optim.cu", "adam_step", w.size,
            (w, grad, m, v) + ints(w.size) + (scalars,) + tuple(real(s) for s in (b1, 1 - b1, b2, 1 - b2, eps,
                                                                                    weight_decay)))
+
+
+def sgd_steps(ws, grads, velocities, lr, momentum, weight_decay, count, bump):
+    """sgd_step for every parameter of ws (one dtype) in one launch: velocities is None (no momentum) or a list of
+    buffers like ws."""
+    groups = (ws, grads) if velocities is None else (ws, grads, velocities)
+    table, n, total, dtype = array_table("sgd_steps", *(list(g) for g in groups))
+    _cell("sgd_steps", "lr", lr, 1, dtype)
+    _cell("sgd_steps", "count", count, 1, INDEX_TYPE)
+    counting = (count,) + ints(1 if bump else 0)
+    real = dtype.type
+    if velocities is None:
+        launch("optim.cu", "sgd_table", total, (table,) + ints(n) + (lr, real(weight_decay)) + counting)
+    else:
+        launch("optim.cu", "sgd_momentum_table", total,
+               (table,) + ints(n) + (lr, real(momentum), real(weight_decay)) + counting)
+
+
+def adam_steps(ws, grads, ms, vs, scalars, betas, eps, weight_decay):
+    """adam_step for every parameter of ws (one dtype) in one launch, with scalars from adam_scalars."""
+    table, n, total, dtype = array_table("adam_steps", list(ws), list(grads), list(ms), list(vs))
+    _cell("adam_steps", "scalars", scalars, 2, dtype)
+    real = dtype.type
+    b1, b2 = betas
+    launch("optim.cu", "adam_table", total,
+           (table,) + ints(n) + (scalars,) + tuple(real(s) for s in (b1, 1 - b1, b2, 1 - b2, eps, weight_decay)))

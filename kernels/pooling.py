@@ -2,24 +2,30 @@
 backward.
 
 Both poolings launch the same way: a forward reads x and writes (N, C, OH, OW) outputs (max pooling also the argmax,
-the first maximum's index i*KW + j within its window); a backward reads dy, and whatever the forward saved, and
-writes dx (N, C, H, W).
+the first maximum's index i*KW + j within its window, as int8 for windows of up to 128 cells, else int32: the bytes
+a backward reads); a backward reads dy, and whatever the forward saved, and writes dx (N, C, H, W).
 """
+import numpy
+
 from ..backend import get_array_module
-from .loader import INDEX_TYPE, launch, real_input, window_ints, window_variant
+from .loader import launch, real_input, runs, window_ints, window_variant
 
 
-def _forward(op, kernel, x, window, index_outputs):
-    """Launch pooling.cu's `kernel` for op: y (N, C, OH, OW) of x's dtype, then `index_outputs` int64 arrays."""
+def argmax_dtype(window):
+    """The dtype of max pooling's argmax over `window`, and the suffix of its kernels: int8 up to 128 cells."""
+    return (numpy.dtype(numpy.int8), "_a8") if window.kh * window.kw <= 128 else (numpy.dtype(numpy.int32), "_a32")
+
+
+def _forward(op, kernel, x, window, index_dtype=None):
+    """Launch pooling.cu's `kernel` for op: y (N, C, OH, OW) of x's dtype, and an argmax of index_dtype if any."""
     x = real_input(x, f"{op}: x", 4)
     window.check_input(op, x.shape)
     xp = get_array_module(x)
     n, c = x.shape[:2]
     shape = (n, c, window.oh, window.ow)
-    outputs = (xp.empty(shape, dtype=x.dtype),) + tuple(xp.empty(shape, dtype=INDEX_TYPE)
-                                                         for _ in range(index_outputs))
-    launch("pooling.cu", window_variant(kernel, n, c, window, (x.size, outputs[0].size)), outputs[0].size,
-           (x,) + outputs + window_ints(n, c, window))
+    outputs = (xp.empty(shape, dtype=x.dtype),) + (() if index_dtype is None else (xp.empty(shape, index_dtype),))
+    launch("pooling.cu", window_variant(kernel, n, c, window, (x.size, outputs[0].size)),
+           runs(outputs[0].size, x.dtype), (x,) + outputs + window_ints(n, c, window))
     return outputs
 
 
@@ -32,24 +38,29 @@ def _backward(op, kernel, dy, saved, x_shape, window):
         window.check_output(op, name, array.shape, x_shape)
     n, c = x_shape[:2]
     dx = get_array_module(dy).empty(tuple(x_shape), dtype=dy.dtype)
-    launch("pooling.cu", window_variant(kernel, n, c, window, (dy.size, dx.size)), dx.size,
+    launch("pooling.cu", window_variant(kernel, n, c, window, (dy.size, dx.size)), runs(dx.size, dy.dtype),
            (dy,) + tuple(array for _, array in saved) + (dx,) + window_ints(n, c, window))
     return dx
 
 
 def max_pool2d(x, window):
-    """y (N, C, OH, OW) and argmax (int64, the first maximum's index i*KW + j within its window)."""
-    return _forward("max_pool2d", "max_pool_forward", x, window, 1)
+    """y (N, C, OH, OW) and argmax (the first maximum's index i*KW + j within its window, of argmax_dtype)."""
+    dtype, suffix = argmax_dtype(window)
+    return _forward("max_pool2d", "max_pool_forward" + suffix, x, window, dtype)
 
 
 def max_pool2d_backward(dy, argmax, x_shape, window):
     """dx (N, C, H, W): each cell sums dy of the windows whose first maximum it is."""
-    return _backward("max_pool2d_backward", "max_pool_backward", dy, (("argmax", argmax),), x_shape, window)
+    dtype, suffix = argmax_dtype(window)
+    if argmax.dtype != dtype:
+        raise TypeError(f"max_pool2d_backward: argmax must be {dtype} for {window.kh}x{window.kw} windows (what "
+                        f"max_pool2d gives), got {argmax.dtype}")
+    return _backward("max_pool2d_backward", "max_pool_backward" + suffix, dy, (("argmax", argmax),), x_shape, window)
 
 
 def avg_pool2d(x, window):
     """y (N, C, OH, OW): the mean of each window's real (unpadded) cells."""
-    (y,) = _forward("avg_pool2d", "avg_pool_forward", x, window, 0)
+    (y,) = _forward("avg_pool2d", "avg_pool_forward", x, window)
     return y
 
 

@@ -153,6 +153,25 @@ def test_products_and_the_dense_layer_agree_with_the_reference(both, n, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_layers_fused_with_their_activation_agree_with_the_reference(both, name, dtype):
+    x, W, b = rand((20, 33), dtype), rand((33, 17), dtype, 1), rand(17, dtype, 2)
+    y, _ = both(lambda: F.dense_activation(x, W, b, name))
+    dy = rand(y.shape, dtype, 3)
+    assert_close(*both(lambda: F.dense_activation(x, W, b, name)), dtype)
+    assert_close(*both(lambda: F.dense_activation_backward(x, W, y, dy, name, into=(W.copy(), b.copy()))), dtype)
+    for shape, strides, pads in (((3, 2, 9, 8), (1, 1), (1, 1, 1, 1)), ((3, 2, 9, 8), (2, 1), (1, 0, 1, 1))):
+        images, kernel, bias = rand(shape, dtype, 4), rand((4, 2, 3, 3), dtype, 5), rand(4, dtype, 6)
+        window = Window.with_pads(shape, (3, 3), strides, pads)
+
+        def step(kernel=kernel, images=images, bias=bias, window=window):
+            out, saved = F.conv2d_activation(images, kernel, bias, window, name)
+            grads = F.conv2d_activation_backward(out * 0.5, saved, kernel, out, name, into=(kernel.copy(), bias.copy()))
+            return [out, *grads]
+        assert_close(*both(step), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batched_and_transposed_gemm_agree_with_numpy(dtype):
     a, b = rand((3, 70, 40), dtype), rand((40, 50), dtype, 1)
     out = rand((3, 70, 50), dtype, 2)
@@ -350,3 +369,21 @@ def test_training_curves_agree_with_the_reference_to_float32_rounding(monkeypatc
     # steps (products summed in other orders, the LSTM's tanh to 2e-8): 2.2e-7 and 1.0e-7 of the loss at most, measured
     assert on_kernels[-1] < 0.8 * on_kernels[0] and on_reference[-1] < 0.8 * on_reference[0]
     np.testing.assert_allclose(on_kernels, on_reference, rtol=1e-5)
+
+
+def test_every_op_functional_asks_a_kernel_set_for_exists_in_the_cpu_set():
+    """The two kernel sets answer to the same names: whatever gpudl.functional calls on `kernels` (the CUDA set for
+    cupy arrays) the CPU set has too, but one_hot (integer arrays take the reference) and graph (no recording on a
+    CPU)."""
+    import ast
+    import pathlib
+    called = set()
+    for source in pathlib.Path(F.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value.func if isinstance(node.value, ast.Call) else node.value      # kernels_for(x).gemm
+            if isinstance(owner, ast.Name) and owner.id in ("kernels", "kernels_for"):
+                called.add(node.attr)
+    assert {"conv2d", "gemm", "lstm_step"} <= called
+    assert sorted(called - {"one_hot", "graph"} - set(dir(cpu))) == []

@@ -61,14 +61,16 @@ def test_every_wrapper_asks_for_its_variant(monkeypatch, kernel_path):
     run_all_ops(x, 2, 2, 1, 1, (0, 0, 0, 0))
     monkeypatch.setattr(loader, "INT32_LIMIT", 50)
     run_all_ops(x, 2, 2, 1, 1, (0, 0, 0, 0))
-    names = ["im2col", "im2col", "col2im", "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
-    pooled = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+    names = ["im2col", "im2col", "col2im", "max_pool_forward_a8", "max_pool_backward_a8", "avg_pool_forward",
+             "avg_pool_backward"]
+    pooled = ["max_pool_forward_a8", "max_pool_backward_a8", "avg_pool_forward", "avg_pool_backward"]
     # at limit 50, only im2col and col2im touch an array of 50 or more elements (col); the poolings stay 32-bit
     assert launched == names + ["im2col_i64", "im2col_i64", "col2im_i64"] + pooled
 
 
 def run_all_ops(x, kh, kw, sh, sw, pads):
-    """Every window op once: im2col (fill 0 and -inf), col2im, max and average pooling forward and backward; their results in order."""
+    """Every window op once: im2col (fill 0 and -inf), col2im, max and average pooling forward and backward; their
+    results in order."""
     window = Window.with_pads(x.shape, (kh, kw), (sh, sw), pads)
     col = F.im2col(x, window)
     col_min = F.im2col(x, window, fill=-numpy.inf)

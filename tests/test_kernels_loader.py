@@ -25,7 +25,7 @@ def test_every_concern_has_its_source():
 
 # Kernels that work in double whatever real_t is, on purpose: Adam's bias corrections and the global norm of gradient
 # clipping, summed as the NumPy path sums them (a double function they call may sit in a helper of the PTX).
-DOUBLE_ANYWAY = {"optim.cu": {"adam_scalars"}, "reduce.cu": {"sum_squares", "norm_scale", "scale_by"}}
+DOUBLE_ANYWAY = {"optim.cu": {"adam_scalars"}, "reduce.cu": {"sum_squares_table", "norm_scale", "scale_table"}}
 
 
 def _f64_outside(text, allowed):
@@ -117,7 +117,7 @@ def test_launch_passes_grid_block_and_arguments(monkeypatch):
 @pytest.mark.parametrize("args, error, words", [
     ((numpy.zeros(4, numpy.float32), numpy.zeros(4, numpy.float64)), TypeError, "share one dtype"),
     ((numpy.zeros(4, numpy.float16),), TypeError, "float32 or float64"),
-    ((numpy.zeros(4, numpy.float32), numpy.zeros(4, numpy.int32)), TypeError, "int64"),
+    ((numpy.zeros(4, numpy.float32), numpy.zeros(4, numpy.int16)), TypeError, "int64"),
     ((numpy.zeros((4, 4), numpy.float32)[:, ::2],), ValueError, "not C-contiguous"),
     ((numpy.zeros(4, numpy.float32), 3), TypeError, "numpy scalar"),
     ((numpy.zeros(4, numpy.int64),), TypeError, "no float32/float64 array"),
@@ -143,11 +143,11 @@ def test_ops_refuse_bad_shapes_and_dtypes(monkeypatch):
     with pytest.raises(ValueError, match="dy has shape"):
         kernels.avg_pool2d_backward(numpy.zeros((1, 1, 3, 3), numpy.float32), x.shape, pool)
     with pytest.raises(ValueError, match="argmax has shape"):
-        kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32), numpy.zeros((1, 1, 2), numpy.int64),
+        kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32), numpy.zeros((1, 1, 2), numpy.int8),
                                     x.shape, pool)
-    with pytest.raises(TypeError, match="int64"):
+    with pytest.raises(TypeError, match="argmax must be int8 for 2x2 windows"):
         kernels.max_pool2d_backward(numpy.zeros((1, 1, 2, 2), numpy.float32),
-                                    numpy.zeros((1, 1, 2, 2), numpy.int32), x.shape, pool)
+                                    numpy.zeros((1, 1, 2, 2), numpy.int64), x.shape, pool)
     a = numpy.zeros((2, 8), numpy.float32)
     with pytest.raises(ValueError, match=r"\(N, 4H\)"):
         kernels.lstm_step(numpy.zeros((2, 6), numpy.float32), numpy.zeros((2, 1), numpy.float32))

@@ -231,8 +231,9 @@ def test_clipping_and_training_reduce_a_loss():
 
 
 def test_gates_use_the_functional_step(monkeypatch):
-    """The layer goes through functional.lstm_step / lstm_step_backward (where the fused kernel lives)."""
-    from gpudl import functional
+    """The layer goes through functional's time loops, whose steps are lstm_step / lstm_step_backward (where the
+    fused kernel lives)."""
+    from gpudl.functional import lstm as functional
     calls = []
     step, step_back = functional.lstm_step, functional.lstm_step_backward
     monkeypatch.setattr(functional, "lstm_step", lambda *a, **k: calls.append("f") or step(*a, **k))

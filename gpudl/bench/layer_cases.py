@@ -1,6 +1,8 @@
-"""Layer cases: Dense, Conv2D and the pooling layers forward and forward + backward, and im2col and col2im alone."""
+"""Layer cases: Dense, Conv2D and the pooling layers forward and forward + backward, im2col and col2im alone, and
+the sums behind bias gradients."""
 from .. import functional as F
 from .. import nn
+from ..functional.dispatch import kernels_for
 from ..geometry import Window, output_size, pad_amounts
 from ..nn.init import manual_seed
 from .common import ALL_DEVICES, Case, fwd_and_bwd, gpudl_variant, nbytes, rand, require_torch, torch_variant, trand
@@ -92,3 +94,34 @@ def unroll_cases(n, c, hw, k, devices=ALL_DEVICES):
 
     return [Case("im2col", size, im2col, {"F.unfold": unfold}, bytes=moved, devices=devices),
             Case("col2im", size, col2im, {"F.fold": fold}, bytes=moved, devices=devices)]
+
+
+SUMS_PER_CALL = 16     # bias-gradient sums per timed call (recorded and replayed as one graph on a GPU)
+
+
+def bias_gradient_cases(outer, channels, inner, label, devices=("cuda",)):
+    """The sum of an (outer, C, inner) gradient over its first and last axes, as a bias gradient is summed
+    (reduce.cu through kernels.sum_axes), against torch.sum over the same axes; memory-bound: it reads the array once.
+
+    One sum takes the GPU a few microseconds, less than the host takes to launch it, so a call does SUMS_PER_CALL
+    of them, and gpudl's are replayed from one recording (kernels.replayed: a CUDA graph), as in a recorded training
+    step: the figure is the kernels' time, not the host's. PyTorch's peer runs its sums eagerly."""
+    shape = (outer, channels, inner)
+
+    def mine(dev):
+        x = rand(shape, dev)
+        kernels = kernels_for(x)
+        if kernels is None:
+            return lambda: [x.sum(axis=(0, 2)) for _ in range(SUMS_PER_CALL)]
+        out = F.zeros((channels,), x)
+
+        def sums():
+            for _ in range(SUMS_PER_CALL):
+                kernels.sum_axes(x, out=out, inner=inner)
+        return lambda: kernels.replayed("bench bias gradient", (x, out), sums)
+
+    def peer(dev):
+        x = trand(require_torch(), shape, dev)
+        return lambda: [x.sum(dim=(0, 2)) for _ in range(SUMS_PER_CALL)]
+    return [Case("bias gradient", f"{label} {outer}x{channels}x{inner}", mine, {"torch.sum": peer},
+                 bytes=SUMS_PER_CALL * nbytes(shape), devices=devices)]

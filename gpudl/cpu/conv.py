@@ -17,7 +17,7 @@ import numpy
 from numba import prange, uint64
 
 from .blas import blas_on_one_thread, gemm, gemm_at
-from .elementwise import add_bias
+from .elementwise import ACTIVATIONS, activation as apply_activation, activation_backward, bias_activation
 from .im2col import col2im, im2col, window_ints
 from .loader import GRAIN, check_overflow, inline, kernel, real_arrays, threads_for
 from .reduce import sum_axes
@@ -72,8 +72,9 @@ def _fold_col(dcol, n, channels, dx, image, geometry):
 
 
 @inline
-def _forward_samples(x, W, b, y, first, last, channels, filters, geometry):
-    """y of samples first..last-1, one at a time, on the calling thread."""
+def _forward_samples(x, W, b, y, first, last, channels, filters, geometry, relu, zero):
+    """y of samples first..last-1 (with relu: max(y, 0) as numpy.maximum gives it), one at a time, on the calling
+    thread."""
     pitch, t, plane = _strips(channels, geometry)
     depth, oh_count, ow_count = channels * geometry[2] * geometry[3], geometry[8], geometry[9]
     col = numpy.empty(depth * t, dtype=x.dtype)
@@ -88,14 +89,15 @@ def _forward_samples(x, W, b, y, first, last, channels, filters, geometry):
                 source = uint64(f * t + oh * pitch)
                 target = uint64(((n * filters + f) * oh_count + oh) * ow_count)
                 for k in range(uint64(ow_count)):
-                    y[target + k] = wide[source + k] + bias
+                    v = wide[source + k] + bias
+                    y[target + k] = v if not relu or v > zero or v != v else zero
 
 
 @kernel
-def _forward(x, W, b, y, samples, channels, filters, geometry, parts):
+def _forward(x, W, b, y, samples, channels, filters, geometry, parts, relu, zero):
     for part in prange(parts):
         _forward_samples(x, W, b, y, part * samples // parts, (part + 1) * samples // parts, channels, filters,
-                         geometry)
+                         geometry, relu, zero)
 
 
 @inline
@@ -134,8 +136,11 @@ def _backward(x, W, dy, dx, dW_parts, db_parts, samples, channels, filters, geom
                           (block + 1) * samples // blocks, channels, filters, geometry, input_grad)
 
 
-def conv2d(x, W, b, window):
-    """y (N, F, OH, OW) = W * x + b over `window`, and what the backward reads (x itself at stride 1, else the col)."""
+def conv2d(x, W, b, window, activation=None, alpha=1.0):
+    """y (N, F, OH, OW) = phi(W * x + b) over `window` (phi: None, the identity, or one of elementwise.ACTIVATIONS:
+    ReLU inside the kernel, the others after it), and what the backward reads (x itself at stride 1, else the col)."""
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"conv2d: unknown activation {activation!r}; expected None or one of {ACTIVATIONS}")
     x, W, b = real_arrays("conv2d", x, W, b)
     window.check_input("conv2d", x.shape)
     n, c = x.shape[:2]
@@ -147,18 +152,24 @@ def conv2d(x, W, b, window):
         col = im2col(x, window)
         positions = window.oh * window.ow
         y = gemm("N", "N", W.reshape(f, -1), col.reshape(n, -1, positions), numpy.empty((n, f, positions), x.dtype))
-        return add_bias(y, b, inner=positions).reshape(n, f, window.oh, window.ow), col
+        return bias_activation(y, b, activation, alpha, positions).reshape(n, f, window.oh, window.ow), col
     y = numpy.empty((n, f, window.oh, window.ow), dtype=x.dtype)
     parts = min(n, threads_for(n * c * window.kh * window.kw * window.oh * window.ow))
     blas_on_one_thread()
-    _forward(x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f, window_ints(window), parts)
+    _forward(x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f, window_ints(window), parts, activation == "relu",
+             x.dtype.type(0))
     check_overflow("conv2d", y, x, W, b)
+    if activation in ("sigmoid", "tanh"):
+        numpy.copyto(y, apply_activation(activation, y, alpha))
     return y, x
 
 
-def conv2d_backward(dy, saved, W, window, into, input_grad=True):
+def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None, y=None, alpha=1.0):
     """dW and db added into `into` = (dW, db); returns dx (N, C, H, W), or None without input_grad. `saved` is what
-    conv2d returned beside y."""
+    conv2d returned beside y. With an activation (the forward's phi and its output y), dy is the gradient of y and
+    dv = dy * phi'(v) comes first."""
+    if activation is not None:
+        dy = activation_backward(activation, y, dy, alpha)
     dW, db = into
     dy, saved, W = real_arrays("conv2d_backward", dy, saved, W)
     real_arrays("conv2d_backward", W, dW, db)

@@ -109,10 +109,33 @@ def add_bias(y, b, inner=1):
     return y
 
 
+def bias_activation(y, b, activation=None, alpha=1.0, inner=1):
+    """y = phi(y + b) along axis 1 of y viewed as (outer, C, inner), C = b.size, in place; returns y.
+
+    phi: None (the identity: a bias add), or one of ACTIVATIONS (sigmoid with its alpha)."""
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ValueError(f"bias_activation: unknown activation {activation!r}; expected None or one of {ACTIVATIONS}")
+    add_bias(y, b, inner)
+    if activation == "relu":
+        _relu(y.reshape(-1), y.reshape(-1), y.dtype.type(0))        # threads set by add_bias, for as many elements
+    elif activation == "sigmoid":
+        _sigmoid_into(y.copy(), y, y.dtype.type(alpha))
+    elif activation == "tanh":
+        numpy.tanh(y, out=y)
+    return y
+
+
 def fill(out, value):
     """out[...] = value, in place; returns out."""
     out.fill(value)
     return out
+
+
+def fill_all(arrays, value):
+    """a[...] = value for every array of the list, in place."""
+    for a in arrays:
+        a.fill(value)
+    return arrays
 
 
 def copy(out, src):

@@ -55,6 +55,14 @@ def sgd_step(w, grad, velocity, lr, momentum, weight_decay, count, bump):
         count += 1
 
 
+def sgd_steps(ws, grads, velocities, lr, momentum, weight_decay, count, bump):
+    """sgd_step for every parameter of ws: velocities is None (no momentum) or a list of buffers like ws; the count
+    is bumped once."""
+    for k, (w, grad) in enumerate(zip(ws, grads)):
+        sgd_step(w, grad, None if velocities is None else velocities[k], lr, momentum, weight_decay, count,
+                 bump and k == 0)
+
+
 def adam_scalars(lr, count, betas, scalars):
     """Once per step: count += 1 (t), scalars = (lr / (1 - beta1^t), 1 - beta2^t)."""
     _cell("adam_scalars", "count", count, 1, numpy.int64)
@@ -84,3 +92,9 @@ def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay):
     threads_for(w.size * 4)
     _adam(w.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), scalars, real(b1), real(1 - b1), real(b2),
           real(1 - b2), real(eps), real(weight_decay), bool(weight_decay))
+
+
+def adam_steps(ws, grads, ms, vs, scalars, betas, eps, weight_decay):
+    """adam_step for every parameter of ws, with scalars from adam_scalars."""
+    for w, grad, m, v in zip(ws, grads, ms, vs):
+        adam_step(w, grad, m, v, scalars, betas, eps, weight_decay)

@@ -4,6 +4,7 @@ its bits do not depend on the thread count."""
 import numpy
 from numba import prange, uint64
 
+from .elementwise import activation_backward
 from .loader import GRAIN, inline, kernel, real_arrays, threads_for
 
 
@@ -47,6 +48,15 @@ def sum_axes(x, out=None, into=None, inner=1):
     _sum_axes(x.reshape(-1), target.reshape(-1), x.size // (c * inner), c, inner, into is not None,
               min(c, threads_for(x.size)))
     return target
+
+
+def activation_backward_sum(name, y, dy, alpha=1.0, out=None, into=None, inner=1):
+    """dv = dy * phi'(v) from the forward's output y (phi one of relu, sigmoid, tanh), and the sums of dv over o and i
+    of dv viewed as (outer, C, inner) written to `out` or added into `into` (the bias gradient of the layer phi
+    follows). Returns dv."""
+    dv = activation_backward(name, y, dy, alpha)
+    sum_axes(dv, out=out, into=into, inner=inner)
+    return dv
 
 
 def scaled_sum(x, scale, divisor):

@@ -142,3 +142,29 @@ def softplus(v):
 def softplus_backward(v, dy):
     """phi'(v) = 1 / (1 + e^-v), the logistic function."""
     return dy * sigmoid(v)
+
+
+# The activations a kernel can fuse with the bias add before it (kernels.bias_activation) and, backward, with the bias
+# gradient (kernels.activation_backward_sum): phi by name, and phi' from the output y = phi(v).
+FUSABLE = ("relu", "sigmoid", "tanh")
+
+
+def check_fusable(name):
+    """name, when it names an activation of FUSABLE; else a ValueError."""
+    if name not in FUSABLE:
+        raise ValueError(f"unknown fused activation {name!r}; expected one of {FUSABLE}")
+    return name
+
+
+def activate(name, v, alpha=1.0):
+    """phi(v) for the activation `name` of FUSABLE (the logistic function with its slope alpha)."""
+    if check_fusable(name) == "sigmoid":
+        return sigmoid(v, alpha)
+    return relu(v) if name == "relu" else tanh(v)
+
+
+def activate_backward(name, y, dy, alpha=1.0):
+    """dv = dy * phi'(v), from the output y = phi(v) of the activation `name` (ReLU's y > 0 exactly where v > 0)."""
+    if check_fusable(name) == "sigmoid":
+        return sigmoid_backward(y, dy, alpha)
+    return relu_backward(y, dy) if name == "relu" else tanh_backward(y, dy)

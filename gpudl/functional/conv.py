@@ -13,6 +13,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..geometry import Window, blank_padded, padded, unpadded, window_views
+from .activations import activate, activate_backward, check_fusable
 from .dispatch import kernels_for
 
 
@@ -101,3 +102,29 @@ def conv2d_backward(dy, saved, W, into=None, input_grad=True):
         into[1][...] += db
         dW, db = into
     return dx, dW, db
+
+
+def conv2d_activation(x, W, b, window, activation, alpha=1.0):
+    """y = phi(W * x + b), phi the activation named `activation` (functional.FUSABLE; sigmoid with its alpha): a
+    convolution and the activation after it, and the ConvSaved of conv2d. On the kernel path the bias and phi are one
+    launch after the GEMM."""
+    kernels = kernels_for(x)
+    if kernels is not None:
+        y, col = kernels.conv2d(x, W, b, window, check_fusable(activation), alpha)
+        return y, ConvSaved(window, tuple(x.shape), col)
+    y, saved = conv2d(x, W, b, window)
+    return activate(activation, y, alpha), saved
+
+
+def conv2d_activation_backward(dy, saved, W, y, activation, alpha=1.0, into=None, input_grad=True):
+    """The backward of conv2d_activation from its output y and dy = dL/dy: dv = dy * phi'(v), then conv2d_backward's
+    (dx, dW, db) of dv (into= and input_grad= as there). On the kernel path dv and db are one pass (reduce.cu)."""
+    kernels = kernels_for(dy)
+    if kernels is not None:
+        if into is None:
+            xp = get_array_module(W)
+            into = (xp.zeros_like(W), xp.zeros((W.shape[0],), dtype=W.dtype))
+        dx = kernels.conv2d_backward(dy, saved.unrolled, W, saved.window, into, input_grad,
+                                     check_fusable(activation), y, alpha)
+        return dx, into[0], into[1]
+    return conv2d_backward(activate_backward(activation, y, dy, alpha), saved, W, into, input_grad)

@@ -7,6 +7,7 @@ threads on the CPU) and the bias and its gradient one kernel each; elsewhere the
 """
 from ..backend import get_array_module
 from . import dispatch
+from .activations import activate, activate_backward, check_fusable
 from .dispatch import kernels_for, on_kernel_path
 
 
@@ -65,6 +66,29 @@ def dense_backward(x, W, dy, into=None, input_grad=True):
         into[1][...] += db
         dW, db = into
     return dx, dW, db
+
+
+def dense_activation(x, W, b, activation, alpha=1.0):
+    """y = phi(x W + b), phi the activation named `activation` (functional.FUSABLE; sigmoid with its alpha): a dense
+    layer and the activation after it. On the kernel path the bias and phi are one launch after the GEMM."""
+    kernels = kernels_for(x)
+    if kernels is not None:
+        return kernels.bias_activation(_gemm(x, W), b, check_fusable(activation), alpha)
+    return activate(activation, dense(x, W, b), alpha)
+
+
+def dense_activation_backward(x, W, y, dy, activation, alpha=1.0, into=None, input_grad=True):
+    """The backward of dense_activation from its output y and dy = dL/dy: dv = dy * phi'(v), then dense_backward's
+    (dx, dW, db) of dv (into= and input_grad= as there). On the kernel path dv and db are one pass (reduce.cu)."""
+    kernels = kernels_for(dy)
+    if kernels is not None:
+        xp = get_array_module(dy)
+        if into is None:
+            into = (xp.zeros_like(W), xp.zeros(W.shape[1], dtype=W.dtype))
+        dv = kernels.activation_backward_sum(check_fusable(activation), y, dy, alpha, into=into[1])
+        _gemm(x.T, dv, out=into[0], beta=1.0)
+        return _gemm(dv, W.T) if input_grad else None, into[0], into[1]
+    return dense_backward(x, W, activate_backward(activation, y, dy, alpha), into, input_grad)
 
 
 def transpose_for_products(W):

@@ -5,12 +5,15 @@ c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t).
 
 Both ops take optional output arrays (`out=`), so a layer can write every step straight into its sequence buffers
 and allocate nothing inside its time loop; the kernels (dispatch.kernels_for: one fused kernel each way on either
-device) and the NumPy reference here accept and check the same `out` (backend.output_arrays).
+device) and the NumPy reference here accept and check the same `out` (backend.output_arrays). lstm_forward_loop and
+lstm_backward_loop run a layer's whole time loop over such buffers; on the CUDA kernels the loop is recorded once per
+set of buffers and replayed from then on (kernels.loops), so the host launches it once.
 """
 import numpy
 
 from ..backend import output_arrays
 from .dispatch import kernels_for
+from .linear import matmul_add
 
 
 def _gates(a):
@@ -55,3 +58,61 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     dc_prev[...] = dc_t * f
     da[...] = numpy.concatenate(gates, axis=1)
     return da, dc_prev
+
+
+def _check_loop(what, a, states, W):
+    """a (T, N, 4H) and each state buffer (T + 1, N, H) of one dtype and module, W (H, 4H) or its transpose."""
+    if a.ndim != 3 or a.shape[2] % 4:
+        raise ValueError(f"{what}: a must be (T, N, 4H), got shape {tuple(a.shape)}")
+    t, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
+    for name, buffer in states:
+        if tuple(buffer.shape) != (t + 1, n, h) or buffer.dtype != a.dtype or not buffer.flags.c_contiguous:
+            raise ValueError(f"{what}: {name} must be a C-contiguous {a.dtype} array of shape {(t + 1, n, h)}, got "
+                             f"{buffer.dtype} {tuple(buffer.shape)}")
+    if W.ndim != 2 or sorted(W.shape) != sorted((h, 4 * h)):
+        raise ValueError(f"{what}: W_h of shape {tuple(W.shape)} does not fit H = {h}")
+    return t
+
+
+def lstm_forward_loop(a, hs, cs, W_h):
+    """An LSTM layer's forward time loop, in place: for t = 0 .. T-1, a[t] += hs[t] W_h (the pre-activations of
+    step t, a (T, N, 4H) holding x_t W_x + b), then (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]); hs and cs
+    (T + 1, N, H) hold the initial state in row 0.
+
+    On the kernel path the T GEMMs and T launches are recorded once per set of buffers and replayed (kernels.loops);
+    the results are those of the loop run step by step."""
+    t = _check_loop("lstm_forward_loop", a, (("hs", hs), ("cs", cs)), W_h)
+
+    def loop():
+        for step in range(t):
+            matmul_add(hs[step], W_h, a[step])
+            lstm_step(a[step], cs[step], out=(hs[step + 1], cs[step + 1]))
+    kernels = kernels_for(a)
+    if kernels is not None:
+        kernels.replayed("lstm_forward_loop", (a, hs, cs, W_h), loop)
+        return
+    loop()
+
+
+def lstm_backward_loop(a, cs, dh, dc, W_h_T):
+    """An LSTM layer's backward time loop, in place, from what lstm_forward_loop left (a, cs): for t = T-1 .. 0,
+    (da_t, dc) = lstm_step_backward(dh[t], dc, a[t], cs[t], cs[t + 1]) with da_t written over a[t], then
+    dh[t - 1] += da_t W_h^T. dh (T, N, H) holds dL/dh_t from above (each row completed by the step after it), dc
+    (N, H) dL/dc_T, and at the end dL/dc_0; a holds every da_t. W_h_T: W_h^T (transpose_for_products).
+
+    On the kernel path the loop is recorded once per set of buffers and replayed, like lstm_forward_loop."""
+    t = _check_loop("lstm_backward_loop", a, (("cs", cs),), W_h_T)
+    if tuple(dh.shape) != tuple(a.shape[:2]) + (a.shape[2] // 4,) or tuple(dc.shape) != tuple(dh.shape[1:]):
+        raise ValueError(f"lstm_backward_loop: dh {tuple(dh.shape)} and dc {tuple(dc.shape)} do not fit a of shape "
+                         f"{tuple(a.shape)}")
+
+    def loop():
+        for step in reversed(range(t)):
+            lstm_step_backward(dh[step], dc, a[step], cs[step], cs[step + 1], out=(a[step], dc))
+            if step:
+                matmul_add(a[step], W_h_T, dh[step - 1])
+    kernels = kernels_for(a)
+    if kernels is not None:
+        kernels.replayed("lstm_backward_loop", (a, cs, dh, dc, W_h_T), loop)
+        return
+    loop()

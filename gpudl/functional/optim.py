@@ -64,6 +64,28 @@ def sgd_step(w, grad, velocity, lr, momentum=0.0, weight_decay=0.0, count=None, 
     return velocity
 
 
+def sgd_steps(ws, grads, velocities, lr, momentum=0.0, weight_decay=0.0, count=None):
+    """sgd_step for every parameter of the list ws (their gradients grads, their velocities a list of buffers or
+    None, made at the first step with momentum); count, when given, counts one step. Returns the velocities.
+
+    On the kernel path one launch updates every parameter (a table of the arrays); the NumPy path runs sgd_step on
+    each."""
+    kernels = kernels_for(ws[0])
+    if kernels is not None:
+        xp = get_array_module(ws[0])
+        velocities = list(velocities)
+        if momentum:
+            velocities = [xp.zeros_like(w) if v is None else v for w, v in zip(ws, velocities)]
+        counts = count is not None
+        if count is None:
+            count = xp.zeros((1,), dtype=numpy.int64)
+        kernels.sgd_steps(ws, grads, velocities if momentum else None, _device_cell(lr, ws[0]), momentum,
+                          weight_decay, count, counts)
+        return velocities
+    return [sgd_step(w, g, v, lr, momentum, weight_decay, count, counts=k == 0)
+            for k, (w, g, v) in enumerate(zip(ws, grads, velocities))]
+
+
 def adam_scalars(lr, count, betas, scalars):
     """Once per step, before the updates: count += 1 (t), scalars = (lr / (1 - b1^t), 1 - b2^t); returns scalars."""
     kernels = kernels_for(scalars)
@@ -95,14 +117,25 @@ def adam_step(w, grad, m, v, scalars, betas, eps, weight_decay=0.0):
     w -= step_size * m / denom
 
 
+def adam_steps(ws, grads, ms, vs, scalars, betas, eps, weight_decay=0.0):
+    """adam_step for every parameter of the list ws (moments ms, vs: lists of buffers, zeros at first); one launch
+    for all of them on the kernel path (a table of the arrays), adam_step on each on the NumPy path."""
+    kernels = kernels_for(ws[0])
+    if kernels is not None:
+        kernels.adam_steps(ws, grads, ms, vs, scalars, betas, eps, weight_decay)
+        return
+    for w, g, m, v in zip(ws, grads, ms, vs):
+        adam_step(w, g, m, v, scalars, betas, eps, weight_decay)
+
+
 def zero_grads(grads):
-    """Every array of `grads` set to zero in place (one launch each on the kernel path)."""
+    """Every array of `grads` set to zero in place (one launch for all of them on the kernel path)."""
+    kernels = kernels_for(grads[0]) if grads else None
+    if kernels is not None:
+        kernels.fill_all(grads, 0)
+        return
     for g in grads:
-        kernels = kernels_for(g)
-        if kernels is not None:
-            kernels.fill(g, 0)
-        else:
-            g.fill(0)
+        g.fill(0)
 
 
 def clip_grad_norm(grads, max_norm):

@@ -36,7 +36,7 @@ def max_pool2d(x, window):
     """Forward: y (N, C, OH, OW) and argmax (N, C, OH, OW), the winning cell's index within its window.
 
     On the NumPy reference and the CPU kernels argmax has the small integer type argmax_type(kh, kw); on the CUDA
-    kernels it is int64.
+    kernels it is int8 up to 128 cells (as here), else int32.
     """
     kernels = kernels_for(x)
     if kernels is not None:

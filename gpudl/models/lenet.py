@@ -8,12 +8,13 @@ and ten classes. The activations are ReLU and the pooling is max pooling, the mo
 import numpy
 
 from .. import nn
+from .fused import FusedSequential
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _POOLING = {"max": nn.MaxPool2D, "avg": nn.AvgPool2D}
 
 
-class LeNet5(nn.Sequential):
+class LeNet5(FusedSequential):
     def __init__(self, in_channels=1, num_classes=10, dtype=numpy.float32, activation="relu", pooling="max", rng=None):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"LeNet5: unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}")

@@ -3,9 +3,12 @@
 The lecture's table, made executable: with no hidden layer (sizes [2, 1]) the network draws one line and cannot
 separate XOR; one hidden layer (sizes [2, 2+, 1]) can.
 """
+import itertools
+
 import numpy
 
 from .. import nn
+from .fused import FusedSequential
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus}
 
@@ -16,7 +19,7 @@ def _activation(name, what):
     return ACTIVATIONS[name]()
 
 
-class MLP(nn.Sequential):
+class MLP(FusedSequential):
     """Dense(sizes[0], sizes[1]), activation, ..., Dense(sizes[-2], sizes[-1]), output activation.
 
     `output_activation` defaults to the logistic function (outputs in (0, 1), for the MSE loss of the lecture);
@@ -28,7 +31,7 @@ class MLP(nn.Sequential):
         if len(sizes) < 2 or not all(isinstance(s, int) and s >= 1 for s in sizes):
             raise ValueError(f"MLP: sizes must list at least two positive ints (inputs, ..., outputs), got {sizes}")
         layers = []
-        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for k, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(nn.Dense(fan_in, fan_out, dtype=dtype, rng=rng))
             last = k == len(sizes) - 2
             if not last:

@@ -12,8 +12,9 @@ On a GPU the time loop is bound by host time (each CuPy call costs more Python a
 arithmetic takes on the device), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
 so that every step's slice is contiguous; functional.matmul_add adds h_{t-1} W_h into a_t in one GEMM (beta = 1);
 the step ops write into the buffers through `out=`; the backward writes da_t over a_t and adds da_t W_h^T into
-dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward. Even slicing
-a cupy array costs host time, so each step's views are made once, not once per use.
+dL/dh_{t-1} in place. An LSTM step is then one GEMM and one kernel launch, forward and backward, and the LSTM's
+whole time loop is one functional op each way (functional.lstm_forward_loop, lstm_backward_loop), which on a GPU
+records the loop once per set of buffers and replays it as one CUDA graph from then on, in eager use too.
 
 State: `forward(x, state)` starts from `state` (zeros when None) and leaves the final state in `layer.state`
 (h_T for the RNN, (h_T, c_T) for the LSTM). Truncated BPTT: with `stateful=True` the next forward starts from
@@ -256,11 +257,7 @@ class LSTM(_Recurrent):
         cs = xp.empty((t + 1, n, size), dtype=x.dtype)
         F.copy_into(hs[0], h)
         F.copy_into(cs[0], c)
-        h_prev, c_prev, W_h = hs[0], cs[0], self.W_h.data
-        for a_t, h_t, c_t in zip(a, hs[1:], cs[1:]):
-            F.matmul_add(h_prev, W_h, a_t)
-            F.lstm_step(a_t, c_prev, out=(h_t, c_t))
-            h_prev, c_prev = h_t, c_t
+        F.lstm_forward_loop(a, hs, cs, self.W_h.data)      # a_t += h_{t-1} W_h, then the step, for every t
         self._x, self._a, self._hs, self._cs = x_tm, a, hs, cs
         self._carry(hs[t], cs[t])
         return self._output(hs)
@@ -277,13 +274,9 @@ class LSTM(_Recurrent):
         dh = self._direct_grads(dh_seq, dh_last, dstate is not None)
         # dc: dL/dc_t, carried back through the steps in this one buffer (a new array from _upstream)
         W_h_T = F.transpose_for_products(self.W_h.data)
-        a_at, dh_at, c_at = list(a), list(dh), list(self._cs)     # step views, sliced once (see module doc)
-        for step in reversed(range(len(a_at))):
-            # a_t is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer).
-            F.lstm_step_backward(dh_at[step], dc, a_at[step], c_at[step], c_at[step + 1], out=(a_at[step], dc))
-            if step:
-                F.matmul_add(a_at[step], W_h_T, dh_at[step - 1])
-        self.state_grad = (F.matmul(a_at[0], W_h_T), dc)
+        # a_t is read by the step's backward, then overwritten by da_t (no second (T, N, 4H) buffer)
+        F.lstm_backward_loop(a, self._cs, dh, dc, W_h_T)
+        self.state_grad = (F.matmul(a[0], W_h_T), dc)
         dx = self._weight_grads(a, input_grad)
         self._x = self._a = self._hs = self._cs = None
         return dx

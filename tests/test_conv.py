@@ -172,39 +172,39 @@ def test_lenet5_flatten_is_400():
     assert features.forward(x).shape == (2, 16 * 5 * 5) == (2, 400)
 
 
-@pytest.mark.parametrize("n,c,f,hw,kernel,pads", [
-    (5, 2, 3, (7, 6), (3, 3), (1, 1, 1, 1)), (7, 1, 4, (9, 9), (5, 5), (2, 2, 2, 2)), (4, 3, 2, (6, 8), (2, 4), (0, 1, 2, 1)),
-    (3, 2, 2, (5, 5), (5, 5), (0, 0, 0, 0)), (6, 2, 3, (4, 7), (1, 1), (0, 0, 0, 0)),
+@pytest.mark.parametrize("n,c,f,hw,kernel,strides,pads", [
+    (5, 2, 3, (7, 6), (3, 3), (1, 1), (1, 1, 1, 1)), (7, 1, 4, (9, 9), (5, 5), (1, 1), (2, 2, 2, 2)),
+    (4, 3, 2, (6, 8), (2, 4), (1, 1), (0, 1, 2, 1)), (3, 2, 2, (5, 5), (5, 5), (1, 1), (0, 0, 0, 0)),
+    (6, 2, 3, (4, 7), (1, 1), (1, 1), (0, 0, 0, 0)), (9, 2, 3, (8, 9), (3, 2), (2, 3), (1, 0, 1, 1)),
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_stride_one_strip_blocks_change_nothing(monkeypatch, n, c, f, hw, kernel, pads, dtype):
-    # the NumPy path works through the batch in blocks of samples: one block, blocks of one sample, and blocks of two
-    # with a shorter last one give the same bits, and those agree with the plain loops
-    from gpudl.functional import conv
+def test_the_cpu_kernels_blocks_of_samples_change_nothing(monkeypatch, n, c, f, hw, kernel, strides, pads, dtype):
+    # the CPU kernels sum dW and db in fixed blocks of samples (at stride 1 from row strips of the padded image):
+    # one block, blocks of one sample, and blocks of two with a shorter last one give the same results to rounding,
+    # and those agree with the definition in float64
+    cpu = pytest.importorskip("gpudl.cpu", reason="the CPU kernels need numba")
     rng = np.random.default_rng(n * 100 + c)
     x = rng.standard_normal((n, c, *hw)).astype(dtype)
     W, b = rng.standard_normal((f, c, *kernel)).astype(dtype), rng.standard_normal(f).astype(dtype)
-    window = reference.window(x.shape, kernel, (1, 1), pads)
-    strips = conv._Strips(x.shape, window)
+    window = reference.window(x.shape, kernel, strides, pads)
     results = []
-    for block in (n, 1, 2):
-        monkeypatch.setattr(conv, "BLOCK_ELEMENTS", block * strips.depth * strips.t)
-        assert conv._Strips(x.shape, window).block == block
+    for blocks in (1, n, 2):
+        monkeypatch.setattr(cpu.conv, "SUM_BLOCKS", blocks)
         y, saved = F.conv2d(x, W, b, window)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
         results.append((y, *F.conv2d_backward(dy, saved, W)))
+    tol = 1e-10 if dtype == np.float64 else 1e-4
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
-            assert a.dtype == dtype and np.array_equal(a, b_)
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, b_, rtol=tol, atol=tol)
     y, dx, dW, db = results[0]
-    tol = 1e-10 if dtype == np.float64 else 1e-4
-    # against the general path: float64 im2col (checked against plain loops above), its products and its adjoint
-    col = F.im2col(x.astype(np.float64), window)
+    col = F.conv._im2col_reference(x.astype(np.float64), window, 0.0)     # checked against plain loops above
     np.testing.assert_allclose(y, np.einsum("fcij,ncijpq->nfpq", W.astype(np.float64), col) + b[:, None, None],
                                rtol=tol, atol=tol)
     dy64 = np.random.default_rng(1).standard_normal(y.shape).astype(dtype).astype(np.float64)
     naive_dW = np.einsum("nfpq,ncijpq->fcij", dy64, col)
-    naive_dx = F.col2im(np.einsum("nfpq,fcij->ncijpq", dy64, W.astype(np.float64)), window)
+    naive_dx = F.conv._col2im_reference(np.einsum("nfpq,fcij->ncijpq", dy64, W.astype(np.float64)), window)
     np.testing.assert_allclose(dW, naive_dW, rtol=tol, atol=tol * 10)
     np.testing.assert_allclose(dx, naive_dx, rtol=tol, atol=tol * 10)
     np.testing.assert_allclose(db, dy64.sum(axis=(0, 2, 3)), rtol=tol, atol=tol * 10)

@@ -1,7 +1,8 @@
-"""The NumPy path of functional.lstm_step and lstm_step_backward: the same numbers as the plain column-slice version
-of the lecture's equations (bit for bit: the fused version does the same arithmetic in the same order, on block-major
-work buffers), against central differences in float64, with its per-thread work buffers shared safely; and
-functional.linear.transpose_for_products, which the recurrent backward multiplies by at every step."""
+"""functional.lstm_step and lstm_step_backward: the NumPy reference is the lecture's equations on the column slices of
+a (gates i, f, g, o), bit for bit; the CPU kernels agree with it to float32 rounding (their float32 tanh is a rational
+function accurate to about 1e-8, evaluated in double precision); in-place outputs, central differences in float64,
+calls from several threads at once; and functional.linear.transpose_for_products, which the recurrent backward
+multiplies by at every step."""
 import threading
 
 import numpy as np
@@ -15,26 +16,32 @@ from gpudl.gradient_check import directional_derivatives
 SHAPES = [(1, 1), (3, 5), (7, 33), (64, 32)]
 
 
+@pytest.fixture
+def reference(monkeypatch):
+    """The NumPy reference instead of the CPU kernels."""
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", False)
+
+
 def plain_step(a, c_prev):
-    """h_t, c_t on column slices of a: sigma(x) = 1/2 + 1/2 tanh(x/2), in the order the fused path computes it."""
+    """h_t, c_t on column slices of a, gates i, f, g, o: sigma(x) = 1/2 + 1/2 tanh(x/2)."""
     h = a.shape[1] // 4
     i, f, g, o = (a[:, k * h:(k + 1) * h] for k in range(4))
-    i, f, o = (np.tanh(v * 0.5) * 0.5 + 0.5 for v in (i, f, o))
+    i, f, o = (0.5 + 0.5 * np.tanh(0.5 * v) for v in (i, f, o))
     g = np.tanh(g)
     c = f * c_prev + i * g
-    return np.tanh(c) * o, c
+    return o * np.tanh(c), c
 
 
 def plain_step_backward(dh, dc, a, c_prev, c):
-    """da, dc_{t-1} from the lecture's derivatives, one gate block at a time, in the fused path's order."""
+    """da, dc_{t-1} from the lecture's derivatives, one gate block at a time."""
     h = a.shape[1] // 4
     i, f, g, o = (a[:, k * h:(k + 1) * h] for k in range(4))
-    i, f, o = (np.tanh(v * 0.5) * 0.5 + 0.5 for v in (i, f, o))
+    i, f, o = (0.5 + 0.5 * np.tanh(0.5 * v) for v in (i, f, o))
     g = np.tanh(g)
     tanh_c = np.tanh(c)
-    dc_total = (1 - tanh_c * tanh_c) * o * dh + dc
-    da = np.concatenate([(1 - i) * i * g * dc_total, (1 - f) * f * c_prev * dc_total,
-                         (1 - g * g) * i * dc_total, (1 - o) * o * tanh_c * dh], axis=1)
+    dc_total = dc + dh * o * (1 - tanh_c * tanh_c)
+    da = np.concatenate([dc_total * g * i * (1 - i), dc_total * c_prev * f * (1 - f), dc_total * i * (1 - g * g),
+                         dh * tanh_c * o * (1 - o)], axis=1)
     return da, dc_total * f
 
 
@@ -46,7 +53,7 @@ def sample(n, h, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, h", SHAPES)
-def test_step_is_bit_identical_to_the_plain_equations(n, h, dtype):
+def test_the_reference_is_the_plain_equations_bit_for_bit(reference, n, h, dtype):
     a, c_prev, dh, dc = sample(n, h, dtype)
     h_t, c_t = F.lstm_step(a, c_prev)
     h_ref, c_ref = plain_step(a, c_prev)
@@ -57,7 +64,35 @@ def test_step_is_bit_identical_to_the_plain_equations(n, h, dtype):
     assert np.array_equal(da, da_ref) and np.array_equal(dc_prev, dc_prev_ref)
 
 
-def test_in_place_outputs_give_the_same_bits():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, h", SHAPES)
+def test_the_cpu_kernels_agree_with_the_equations_to_rounding(n, h, dtype):
+    pytest.importorskip("gpudl.cpu", reason="the CPU kernels need numba")
+    a, c_prev, dh, dc = sample(n, h, dtype)
+    h_t, c_t = F.lstm_step(a, c_prev)
+    da, dc_prev = F.lstm_step_backward(dh, dc, a, c_prev, c_t)
+    exact = [v.astype(np.float64) for v in (a, c_prev, dh, dc)]
+    h_64, c_64 = plain_step(exact[0], exact[1])
+    da_64, dc_prev_64 = plain_step_backward(exact[2], exact[3], exact[0], exact[1], c_t.astype(np.float64))
+    # a few units in the last place of float32 (eps 1.2e-7) on values of order 1; float64 to its own rounding
+    tolerance = 1e-6 if dtype == np.float32 else 1e-13
+    for got, want in ((h_t, h_64), (c_t, c_64), (da, da_64), (dc_prev, dc_prev_64)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
+
+
+def test_the_float32_tanh_is_accurate_everywhere():
+    cpu = pytest.importorskip("gpudl.cpu", reason="the CPU kernels need numba")
+    x = np.concatenate([np.linspace(-12, 12, 200001), np.geomspace(1e-30, 1, 1000), -np.geomspace(1e-30, 1, 1000),
+                        [0.0, -0.0, np.inf, -np.inf, 9.0, -9.0]])
+    got = np.array([cpu.lstm.rational_tanh(v) for v in x])
+    assert np.abs(got - np.tanh(x)).max() < 2.1e-8         # a sixth of float32's rounding near 1
+    assert np.all(np.abs(got) <= 1) and np.signbit(got[-5]) and np.isnan(cpu.lstm.rational_tanh(np.nan))
+
+
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_in_place_outputs_give_the_same_bits(monkeypatch, use_kernels):
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", use_kernels)
     a, c_prev, dh, dc = sample(5, 8, np.float32, seed=1)
     h_ref, c_ref = F.lstm_step(a, c_prev)
     da_ref, dc_prev_ref = F.lstm_step_backward(dh, dc, a, c_prev, c_ref)
@@ -69,7 +104,9 @@ def test_in_place_outputs_give_the_same_bits():
     assert np.array_equal(a_io, da_ref) and np.array_equal(dc_io, dc_prev_ref)
 
 
-def test_step_backward_matches_central_differences():
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_step_backward_matches_central_differences(monkeypatch, use_kernels):
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", use_kernels)
     a, c_prev, _, _ = sample(3, 4, np.float64, seed=2)
     seen = {}
 
@@ -85,10 +122,10 @@ def test_step_backward_matches_central_differences():
     assert np.isclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
 
-def test_work_buffers_survive_other_shapes_and_other_threads():
-    """The work buffers are per thread and re-made for another shape: interleaved calls change no result."""
+def test_calls_from_several_threads_at_once_change_no_result():
     small, large = sample(3, 5, np.float32, seed=4), sample(9, 7, np.float64, seed=5)
-    want = {id(s): (F.lstm_step(s[0], s[1]), F.lstm_step_backward(s[2], s[3], s[0], s[1], s[1])) for s in (small, large)}
+    want = {id(s): (F.lstm_step(s[0], s[1]), F.lstm_step_backward(s[2], s[3], s[0], s[1], s[1]))
+            for s in (small, large)}
     errors = []
 
     def run(samples):
@@ -99,7 +136,7 @@ def test_work_buffers_survive_other_shapes_and_other_threads():
                     assert np.array_equal(got, ref)
         except AssertionError as exc:
             errors.append(exc)
-    workers = [threading.Thread(target=run, args=([small, large],)), threading.Thread(target=run, args=([large, small],))]
+    workers = [threading.Thread(target=run, args=(order,)) for order in ([small, large], [large, small])]
     for w in workers:
         w.start()
     run([small, large])
@@ -108,19 +145,10 @@ def test_work_buffers_survive_other_shapes_and_other_threads():
     assert not errors
 
 
-def test_work_buffers_over_the_bound_are_not_kept(monkeypatch):
-    from gpudl.functional import lstm
-    monkeypatch.setattr(lstm, "KEEP_BYTES", 64)
-    a, c_prev, dh, dc = sample(4, 3, np.float64, seed=6)             # gates (4, 4, 3) float64: 384 bytes
-    h_ref, c_ref = plain_step(a, c_prev)
-    assert lstm._work("gates", (4, 4, 3), np.float64) is not lstm._work("gates", (4, 4, 3), np.float64)
-    h_t, c_t = F.lstm_step(a, c_prev)
-    assert np.array_equal(h_t, h_ref) and np.array_equal(c_t, c_ref)
-    assert lstm._work("small", (2, 2), np.float64) is lstm._work("small", (2, 2), np.float64)
-
-
-def test_transpose_for_products_is_a_contiguous_copy_on_numpy_and_the_view_on_the_kernel_path(monkeypatch):
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_transpose_for_products_is_a_copy_on_the_cpu_and_the_view_on_the_cuda_kernels(monkeypatch, use_kernels):
     W = np.arange(12.0).reshape(3, 4)
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", use_kernels)
     W_T = transpose_for_products(W)
     assert W_T.flags.c_contiguous and np.array_equal(W_T, W.T) and not np.shares_memory(W_T, W)
     monkeypatch.setattr(dispatch, "takes_kernel_path", lambda array: True)

@@ -212,8 +212,8 @@ def _parser():
     p.add_argument("--repeat", type=int, metavar="N", help="timed repeats per figure (default 3 quick, 10 full)")
     p.add_argument("--no-torch", action="store_true", help="time gpudl alone, without the PyTorch peer")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for gpudl's NumPy path (its pool and BLAS, through threadpoolctl) and for "
-                        "PyTorch alike")
+                   help="CPU threads for gpudl's CPU kernels (gpudl.set_num_threads; NumPy's BLAS through "
+                        "threadpoolctl) and for PyTorch alike")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("--profile", action="store_true",
                    help="instead of timing, profile gpudl's side of each selected case (cProfile, by function)")

@@ -5,6 +5,7 @@ import sys
 import tempfile
 import time
 
+from ..functional import dispatch
 from .common import Case
 
 _STARTUP_SCRIPT = """
@@ -34,16 +35,19 @@ def kernel_cache_dir():
 
 
 def _cache_files():
+    """The files of CuPy's kernel cache and of the CPU kernels' cache (Numba's: a compile adds or rewrites one)."""
+    cpu = dispatch.cpu_kernels()
     found = set()
-    for root, _, files in os.walk(kernel_cache_dir()):
-        found.update(os.path.join(root, f) for f in files)
+    for folder in (kernel_cache_dir(), cpu and cpu.loader.cache_folder()):
+        for root, _, files in os.walk(folder) if folder else ():
+            found.update((os.path.join(root, f), os.stat(os.path.join(root, f)).st_mtime_ns) for f in files)
     return found
 
 
 class StartupRun:
     """Each call starts a new Python process that imports gpudl, builds LeNet-5 and takes one training step; it
     returns the seconds from spawning the process to the end of that step and counts the kernels compiled on the way
-    (new files in CuPy's kernel cache)."""
+    (files new or rewritten in CuPy's kernel cache and in the CPU kernels' cache)."""
 
     def __init__(self, dev):
         self.dev = dev

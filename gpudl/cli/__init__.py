@@ -31,6 +31,7 @@ import argparse
 import os
 import sys
 
+from ..functional.host_memory import keep_freed_memory_if_asked
 from .commands import EXPERIMENTS, cmd_bench, cmd_experiment, cmd_export, cmd_predict, cmd_train
 from .common import CLIError, __version__, count, error_message, positive_float, positive_int, seed
 from .info import cmd_info, kernel_report
@@ -120,6 +121,7 @@ def main(argv=None):
     else:
         args = make_parser().parse_args(argv)
     try:
+        keep_freed_memory_if_asked(default=True)    # the command trains in this process: it keeps freed memory
         return args.func(args) or 0
     except KeyboardInterrupt:
         print("gpudl: interrupted (a training run continues from its last checkpoint with --resume)", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""`gpudl info`: versions, devices, and whether each CUDA source compiles (through CuPy on a GPU, else nvcc)."""
+"""`gpudl info`: versions, devices, whether each CUDA source compiles (through CuPy on a GPU, else nvcc), and whether
+the CPU kernels are compiled and cached."""
 import importlib
 import os
 import platform
@@ -10,6 +11,7 @@ import tempfile
 import numpy
 
 from ..backend import gpu_status
+from ..functional import dispatch
 from ..kernels.loader import KERNEL_DIR, compile_options, read_source
 from .common import __version__
 
@@ -90,4 +92,7 @@ def cmd_info(args):
         print(f"devices: no usable GPU ({reason})")
     for line in kernel_report(usable):
         print(line)
+    cpu = dispatch.cpu_kernels()
+    print(cpu.cache_report() if cpu else f"cpu kernels: not available ({dispatch.cpu_kernels_error()}); the NumPy "
+          f"reference runs")
     return 0

@@ -1,41 +1,27 @@
 """Activation functions of the M-P neuron, y = phi(v), and their derivatives (lecture eqs. 3-9).
 
 Each `*_backward` takes what its forward kept (the input v or the output y) and the upstream gradient dy,
-and returns dv = dy * phi'(v). Sigmoid, tanh and ReLU have a kernel path (kernels/elementwise.cu): one launch each.
-The NumPy path splits the element-wise arithmetic of ReLU, tanh and the logistic function over the threads
-(functional.threads); each element is computed the same way with any thread count.
+and returns dv = dy * phi'(v). Sigmoid, tanh and ReLU run the kernels of their array (dispatch.kernels_for: one
+launch each on the GPU, one loop on the CPU) and else the NumPy reference here.
 """
-import functools
-
-import numpy
-
 from ..backend import get_array_module
-from .dispatch import kernels_for, on_kernel_path
-from .threads import parallel_chunks
+from .dispatch import kernels_for
 
 
 def _elementwise(into, *arrays, out=None, **options):
     """out filled by into(*arrays, out=out, **options): a new array of the inputs' (floating) result type, or `out`
-    (C-contiguous, of the inputs' shape) written in place.
-
-    On the NumPy path, with C-contiguous inputs of one shape, contiguous slices are filled on the threads.
-    """
+    (C-contiguous, of the inputs' shape) written in place."""
     xp = get_array_module(*arrays)
-    first = arrays[0]
+    shape = xp.broadcast(*arrays).shape
     if out is None:
         dtype = xp.result_type(*arrays)
         if dtype.kind != "f":
             dtype = xp.result_type(dtype, 0.0)
-        out = xp.empty(xp.broadcast(*arrays).shape, dtype=dtype)
-    elif tuple(out.shape) != tuple(xp.broadcast(*arrays).shape) or not out.flags.c_contiguous:
+        out = xp.empty(shape, dtype=dtype)
+    elif tuple(out.shape) != tuple(shape) or not out.flags.c_contiguous:
         raise ValueError(f"out of shape {tuple(out.shape)} must be C-contiguous and of the inputs' shape "
-                         f"{tuple(xp.broadcast(*arrays).shape)}")
-    if on_kernel_path(out) or any(a.shape != out.shape or not a.flags.c_contiguous for a in arrays):
-        into(*arrays, out=out, **options)
-        return out
-    flat, flat_out = [a.reshape(-1) for a in arrays], out.reshape(-1)
-    parallel_chunks(first.size, lambda start, stop: into(*(a[start:stop] for a in flat), out=flat_out[start:stop],
-                                                         **options))
+                         f"{tuple(shape)}")
+    into(*arrays, out=out, **options)
     return out
 
 
@@ -130,26 +116,8 @@ def relu(v):
     return _elementwise(_relu_into, v)
 
 
-# NumPy's maximum runs its vector loop only when both operands step through memory, not against a scalar 0: ReLU's
-# NumPy path compares rows of this many elements of a flat input with one row of zeros.
-_ROW = 4096
-
-
-@functools.lru_cache(maxsize=None)
-def _zeros_row(dtype):
-    row = numpy.zeros(_ROW, dtype=dtype)
-    row.flags.writeable = False
-    return row
-
-
 def _relu_into(v, out):
-    """out = max(v, 0) on the NumPy path (the kernel path has its own launch)."""
-    rows = v.size // _ROW if v.ndim == 1 else 0
-    if rows:
-        head = rows * _ROW
-        numpy.maximum(v[:head].reshape(rows, _ROW), _zeros_row(out.dtype), out=out[:head].reshape(rows, _ROW))
-        v, out = v[head:], out[head:]
-    numpy.maximum(v, 0, out=out)
+    get_array_module(v).maximum(v, 0, out=out)
 
 
 def relu_backward(v, dy):

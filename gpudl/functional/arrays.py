@@ -2,7 +2,8 @@
 between batch-major (N, T, .) and time-major (T, N, .) sequences, and one-hot rows.
 
 On the kernel path each is one launch of kernels/elementwise.cu, so a step that uses them can be recorded and
-replayed whole (kernels.loader.recording); the NumPy path is plain NumPy.
+replayed whole (kernels.loader.recording); on numpy arrays they are plain NumPy (the CPU kernel set's are NumPy's
+own fill and copy).
 """
 import contextlib
 import threading

@@ -1,22 +1,14 @@
 """The fully connected layer: y_j = sum_i x_i w_ij + b_j, for a batch of rows x; and the matrix products of the
 layers above.
 
-On the NumPy path the products are split over the threads (functional.threads). On the kernel path every product
-is one GEMM of kernels.gemm (cuBLAS through our own handle) and the bias and its gradient one launch each, so a step
-of a dense layer can be recorded and replayed (kernels.loader.recording).
+Where kernels run (dispatch.kernels_for) every product is one GEMM of the kernel set (cuBLAS through our own handle
+on the GPU, so a step of a dense layer can be recorded and replayed; NumPy's BLAS split over the CPU kernels'
+threads on the CPU) and the bias and its gradient one kernel each; elsewhere the NumPy reference runs.
 """
-import numpy
-
 from ..backend import get_array_module
+from . import dispatch
 from .activations import activate, activate_backward, check_fusable
 from .dispatch import kernels_for, on_kernel_path
-from .threads import parallel_chunks
-
-
-def _row_cost(a, b):
-    """Elements' worth of work per row of a @ b (a product row costs K*M multiply-adds, ~1/16 of an element's pass
-    each on a vectorized core), for parallel_chunks' grain."""
-    return max(1, a.shape[1] * b.shape[1] // 16)
 
 
 def gemm_operand(a):
@@ -29,7 +21,7 @@ def gemm_operand(a):
 
 
 def _gemm(a, b, out=None, beta=0.0):
-    """out = a @ b (+ beta * out), 2-D, in one GEMM (kernel path); a new out unless one is given."""
+    """out = a @ b (+ beta * out), 2-D, in one GEMM of the kernel set; a new out unless one is given."""
     (a, ta), (b, tb) = gemm_operand(a), gemm_operand(b)
     m = a.shape[0] if ta == "N" else a.shape[1]
     n = b.shape[1] if tb == "N" else b.shape[0]
@@ -39,16 +31,10 @@ def _gemm(a, b, out=None, beta=0.0):
 
 
 def matmul(a, b):
-    """a @ b for 2-D a (N, K), b (K, M). On the kernel path one GEMM into a new array; on the NumPy path the rows of
-    a are split over the threads, each row computed by the same BLAS product as without threads."""
-    if a.ndim != 2 or b.ndim != 2:
-        return a @ b
-    if on_kernel_path(a):
+    """a @ b for 2-D a (N, K), b (K, M): one GEMM of the kernel set into a new array where kernels run."""
+    if a.ndim == 2 and b.ndim == 2 and on_kernel_path(a):
         return _gemm(a, b)
-    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))
-    parallel_chunks(a.shape[0], lambda start, stop: numpy.matmul(a[start:stop], b, out=out[start:stop]),
-                    _row_cost(a, b))
-    return out
+    return a @ b
 
 
 def dense(x, W, b):
@@ -56,11 +42,7 @@ def dense(x, W, b):
     kernels = kernels_for(x)
     if kernels is not None:
         return kernels.add_bias(_gemm(x, W), b)
-    y = matmul(x, W)
-    if y.dtype != numpy.result_type(y, b):
-        return y + b
-    y += b
-    return y
+    return x @ W + b
 
 
 def dense_backward(x, W, dy, into=None, input_grad=True):
@@ -77,8 +59,8 @@ def dense_backward(x, W, dy, into=None, input_grad=True):
         _gemm(x.T, dy, out=into[0], beta=1.0)
         kernels.sum_axes(dy, into=into[1])
         return _gemm(dy, W.T) if input_grad else None, into[0], into[1]
-    dx = matmul(dy, W.T) if input_grad else None
-    dW, db = matmul(x.T, dy), dy.sum(axis=0)
+    dx = dy @ W.T if input_grad else None
+    dW, db = x.T @ dy, dy.sum(axis=0)
     if into is not None:
         into[0][...] += dW
         into[1][...] += db
@@ -112,18 +94,18 @@ def dense_activation_backward(x, W, y, dy, activation, alpha=1.0, into=None, inp
 def transpose_for_products(W):
     """W^T (2-D) for many products x W^T in a row, such as da_t W_h^T at every step of a recurrent backward.
 
-    NumPy path: a C-contiguous copy, which BLAS multiplies faster than the transposed view (one copy for the whole
-    loop); kernel path: the view itself, which cuBLAS reads as op T without a copy.
+    On the CUDA kernels the view itself, which cuBLAS reads as op T without a copy; on the CPU (kernels or reference)
+    a C-contiguous copy, which NumPy's BLAS multiplies faster than the transposed view (one copy for the whole loop).
     """
-    if on_kernel_path(W):
+    if dispatch.takes_kernel_path(W):
         return W.T
-    return numpy.ascontiguousarray(W.T)
+    return get_array_module(W).ascontiguousarray(W.T)
 
 
 def matmul_add(x, W, out):
     """out += x W in place, for x (N, K), W (K, M) (a transposed view such as W.T works too), out (N, M).
 
-    On the GPU this is one cuBLAS GEMM with beta = 1 (out = x W + 1 * out) instead of a product, a temporary and
+    Where kernels run this is one GEMM with beta = 1 (out = x W + 1 * out) instead of a product, a temporary and
     an addition; recurrent layers add h_{t-1} W_h into each step's pre-activations this way. out must be
     C-contiguous and of x's dtype; returns out.
     """
@@ -139,8 +121,5 @@ def matmul_add(x, W, out):
         raise ValueError(f"matmul_add: out of shape {tuple(out.shape)} must be C-contiguous")
     if on_kernel_path(out):
         return _gemm(x, W, out=out, beta=1.0)
-
-    def add_rows(start, stop):
-        out[start:stop] += x[start:stop] @ W
-    parallel_chunks(x.shape[0], add_rows, _row_cost(x, W))
+    out += x @ W
     return out

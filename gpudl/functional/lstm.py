@@ -4,100 +4,22 @@ a = x_t W_x + h_{t-1} W_h + b, shape (N, 4H);  i = sigma(a_i), f = sigma(a_f), g
 c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t).
 
 Both ops take optional output arrays (`out=`), so a layer can write every step straight into its sequence buffers
-and allocate nothing inside its time loop; both paths accept and check the same `out` (backend.output_arrays).
-lstm_forward_loop and lstm_backward_loop run a layer's whole time loop over such buffers; on the kernel path the
-loop is recorded once per set of buffers and replayed from then on (kernels.loops), so the host launches it once.
+and allocate nothing inside its time loop; the kernels (dispatch.kernels_for: one fused kernel each way on either
+device) and the NumPy reference here accept and check the same `out` (backend.output_arrays). lstm_forward_loop and
+lstm_backward_loop run a layer's whole time loop over such buffers; on the CUDA kernels the loop is recorded once per
+set of buffers and replayed from then on (kernels.loops), so the host launches it once.
 """
-import threading
-
 import numpy
 
 from ..backend import output_arrays
 from .dispatch import kernels_for
 from .linear import matmul_add
-from .threads import parallel_chunks
-
-_local = threading.local()     # each thread's work buffers of the NumPy path (_work)
-KEEP_BYTES = 16 << 20           # larger work buffers are not kept between calls
 
 
-def _work(name, shape, dtype):
-    """A work buffer of this thread, reused from call to call (a step allocates nothing); contents undefined.
-
-    One buffer per name and this thread: a call with another shape or dtype replaces it. One over KEEP_BYTES is
-    made anew for each call instead of being held on to.
-    """
-    if numpy.prod(shape) * numpy.dtype(dtype).itemsize > KEEP_BYTES:
-        return numpy.empty(shape, dtype=dtype)
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buffer = buffers.get(name)
-    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-        buffer = buffers[name] = numpy.empty(shape, dtype=dtype)
-    return buffer
-
-
-def _gates_into(gates, a):
-    """The NumPy path's gates into gates (4, rows, H), block-major in the order i, f, o, g (the sigmoid blocks
-    first, so they are one contiguous run), from a (rows, 4H) in the order i, f, g, o.
-
-    sigma(x) = 1/2 + 1/2 tanh(x/2) (no overflow for any x). Working on whole contiguous blocks instead of column
-    slices of a keeps NumPy's inner loops long: a strided (rows, H) slice costs a loop call per row.
-    """
-    rows, h = a.shape[0], a.shape[1] // 4
-    blocks = a.reshape(rows, 4, h)
-    sigmoids = gates[0:3]
-    numpy.multiply(blocks[:, 0:2].transpose(1, 0, 2), 0.5, out=gates[0:2])
-    numpy.multiply(blocks[:, 3], 0.5, out=gates[2])
-    numpy.tanh(sigmoids, out=sigmoids)
-    sigmoids *= 0.5
-    sigmoids += 0.5
-    numpy.tanh(blocks[:, 2], out=gates[3])
-    return gates[0], gates[1], gates[3], gates[2]
-
-
-def _rows(value, start, stop, n):
-    """Rows start:stop of a per-row array; a scalar or a broadcast row (1, H) stays as it is."""
-    return value[start:stop] if getattr(value, "ndim", 0) >= 1 and value.shape[0] == n else value
-
-
-def _step_rows(a, c_prev, h_out, c_out, gates, product):
-    i, f, g, o = _gates_into(gates, a)
-    numpy.multiply(f, c_prev, out=c_out)        # c_out may be c_prev: each element is read before it is written
-    c_out += numpy.multiply(i, g, out=product)
-    numpy.tanh(c_out, out=h_out)
-    h_out *= o
-
-
-def _step_backward_rows(dh, dc, a, c_prev, c, da, dc_prev, gates, slopes, tanh_c, dc_total):
-    rows, h = a.shape[0], a.shape[1] // 4
-    i, f, g, o = _gates_into(gates, a)          # from here on, a may be overwritten (da may be a)
-    numpy.subtract(1, gates[0:3], out=slopes[0:3])
-    slopes[0:3] *= gates[0:3]                   # sigma' = s (1 - s) on i, f, o
-    numpy.multiply(g, g, out=slopes[3])
-    numpy.subtract(1, slopes[3], out=slopes[3])  # tanh' = 1 - g^2 on g
-    numpy.tanh(c, out=tanh_c)
-    numpy.multiply(tanh_c, tanh_c, out=dc_total)
-    numpy.subtract(1, dc_total, out=dc_total)
-    dc_total *= o
-    dc_total *= dh
-    dc_total += dc                              # dc_t + dh_t o (1 - tanh^2 c_t); dc_prev may be dc
-    slope_i, slope_f, slope_o, slope_g = slopes
-    slope_i *= g
-    slope_f *= c_prev
-    slope_o *= tanh_c
-    slope_g *= i
-    da_blocks = da.reshape(rows, 4, h)
-    numpy.multiply(slopes[0:2], dc_total, out=da_blocks[:, 0:2].transpose(1, 0, 2))
-    numpy.multiply(slope_g, dc_total, out=da_blocks[:, 2])
-    numpy.multiply(slope_o, dh, out=da_blocks[:, 3])
-    numpy.multiply(dc_total, f, out=dc_prev)
-
-
-def _block_rows(buffers, start, stop):
-    """Rows start:stop of block-major work buffers (4, n, H) and of row-major ones (n, H)."""
-    return tuple(b[:, start:stop] if b.ndim == 3 else b[start:stop] for b in buffers)
+def _gates(a):
+    """(i, f, g, o) from a (N, 4H); sigma(x) = 1/2 + 1/2 tanh(x/2), which never overflows."""
+    i, f, g, o = numpy.split(a, 4, axis=1)
+    return (*(0.5 + 0.5 * numpy.tanh(0.5 * s) for s in (i, f)), numpy.tanh(g), 0.5 + 0.5 * numpy.tanh(0.5 * o))
 
 
 def lstm_step(a, c_prev, out=None):
@@ -110,10 +32,9 @@ def lstm_step(a, c_prev, out=None):
         return kernels.lstm_step(a, c_prev, out)
     n, h = a.shape[0], a.shape[1] // 4
     h_out, c_out = output_arrays("lstm_step", out, ((n, h), (n, h)), a)
-    rows = (a, c_prev, h_out, c_out)
-    work = (_work("gates", (4, n, h), a.dtype), _work("product", (n, h), a.dtype))
-    parallel_chunks(n, lambda start, stop: _step_rows(*(_rows(r, start, stop, n) for r in rows),
-                                                      *_block_rows(work, start, stop)), 4 * h)
+    i, f, g, o = _gates(a)
+    c_out[...] = f * c_prev + i * g
+    h_out[...] = o * numpy.tanh(c_out)
     return h_out, c_out
 
 
@@ -130,11 +51,12 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
         return kernels.lstm_step_backward(dh, dc, a, c_prev, c, out)
     n, h = a.shape[0], a.shape[1] // 4
     da, dc_prev = output_arrays("lstm_step_backward", out, ((n, 4 * h), (n, h)), a)
-    rows = (dh, dc, a, c_prev, c, da, dc_prev)
-    work = (_work("gates", (4, n, h), a.dtype), _work("slopes", (4, n, h), a.dtype),
-            _work("tanh_c", (n, h), a.dtype), _work("dc_total", (n, h), a.dtype))
-    parallel_chunks(n, lambda start, stop: _step_backward_rows(*(_rows(r, start, stop, n) for r in rows),
-                                                               *_block_rows(work, start, stop)), 8 * h)
+    i, f, g, o = _gates(a)
+    tanh_c = numpy.tanh(c)
+    dc_t = dc + dh * o * (1 - tanh_c * tanh_c)
+    gates = (dc_t * g * i * (1 - i), dc_t * c_prev * f * (1 - f), dc_t * i * (1 - g * g), dh * tanh_c * o * (1 - o))
+    dc_prev[...] = dc_t * f
+    da[...] = numpy.concatenate(gates, axis=1)
     return da, dc_prev
 
 

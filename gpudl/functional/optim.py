@@ -4,7 +4,8 @@ g = grad + lambda w (weight decay, the lecture's lambda r(w) with r(w) = 1/2 ||w
 SGD: v = mu v + g, w -= lr v (w -= lr g without momentum);
 Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, w -= lr m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t),
 v_hat = v / (1 - b2^t).
-The NumPy path is the reference; on the kernel path one kernel of kernels/optim.cu does a whole update in one pass.
+The NumPy code here is the reference; where kernels run (dispatch.kernels_for), one kernel of the CUDA set
+(kernels/optim.cu) or of the CPU set (gpudl/cpu/optim.py) does a whole update in one pass.
 What changes between steps lives in small arrays on the parameters' device: the learning rate `lr` ((1,), the
 parameter's dtype; a plain number works too), the step count `count` ((1,) int64, incremented here) and Adam's
 `scalars` ((2,): lr / (1 - b1^t) and 1 - b2^t). The kernels read them at run time, so nothing is read back to the
@@ -21,7 +22,7 @@ def _decayed(w, grad, weight_decay):
 
 
 def _host_lr(lr):
-    """The learning rate as a number, on the NumPy path (where reading an array costs nothing)."""
+    """The learning rate as a number, for the NumPy reference (where reading an array costs nothing)."""
     return lr.item(0) if hasattr(lr, "dtype") else lr
 
 

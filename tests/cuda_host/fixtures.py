@@ -7,7 +7,7 @@ cuBLAS code (kernels.blas, kernels.cublas) on a stand-in libcublas (cuda_host/cu
 recorded step under the capture guard (cuda_host/capture.py, `path.guard`): what a GPU's stream capture refuses, the
 host refuses while a step is recorded. "cupy": cupy arrays on a usable GPU (marked gpu; skipped without one). Tests
 compute their NumPy references inside `with path.reference():`, where the host target lets numpy arrays take the
-NumPy path again.
+NumPy reference again (not the CPU kernels: the CUDA kernels are checked against the reference).
 """
 import contextlib
 
@@ -40,11 +40,12 @@ class HostPath:
 
     @contextlib.contextmanager
     def reference(self):
-        self.forced = False
+        self.forced, cpu_kernels = False, dispatch.use_cpu_kernels
+        dispatch.use_cpu_kernels = False            # the NumPy reference itself, not the CPU kernels
         try:
             yield
         finally:
-            self.forced = True
+            self.forced, dispatch.use_cpu_kernels = True, cpu_kernels
 
     def asarray(self, array):
         return numpy.array(array)
@@ -69,7 +70,11 @@ class CupyPath:
 
     @contextlib.contextmanager
     def reference(self):
-        yield
+        cpu_kernels, dispatch.use_cpu_kernels = dispatch.use_cpu_kernels, False
+        try:
+            yield
+        finally:
+            dispatch.use_cpu_kernels = cpu_kernels
 
     def asarray(self, array):
         return self.xp.asarray(array)

@@ -12,6 +12,7 @@ GEMMs count one call each (kernels.blas.gemm, NumPy standing in for cuBLAS as in
 a step (kernels.loader.recording), the last line gives the length of the recorded step: what one CUDA graph launch
 replaces.
 """
+# ruff: noqa: E402 (the imports below come from the tree named on the command line)
 import collections
 import inspect
 import sys
@@ -192,7 +193,8 @@ counting[0] = True
 step()
 counting[0] = False
 launching = {k: v for k, v in calls.items() if not k.startswith("alloc") or "launch" in k}
-print(f"{repo}: {type(model).__name__} b{batch} {opt.__class__.__name__} step: {sum(launching.values())} launching calls "
+print(f"{repo}: {type(model).__name__} b{batch} {opt.__class__.__name__} step: "
+      f"{sum(launching.values())} launching calls "
       f"(+ {sum(v for k, v in calls.items() if k not in launching)} plain allocations)")
 for k, v in sorted(calls.items(), key=lambda kv: -kv[1]):
     print(f"  {v:4d}  {k}")

@@ -21,7 +21,7 @@ from gpudl.distributed import DistributedError, DistributedOptimizer, LocalCommu
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mpi", "train_ranks.py")
 sys.path.insert(0, os.path.join(HERE, "mpi"))
-import workload
+import workload  # noqa: E402 (found through the path above)
 
 LAUNCH_TIMEOUT = 120
 

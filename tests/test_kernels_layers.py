@@ -14,7 +14,7 @@ import pytest
 
 import gpudl
 from gpudl import functional as F
-from gpudl import kernels, nn, optim
+from gpudl import nn, optim
 from gpudl.backend import to_numpy
 from gpudl.geometry import Window
 from gpudl.gradient_check import check_layer

@@ -47,7 +47,8 @@ def test_cross_entropy_rejects_bad_targets(labels, match):
         nn.SoftmaxCrossEntropy()(np.zeros((2, 3)), labels)
 
 
-@pytest.mark.parametrize("loss,target", [(nn.MSELoss(), np.zeros((2, 3))), (nn.SoftmaxCrossEntropy(), np.array([0, 1]))])
+@pytest.mark.parametrize("loss,target", [(nn.MSELoss(), np.zeros((2, 3))),
+                                         (nn.SoftmaxCrossEntropy(), np.array([0, 1]))])
 def test_nan_reaching_a_loss_is_an_error(loss, target):
     pred = np.zeros((2, 3))
     pred[1, 2] = np.nan

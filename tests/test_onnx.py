@@ -17,8 +17,8 @@ from gpudl.onnx.importer import UnsupportedGraph
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
-from onnx_cases import node_case
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402 (after the importorskip)
+from onnx_cases import node_case  # noqa: E402
 
 
 def charlstm(vocab, hidden):

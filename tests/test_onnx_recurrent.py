@@ -21,8 +21,8 @@ from gpudl.onnx.importer import UnsupportedGraph
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
-from onnx_cases import node_case
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402 (after the importorskip)
+from onnx_cases import node_case  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "onnx")
 STORED = ["torch_lstm_script_batch_first", "torch_lstm_script_time_major", "torch_lstm_dynamo_batch_first",

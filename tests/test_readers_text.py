@@ -35,7 +35,8 @@ def test_control_bytes(tmp_path):
 
 
 def test_executable(tmp_path):
-    assert_refused(load_text, write(tmp_path, "prog", b"\x7fELF\x02\x01\x01" + bytes(9)), "control byte 0x02 at offset 4")
+    assert_refused(load_text, write(tmp_path, "prog", b"\x7fELF\x02\x01\x01" + bytes(9)),
+                   "control byte 0x02 at offset 4")
 
 
 def test_latin1(tmp_path):
@@ -44,7 +45,8 @@ def test_latin1(tmp_path):
 
 
 def test_utf8_cut_inside_a_character(tmp_path):
-    assert_refused(load_text, write(tmp_path, "cut.txt", "naïve €".encode()[:-1]), "not UTF-8 text", "byte 0xe2 at offset 7")
+    assert_refused(load_text, write(tmp_path, "cut.txt", "naïve €".encode()[:-1]),
+                   "not UTF-8 text", "byte 0xe2 at offset 7")
 
 
 def test_empty_file(tmp_path):

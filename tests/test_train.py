@@ -310,18 +310,21 @@ def test_losses_are_read_back_once_per_window(monkeypatch):
 
     monkeypatch.setattr(readback, "to_numpy", spy)
     model, loss, opt, train, _ = _setup()
-    fit(model, loss, opt, train, epochs=1, progress=False, metric=None, watch=DivergenceWatch(sync_every=3))  # 4 steps: windows of 3 and 1
+    # 4 steps: windows of 3 and 1
+    fit(model, loss, opt, train, epochs=1, progress=False, metric=None, watch=DivergenceWatch(sync_every=3))
     assert copies == [(3,), (1,)]
     copies.clear()
-    fit(*_setup(), epochs=1, progress=False, watch=DivergenceWatch(sync_every=3))  # with the accuracy (its counts too) and one eval batch
+    # with the accuracy (its counts too) and one eval batch
+    fit(*_setup(), epochs=1, progress=False, watch=DivergenceWatch(sync_every=3))
     assert copies == [(3,), (3,), (1,), (1,), (1,), (1,)]
 
 
 def test_reading_back_per_window_gives_the_per_step_history():
     histories = []
     for every in (1, 3, 100):
+        run = fit(*_setup(), epochs=2, progress=False, watch=DivergenceWatch(sync_every=every))
         histories.append([(r["train_loss"], r["train_accuracy"], r["test_loss"], r["test_accuracy"])
-                          for r in fit(*_setup(), epochs=2, progress=False, watch=DivergenceWatch(sync_every=every))["history"]])
+                          for r in run["history"]])
     assert histories[0] == histories[1] == histories[2]
 
 

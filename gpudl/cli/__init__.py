@@ -14,10 +14,12 @@
 
 Bad input ends with one line on stderr ("gpudl: error: ...") and a non-zero exit status, never a traceback
 (set GPUDL_DEBUG=1 to see one). SIGINT and SIGTERM stop a training run after its current step, with its checkpoint,
-report and curves written, and exit 130 and 143. GPUDL_DEVICE sets the device of every command that takes --device (train and
-predict, and bench and experiment when their own --device is not given); a bad value is refused naming it.
-A training run owns its --out folder while it runs (train.claim_run_folder). Each model is one ModelEntry (cli/entry.py) listed in cli/registry.py: how to train
-it, rebuild it from a run, predict with it, and the options only it takes.
+report and curves written, and exit 130 and 143.
+GPUDL_DEVICE sets the device of every command that takes --device (train and predict, and bench and
+experiment when their own --device is not given); a bad value is refused naming it.
+A training run owns its --out folder while it runs (train.claim_run_folder). Each model is one ModelEntry
+(cli/entry.py) listed in cli/registry.py: how to train it, rebuild it from a run, predict with it, and the options
+only it takes.
 
     common.py       CLIError, argument types, the run's folder, seed streams and config
     entry.py        ModelEntry, Option

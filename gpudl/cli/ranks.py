@@ -7,9 +7,9 @@ local_rank % (GPUs of its machine), whatever index --device names; on the CPU MP
 rank (with a notice). --batch-size stays the global batch: each rank reads its shard of every batch
 (DataLoader(shard=(rank, size))), and fit averages the gradients. Rank 0 alone claims and writes the run folder
 and prints; the other ranks print nothing but their errors. A signal stops every rank after the same step (fit agrees
-on it): each exits with the signal's status and rank 0 writes the checkpoint. An error on any rank prints "gpudl: error: rank R of N:
-..." and aborts every rank (MPI_Abort), so none is left waiting in a collective; the last checkpoint rank 0 wrote
-stays, and --resume continues from it.
+on it): each exits with the signal's status and rank 0 writes the checkpoint. An error on any rank prints
+"gpudl: error: rank R of N: ..." and aborts every rank (MPI_Abort), so none is left waiting in a collective; the
+last checkpoint rank 0 wrote stays, and --resume continues from it.
 """
 import contextlib
 import os

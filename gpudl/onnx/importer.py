@@ -357,8 +357,9 @@ def _window_padding(chain, node, attributes, kernel, strides):
                                 f"known image size, and the input's spatial size is dynamic ({spatial})")
     rules = {}
     for mode in ("same", "same_lower"):
-        (t, b), (l, r) = (geometry.pad_amounts(size, k, s, mode) for size, k, s in zip(spatial, kernel, strides))
-        rules[mode] = [t, l, b, r]
+        (top, bottom), (left, right) = (geometry.pad_amounts(size, k, s, mode)
+                                        for size, k, s in zip(spatial, kernel, strides))
+        rules[mode] = [top, left, bottom, right]
         if pads == rules[mode]:
             return mode
     raise chain.error(node, f"attribute pads={pads} is asymmetric and not the 'same' rule for input size "

@@ -18,12 +18,12 @@ that fails); graph=False always runs eagerly.
 
 Per (x shape, x dtype, y shape, y dtype), the first call runs one eager step (it makes the optimizer's buffers and
 checks the inputs: value checks are off while recording, F.value_checks(False), since a check reads values back to
-the host) and then records the step without running it; later calls copy x and y in and replay. Each batch shape gets its own
-graph, so the short last batch of an epoch never replays a stale shape: the last RECORDINGS_KEPT shapes are kept,
-least recently used dropped first. A graph is recorded again when the arrays it reads were replaced (model.to(),
-an optimizer state that did not exist before, a recurrent layer's state for another batch size): the model's and
-the optimizer's state_arrays() name them. Where recording
-fails, "auto" runs eagerly from then on for that shape and says so once on stderr, naming the cause.
+the host) and then records the step without running it; later calls copy x and y in and replay. Each batch shape
+gets its own graph, so the short last batch of an epoch never replays a stale shape: the last RECORDINGS_KEPT shapes
+are kept, least recently used dropped first. A graph is recorded again when the arrays it reads were replaced
+(model.to(), an optimizer state that did not exist before, a recurrent layer's state for another batch size): the
+model's and the optimizer's state_arrays() name them. Where recording fails, "auto" runs eagerly from then on for
+that shape and says so once on stderr, naming the cause.
 """
 import sys
 from collections import OrderedDict

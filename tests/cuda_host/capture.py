@@ -148,7 +148,8 @@ class CaptureGuard:
         for label, names in NUMPY_LIBRARY_CALLS.items():
             for dotted in names:
                 owner, _, name = f"numpy.{dotted}".rpartition(".")
-                self._guard(monkeypatch, importlib.import_module(owner), name, lambda label=label: library_refusal(label))
+                self._guard(monkeypatch, importlib.import_module(owner), name,
+                            lambda label=label: library_refusal(label))
         self._cupy_synchronization(monkeypatch)
         self._host_reads(monkeypatch)
         for name in ALLOCATIONS:

@@ -17,11 +17,10 @@ import pytest
 from gpudl import distributed, nn, optim, to_numpy
 from gpudl.data import DataLoader
 from gpudl.distributed import DistributedError, DistributedOptimizer, LocalCommunicator, MPICommunicator
+from mpi import workload
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mpi", "train_ranks.py")
-sys.path.insert(0, os.path.join(HERE, "mpi"))
-import workload  # noqa: E402 (found through the path above)
 
 LAUNCH_TIMEOUT = 120
 
@@ -213,7 +212,7 @@ def test_mpi_reduces_any_array_through_a_contiguous_host_copy(xp):
 def test_one_nccl_rank_starts_with_the_unique_id_in_the_form_cupy_gives(monkeypatch, form):
     """CuPy 14's get_unique_id gives bytes and its NcclCommunicator takes bytes only; earlier CuPy's, tuples of C
     chars (a stand-in NCCL module of either kind, no GPU chosen)."""
-    from stand_in_nccl import StandInNccl
+    from mpi.stand_in_nccl import StandInNccl
     nccl = StandInNccl(form)
     monkeypatch.setattr(distributed.NCCLCommunicator, "_use_local_gpu", lambda self: None)
     comm = distributed.NCCLCommunicator(nccl, None)

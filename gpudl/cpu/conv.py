@@ -101,9 +101,10 @@ def _forward(x, W, b, y, samples, channels, filters, geometry, parts, relu, zero
 
 
 @inline
-def _backward_samples(x, W, dy, dx, dW_t, db, first, last, channels, filters, geometry, input_grad):
+def _backward_samples(x, W, dy, y, dx, dW_t, db, first, last, channels, filters, geometry, input_grad, relu, zero,
+                      one):
     """dW^T (into dW_t) and db of samples first..last-1 added up in sample order, and their dx (with input_grad), on
-    the calling thread."""
+    the calling thread; with relu, dy is the gradient of y = max(v, 0) and dv = dy * (y > 0) comes first."""
     pitch, t, plane = _strips(channels, geometry)
     depth, oh_count, ow_count = channels * geometry[2] * geometry[3], geometry[8], geometry[9]
     col = numpy.empty(depth * t, dtype=x.dtype)
@@ -119,7 +120,8 @@ def _backward_samples(x, W, dy, dx, dW_t, db, first, last, channels, filters, ge
                 source = uint64(((n * filters + f) * oh_count + oh) * ow_count)
                 target = uint64(f * t + oh * pitch)
                 for k in range(uint64(ow_count)):
-                    wide[target + k] = dy[source + k]
+                    g = dy[source + k]
+                    wide[target + k] = g * (one if y[source + k] > zero else zero) if relu else g
         # dW^T += col wide^T: this orientation of the product runs about 1.6x faster in OpenBLAS than wide col^T
         gemm_at(False, True, depth, filters, t, 1.0, col, 0, t, wide, 0, t, 1.0, dW_t, 0, filters)
         gemm_at(False, False, filters, 1, t, 1.0, wide, 0, t, ones, 0, 1, 1.0, db, 0, 1)
@@ -129,11 +131,12 @@ def _backward_samples(x, W, dy, dx, dW_t, db, first, last, channels, filters, ge
 
 
 @kernel
-def _backward(x, W, dy, dx, dW_parts, db_parts, samples, channels, filters, geometry, input_grad):
+def _backward(x, W, dy, y, dx, dW_parts, db_parts, samples, channels, filters, geometry, input_grad, relu, zero,
+              one):
     blocks = dW_parts.shape[0]
     for block in prange(blocks):
-        _backward_samples(x, W, dy, dx, dW_parts[block], db_parts[block], block * samples // blocks,
-                          (block + 1) * samples // blocks, channels, filters, geometry, input_grad)
+        _backward_samples(x, W, dy, y, dx, dW_parts[block], db_parts[block], block * samples // blocks,
+                          (block + 1) * samples // blocks, channels, filters, geometry, input_grad, relu, zero, one)
 
 
 def conv2d(x, W, b, window, activation=None, alpha=1.0):
@@ -167,8 +170,10 @@ def conv2d(x, W, b, window, activation=None, alpha=1.0):
 def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None, y=None, alpha=1.0):
     """dW and db added into `into` = (dW, db); returns dx (N, C, H, W), or None without input_grad. `saved` is what
     conv2d returned beside y. With an activation (the forward's phi and its output y), dy is the gradient of y and
-    dv = dy * phi'(v) comes first."""
-    if activation is not None:
+    dv = dy * phi'(v) comes first (for ReLU at stride 1 inside the kernel, as the forward applies it)."""
+    stride_one = (window.sh, window.sw) == (1, 1)
+    relu = activation == "relu" and stride_one
+    if activation is not None and not relu:
         dy = activation_backward(activation, y, dy, alpha)
     dW, db = into
     dy, saved, W = real_arrays("conv2d_backward", dy, saved, W)
@@ -178,8 +183,12 @@ def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None
             not (dW.flags.c_contiguous and db.flags.c_contiguous):
         raise ValueError(f"conv2d_backward: dy {tuple(dy.shape)}, dW {tuple(dW.shape)} and db {tuple(db.shape)} "
                          f"do not fit W {tuple(W.shape)} and a {window.oh}x{window.ow} output")
-    if (window.sh, window.sw) != (1, 1):
+    if not stride_one:
         return _strided_backward(dy, saved, W, window, into, input_grad)
+    if relu:
+        (y,) = real_arrays("conv2d_backward", y)
+        if y.shape != dy.shape:
+            raise ValueError(f"conv2d_backward: y has shape {tuple(y.shape)}, dy {tuple(dy.shape)}")
     x = saved
     c = x.shape[1]
     dx = numpy.empty(x.shape if input_grad else 0, dtype=x.dtype)
@@ -188,8 +197,9 @@ def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None
     dW_parts, db_parts = numpy.zeros((blocks, depth * f), dtype=dW.dtype), numpy.zeros((blocks, f), dtype=db.dtype)
     threads_for(min(blocks * GRAIN, n * depth * window.oh * window.ow))
     blas_on_one_thread()
-    _backward(x.reshape(-1), W.reshape(-1), dy.reshape(-1), dx.reshape(-1), dW_parts, db_parts, n, c, f,
-              window_ints(window), bool(input_grad))
+    real = dy.dtype.type
+    _backward(x.reshape(-1), W.reshape(-1), dy.reshape(-1), (y if relu else dy[:0]).reshape(-1), dx.reshape(-1),
+              dW_parts, db_parts, n, c, f, window_ints(window), bool(input_grad), relu, real(0), real(1))
     dW.reshape(f, depth)[...] += dW_parts.reshape(blocks, depth, f).sum(axis=0).T      # the blocks in block order
     db += db_parts.sum(axis=0)
     return dx if input_grad else None

@@ -246,6 +246,10 @@ def test_the_kernels_refuse_to_mix_dtypes_and_name_the_op():
     x32, W64 = rand((2, 1, 5, 5), np.float32), rand((3, 1, 3, 3), np.float64)
     with pytest.raises(TypeError, match="conv2d: arrays must share one dtype"):
         F.conv2d(x32, W64, np.zeros(3), Window.of(x32.shape, 3, 1, "same"))
+    W32, b32 = W64.astype(np.float32), np.zeros(3, np.float32)
+    y, saved = F.conv2d_activation(x32, W32, b32, Window.of(x32.shape, 3, 1, "same"), "relu")
+    with pytest.raises(TypeError, match="conv2d_backward: arrays must share one dtype"):  # ReLU's y, read in the kernel
+        F.conv2d_activation_backward(np.ones_like(y), saved, W32, y.astype(np.float64), "relu")
 
 
 # -- the seam ---------------------------------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None
     if not stride_one:
         return _strided_backward(dy, saved, W, window, into, input_grad)
     if relu:
-        (y,) = real_arrays("conv2d_backward", y)
+        _, y = real_arrays("conv2d_backward", dy, y)      # y of dy's dtype, as every other input
         if y.shape != dy.shape:
             raise ValueError(f"conv2d_backward: y has shape {tuple(y.shape)}, dy {tuple(dy.shape)}")
     x = saved

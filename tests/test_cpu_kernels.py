@@ -391,3 +391,23 @@ def test_every_op_functional_asks_a_kernel_set_for_exists_in_the_cpu_set():
                 called.add(node.attr)
     assert {"conv2d", "gemm", "lstm_step"} <= called
     assert sorted(called - {"one_hot", "graph"} - set(dir(cpu))) == []
+
+
+def _mark_part(p, parts, out, scale):
+    """Part p of `parts` writes scale * p + parts into its share of out."""
+    for i in range(p * out.size // parts, (p + 1) * out.size // parts):
+        out[i] = scale * p + parts
+
+
+def test_a_part_body_runs_on_every_part_with_a_body_compiled_for_each_argument_type():
+    body = cpu.loader.Part(_mark_part)
+    cpu.loader.threads_for(1 << 30)
+    for dtype in (np.float64, np.float32, np.float64):
+        out = np.full(7, -1, dtype)
+        body.run(3, out, dtype(10))
+        np.testing.assert_array_equal(out, [3, 3, 13, 13, 23, 23, 23])
+    assert len(body._addresses) == 2        # one body per argument types, each called through its own address
+    readonly = np.zeros(4)
+    readonly.flags.writeable = False
+    with pytest.raises(Exception, match="readonly|read-only|Cannot modify"):
+        body.run(2, readonly, 1.0)          # compiled for its own type, where writing is refused

@@ -11,9 +11,9 @@ import os
 
 import llvmlite.binding
 import numpy
-from numba import prange, types
+from numba import types
 
-from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, real_arrays, set_up_cache, threads_for
+from .loader import GRAIN, MAX_THREADS, check_overflow, inline, part, real_arrays, set_up_cache, threads_for
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 BLOCK_ROWS = 32             # rows (or columns) of a product per piece, at least: enough for BLAS's blocked kernels
@@ -113,24 +113,23 @@ def split(m, n, k):
     return (rows if by_rows else columns), by_rows
 
 
-@kernel
-def _gemm(trans_a, trans_b, a, b, out, alpha, beta, a_batched, b_batched, pieces, by_rows):
+@part
+def _gemm(task, tasks, trans_a, trans_b, a, b, out, alpha, beta, a_batched, b_batched, pieces, by_rows):
     batch, m, n = out.shape
     k = a.shape[1] if trans_a else a.shape[2]
     lda, ldb = a.shape[2], b.shape[2]
     a_step, b_step = a.shape[1] * a.shape[2] * a_batched, b.shape[1] * b.shape[2] * b_batched
-    for task in prange(batch * pieces):
-        p, q = task // pieces, task % pieces
-        if by_rows:
-            first, last = q * m // pieces, (q + 1) * m // pieces
-            a_at = p * a_step + (first if trans_a else first * lda)
-            gemm_at(trans_a, trans_b, last - first, n, k, alpha, a, a_at, lda, b, p * b_step, ldb, beta,
-                    out, (p * m + first) * n, n)
-        else:
-            first, last = q * n // pieces, (q + 1) * n // pieces
-            b_at = p * b_step + (first * ldb if trans_b else first)
-            gemm_at(trans_a, trans_b, m, last - first, k, alpha, a, p * a_step, lda, b, b_at, ldb, beta,
-                    out, p * m * n + first, n)
+    p, q = task // pieces, task % pieces
+    if by_rows:
+        first, last = q * m // pieces, (q + 1) * m // pieces
+        a_at = p * a_step + (first if trans_a else first * lda)
+        gemm_at(trans_a, trans_b, last - first, n, k, alpha, a, a_at, lda, b, p * b_step, ldb, beta,
+                out, (p * m + first) * n, n)
+    else:
+        first, last = q * n // pieces, (q + 1) * n // pieces
+        b_at = p * b_step + (first * ldb if trans_b else first)
+        gemm_at(trans_a, trans_b, m, last - first, k, alpha, a, p * a_step, lda, b, b_at, ldb, beta,
+                out, p * m * n + first, n)
 
 
 def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
@@ -169,7 +168,8 @@ def gemm(transa, transb, a, b, out, alpha=1.0, beta=0.0):
             out[...] = product
     else:
         threads_for(batch * pieces * GRAIN)
-        _gemm(transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n), out.dtype.type(alpha),
-              out.dtype.type(beta), int(a3.shape[0] > 1), int(b3.shape[0] > 1), pieces, by_rows)
+        _gemm.run(batch * pieces, transa == "T", transb == "T", a3, b3, out.reshape(batch, m, n),
+                  out.dtype.type(alpha), out.dtype.type(beta), int(a3.shape[0] > 1), int(b3.shape[0] > 1), pieces,
+                  by_rows)
     check_overflow("gemm", out, a, b)
     return out

@@ -14,12 +14,12 @@ Other strides go the way of the CUDA twin (kernels/conv.py): im2col, one batched
 products, the sums over the batch and col2im. The forward saves the col then.
 """
 import numpy
-from numba import prange, uint64
+from numba import uint64
 
 from .blas import blas_on_one_thread, gemm, gemm_at
 from .elementwise import ACTIVATIONS, activation as apply_activation, activation_backward, bias_activation
 from .im2col import col2im, im2col, window_ints
-from .loader import GRAIN, check_overflow, inline, kernel, real_arrays, threads_for
+from .loader import GRAIN, check_overflow, inline, part, real_arrays, threads_for
 from .reduce import sum_axes
 
 SUM_BLOCKS = 8      # fixed blocks of samples for dW and db
@@ -93,11 +93,10 @@ def _forward_samples(x, W, b, y, first, last, channels, filters, geometry, relu,
                     y[target + k] = v if not relu or v > zero or v != v else zero
 
 
-@kernel
-def _forward(x, W, b, y, samples, channels, filters, geometry, parts, relu, zero):
-    for part in prange(parts):
-        _forward_samples(x, W, b, y, part * samples // parts, (part + 1) * samples // parts, channels, filters,
-                         geometry, relu, zero)
+@part
+def _forward(p, parts, x, W, b, y, samples, channels, filters, geometry, relu, zero):
+    _forward_samples(x, W, b, y, p * samples // parts, (p + 1) * samples // parts, channels, filters, geometry, relu,
+                     zero)
 
 
 @inline
@@ -130,13 +129,11 @@ def _backward_samples(x, W, dy, y, dx, dW_t, db, first, last, channels, filters,
             _fold_col(dcol, n, channels, dx, folded, geometry)
 
 
-@kernel
-def _backward(x, W, dy, y, dx, dW_parts, db_parts, samples, channels, filters, geometry, input_grad, relu, zero,
-              one):
-    blocks = dW_parts.shape[0]
-    for block in prange(blocks):
-        _backward_samples(x, W, dy, y, dx, dW_parts[block], db_parts[block], block * samples // blocks,
-                          (block + 1) * samples // blocks, channels, filters, geometry, input_grad, relu, zero, one)
+@part
+def _backward(p, parts, x, W, dy, y, dx, dW_parts, db_parts, samples, channels, filters, geometry, input_grad, relu,
+              zero, one):
+    _backward_samples(x, W, dy, y, dx, dW_parts[p], db_parts[p], p * samples // parts, (p + 1) * samples // parts,
+                      channels, filters, geometry, input_grad, relu, zero, one)
 
 
 def conv2d(x, W, b, window, activation=None, alpha=1.0):
@@ -159,8 +156,8 @@ def conv2d(x, W, b, window, activation=None, alpha=1.0):
     y = numpy.empty((n, f, window.oh, window.ow), dtype=x.dtype)
     parts = min(n, threads_for(n * c * window.kh * window.kw * window.oh * window.ow))
     blas_on_one_thread()
-    _forward(x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f, window_ints(window), parts, activation == "relu",
-             x.dtype.type(0))
+    _forward.run(parts, x.reshape(-1), W.reshape(-1), b, y.reshape(-1), n, c, f, window_ints(window),
+                 activation == "relu", x.dtype.type(0))
     check_overflow("conv2d", y, x, W, b)
     if activation in ("sigmoid", "tanh"):
         numpy.copyto(y, apply_activation(activation, y, alpha))
@@ -198,8 +195,9 @@ def conv2d_backward(dy, saved, W, window, into, input_grad=True, activation=None
     threads_for(min(blocks * GRAIN, n * depth * window.oh * window.ow))
     blas_on_one_thread()
     real = dy.dtype.type
-    _backward(x.reshape(-1), W.reshape(-1), dy.reshape(-1), (y if relu else dy[:0]).reshape(-1), dx.reshape(-1),
-              dW_parts, db_parts, n, c, f, window_ints(window), bool(input_grad), relu, real(0), real(1))
+    _backward.run(blocks, x.reshape(-1), W.reshape(-1), dy.reshape(-1), (y if relu else dy[:0]).reshape(-1),
+                  dx.reshape(-1), dW_parts, db_parts, n, c, f, window_ints(window), bool(input_grad), relu, real(0),
+                  real(1))
     dW.reshape(f, depth)[...] += dW_parts.reshape(blocks, depth, f).sum(axis=0).T      # the blocks in block order
     db += db_parts.sum(axis=0)
     return dx if input_grad else None

@@ -12,9 +12,10 @@ from .loader import helper, kernel, real_arrays, threads_for
 
 
 def window_ints(window):
-    """The window as the tuple of ints the kernels take."""
+    """The window as the array of ints the kernels take (h, w, kh, kw, sh, sw, top, left, oh, ow): an array, not a
+    tuple, as a part body's arguments must be (loader.Part)."""
     w = window
-    return (w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.top, w.left, w.oh, w.ow)
+    return numpy.array((w.h, w.w, w.kh, w.kw, w.sh, w.sw, w.top, w.left, w.oh, w.ow), dtype=numpy.int64)
 
 
 @helper

@@ -1,8 +1,10 @@
 """Compiling the CPU kernels: one decorator, the disk cache, the compile notice, the thread count, argument checks.
 
 Every kernel is `@kernel`: Numba's njit with parallel=True (prange over blocks of the batch or of rows), nogil=True,
-error_model="numpy" (no division checks, so loops vectorize) and no fastmath (a NaN must win a max). The op that calls
-a kernel first sets Numba's thread count for it (threads_for): work too small to share runs on one thread.
+error_model="numpy" (no division checks, so loops vectorize) and no fastmath (a NaN must win a max), or a `@part`: the
+serial body of one part of the work, compiled alone and run over the parts by one parallel kernel that calls it
+through its address (the large kernels, which compile several times faster so: see Part). The op that calls a kernel
+first sets Numba's thread count for it (threads_for): work too small to share runs on one thread.
 
 Compiled code is cached on disk, for this CPU, in the first writable of the package's __pycache__ and the user's
 cache folder (XDG_CACHE_HOME or ~/.cache, LOCALAPPDATA on Windows)/gpudl, or in GPUDL_CACHE_DIR alone when it is set;
@@ -19,7 +21,10 @@ import time
 
 import numba
 import numpy
-from numba.core import caching, event
+from llvmlite import ir as llvm_ir
+from numba import int64, prange, types
+from numba.core import caching, cgutils, event
+from numba.extending import intrinsic
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 CACHE_ENV = "GPUDL_CACHE_DIR"
@@ -85,6 +90,8 @@ def set_up_cache(blas_name):
     """Choose the cache folder for kernels that call `blas_name`; returns it (None: compile in memory)."""
     _Cache.stamp = source_stamp(blas_name)
     _Cache.folder = writable_folder(cache_candidates(), "cpu-kernels-" + _Cache.stamp[:16])
+    if _Cache.folder is not None:
+        _run_parts.enable_caching()     # made before the folder was known
     return _Cache.folder
 
 
@@ -172,6 +179,68 @@ def inline(function):
     """A small function that kernels call per element: inlined into them by Numba, so a loop that calls it still
     vectorizes (a call per element would not)."""
     return numba.njit(inline="always", **_OPTIONS)(function)
+
+
+@intrinsic
+def _call_part(typing_context, address, p, parts, arguments):
+    """body(p, parts, *arguments), the body given by the address of its C entry point (its arguments of the types
+    the body was compiled for: Part.run makes sure)."""
+    def codegen(context, builder, signature, values):
+        argument_types = (signature.args[1], signature.args[2]) + tuple(signature.args[3])
+        entry = llvm_ir.FunctionType(context.get_value_type(types.none),
+                                     [context.get_value_type(t) for t in argument_types])
+        body = builder.inttoptr(values[0], entry.as_pointer())
+        builder.call(body, [values[1], values[2]] + cgutils.unpack_tuple(builder, values[3]))
+        return context.get_dummy_value()
+    return types.none(address, p, parts, arguments), codegen
+
+
+@kernel
+def _run_parts(address, parts, *arguments):
+    for p in prange(parts):
+        _call_part(address, int64(p), parts, arguments)
+
+
+def _type_key(argument):
+    """What Numba's type of an argument depends on (an array's dtype, dimensions, layout and writability)."""
+    if isinstance(argument, numpy.ndarray):
+        flags = argument.flags
+        return argument.dtype, argument.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable
+    return type(argument)
+
+
+class Part:
+    """The body of a parallel kernel for part p of `parts` (its first two arguments, then the kernel's own):
+    `body.run(parts, *arguments)` runs it on every part at once, on Numba's threads.
+
+    The body compiles on its own, serially, on its first run with these argument types, and the one parallel kernel
+    _run_parts calls it through its address: LLVM optimizes it once. Inlined into a prange loop, or called as a
+    function Numba links in, a body is optimized again in Numba's gufunc and again in the kernel around it: about
+    three times the compiling (RESULTS.md). Two costs: the arguments must not hold tuples (Numba's gufunc takes none
+    through *arguments; a window's ints travel as an array, im2col.window_ints), and the body does not get the
+    gufunc's no-alias promise, which some loops need to vectorize (max pooling's ran 15 times slower so, and stays a
+    prange kernel). A body raises nothing: an error inside it is printed on stderr (Numba's C entry point)."""
+
+    def __init__(self, function):
+        self.dispatcher = numba.njit(cache=_Cache.folder is not None, **_OPTIONS)(function)
+        self._addresses = {}
+        kernels.append(self.dispatcher)
+
+    def run(self, parts, *arguments):
+        key = tuple(map(_type_key, arguments))
+        address = self._addresses.get(key)
+        if address is None:
+            signature = (int64, int64) + tuple(numba.typeof(a) for a in arguments)
+            self.dispatcher.compile(signature)
+            compiled = self.dispatcher.overloads[signature]
+            address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_cfunc_wrapper_name)
+            self._addresses[key] = address
+        _run_parts(address, parts, *arguments)
+
+
+def part(function):
+    """A kernel's body for one part of the work (see Part)."""
+    return Part(function)
 
 
 def cache_report():

@@ -5,7 +5,7 @@ import numpy
 from numba import prange, uint64
 
 from .elementwise import activation_backward
-from .loader import GRAIN, inline, kernel, real_arrays, threads_for
+from .loader import GRAIN, inline, kernel, part, real_arrays, threads_for
 
 
 @inline
@@ -28,10 +28,9 @@ def _sum_channels(x, target, first, last, outer, channels, inner, add):
         target[uint64(first) + c] = target[uint64(first) + c] + sums[c] if add else sums[c]
 
 
-@kernel
-def _sum_axes(x, target, outer, channels, inner, add, parts):
-    for part in prange(parts):
-        _sum_channels(x, target, part * channels // parts, (part + 1) * channels // parts, outer, channels, inner, add)
+@part
+def _sum_axes(p, parts, x, target, outer, channels, inner, add):
+    _sum_channels(x, target, p * channels // parts, (p + 1) * channels // parts, outer, channels, inner, add)
 
 
 def sum_axes(x, out=None, into=None, inner=1):
@@ -45,8 +44,8 @@ def sum_axes(x, out=None, into=None, inner=1):
     if x.size % (c * inner) or not target.flags.c_contiguous:
         raise ValueError(f"sum_axes: x of shape {tuple(x.shape)} does not split into (outer, {c}, {inner}), or the "
                          f"target is not C-contiguous")
-    _sum_axes(x.reshape(-1), target.reshape(-1), x.size // (c * inner), c, inner, into is not None,
-              min(c, threads_for(x.size)))
+    _sum_axes.run(min(c, threads_for(x.size)), x.reshape(-1), target.reshape(-1), x.size // (c * inner), c, inner,
+                  into is not None)
     return target
 
 

@@ -136,9 +136,12 @@ def test_a_rank_killed_mid_run_ends_both_and_two_ranks_resume_to_the_uninterrupt
     finally:
         launcher.kill()
     assert launcher.returncode != 0, "the run should not finish with a rank killed"
-    # mpiexec names rank 1's pid, or rank 0's that it killed next (which one is a race)
+    # how the run ends is a race: mpiexec names rank 1's pid, or rank 0's that it killed next, or rank 0 finds its
+    # partner gone inside the gradient's allreduce first and aborts with MPI's error
     named = re.search(r"PID (\d+)\b", stdout + stderr)
-    assert named and int(named.group(1)) in (pids[0], pids[1]), f"the launcher names a rank's pid:\n{stdout}{stderr}"
+    aborted = re.search(r"Abort\(\d+\) on node 0 \(rank 0 .*Allreduce", stdout + stderr)
+    assert (named and int(named.group(1)) in (pids[0], pids[1])) or aborted, \
+        f"neither the launcher names a rank's pid nor rank 0 reports the failed allreduce:\n{stdout}{stderr}"
     assert not (run / "model.npz").exists()
 
     resumed = _train(run, "lenet5", *options, "--resume", ranks=2)

@@ -15,7 +15,8 @@
 # Environment: PYTHON (default python3; a virtual environment's python gets the editable install itself, any other
 # a throwaway environment that sees its packages), STEP_TIMEOUT seconds per step (default 480), GPU_CHECK_CPU_TESTS=1
 # to run the CPU tests too, GPU_CHECK_BENCH_DEVICE (default cuda; "cpu" to try the script on a machine without a GPU),
-# GPU_CHECK_BENCH_ARGS (options for gpudl bench; default --quick, the short run; set it empty for the full sizes).
+# GPU_CHECK_BENCH_ARGS (options for gpudl bench; default --quick, the short run; set it empty for the full sizes),
+# GPU_CHECK_PYTEST_ARGS (more options for the gpu tests, e.g. "--timeout 90" where pytest-timeout is installed).
 set -u
 
 if [ $# -ne 1 ]; then
@@ -115,7 +116,7 @@ fi
 
 PYTEST=("$PY" -m pytest -p no:cacheprovider -rfEs)
 RUNS=$(mktemp -d)       # the training runs' folders (checkpoints, models): only their figures go into the summary
-step tests-gpu "${PYTEST[@]}" -m gpu -v --junitxml="$OUT/tests-gpu.xml" "$ROOT/tests"
+step tests-gpu "${PYTEST[@]}" -m gpu -v ${GPU_CHECK_PYTEST_ARGS:-} --junitxml="$OUT/tests-gpu.xml" "$ROOT/tests"
 note "$("$PY" - "$OUT/tests-gpu.xml" <<'EOF'
 import sys
 import xml.etree.ElementTree as ElementTree

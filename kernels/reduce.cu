@@ -15,7 +15,8 @@
 //             shared memory, and a warp still reads consecutive columns.
 // sum_planes: x (outer, C, inner) summed per channel c over its outer * inner elements m = o * inner + i, L at a
 //             time: out[c, q] = sum_{qL <= m < qL+L} x[o, c, i]; thread t takes m = qL + t, qL + t + blockDim.x, ...
-//             (consecutive threads read consecutive addresses within a plane).
+//             (consecutive threads read consecutive addresses within a plane), PLANE_LOADS of them loaded before
+//             any is added, so that the loads wait on memory together (the additions keep their order).
 // accumulate: out[...] += the sum instead of out[...] = it.
 // *_activation: the element summed is dv = dy * phi'(y) (the shared header's activation_slope, from the output y),
 //             and each is also written to dv: an activation's backward and the bias gradient of the layer below it
@@ -32,6 +33,7 @@
 
 #define MAX_BLOCK 1024      // the largest block CUDA launches: the size of the shared arrays
 #define ROW_LANES 8         // row lanes of a sum_rows block (blockDim.x is a multiple of it)
+#define PLANE_LOADS 8       // loads a sum_planes thread issues before adding them: a plane's elements are far apart
 
 // part[k * stride + lane] for k = 0 .. count - 1 added into part[lane] as a tree in a fixed order: at each level,
 // entry k < width - half takes entry k + half (half = ceil(width / 2)). Every thread of the block calls it (it holds
@@ -104,16 +106,21 @@ __device__ __forceinline__ void sum_planes_body(real_t* __restrict__ out, Elemen
         const long long c = item / parts, q = item % parts;
         const long long end = (q + 1) * L < count ? (q + 1) * L : count;
         long long m = q * L + threadIdx.x, o = m / inner, i = m - o * inner, idx = (o * C + c) * inner + i;
-        real_t s = 0;
-        for (; m < end; m += B) {
-            s += element(idx);
+        const auto next = [&]() {
             idx += jump;
             i += step_i;
             if (i >= inner) {
                 i -= inner;
                 idx += carry;
             }
+        };
+        real_t s = 0;
+        for (; m + (PLANE_LOADS - 1) * B < end; m += PLANE_LOADS * B) {     // loads first, then the additions
+            real_t v[PLANE_LOADS];
+            for (int u = 0; u < PLANE_LOADS; ++u, next()) v[u] = element(idx);
+            for (int u = 0; u < PLANE_LOADS; ++u) s += v[u];
         }
+        for (; m < end; m += B, next()) s += element(idx);
         part[threadIdx.x] = s;
         __syncthreads();
         tree_sum(part, threadIdx.x, 0u, blockDim.x, 1u);

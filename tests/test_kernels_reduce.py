@@ -288,16 +288,18 @@ def test_the_bench_case_of_a_bias_gradient_replays_its_sums(kernel_path):
 
 
 @pytest.mark.parametrize("block", [16, 64, 256])
-def test_sums_with_blocks_of_many_columns_and_deep_trees(kernel_path, monkeypatch, block):
+@pytest.mark.parametrize("loads", [3, 19])
+def test_sums_with_blocks_of_many_columns_and_deep_trees(kernel_path, monkeypatch, block, loads):
     """Blocks of 16 to 256 threads: a sum_rows block then covers 2 to 32 neighbouring columns (8 row lanes each) and
-    a sum_planes block's tree is 4 to 8 levels deep; every sum against float64 NumPy, with both passes."""
+    a sum_planes block's tree is 4 to 8 levels deep; a sum_planes thread adds 3 or 19 elements of a piece (19: two
+    rounds of PLANE_LOADS = 8 loads, then 3 one at a time); every sum against float64 NumPy, with both passes."""
     if kernel_path.name != "host":
         pytest.skip("a GPU runs the loader's own block")
     monkeypatch.setattr(loader, "BLOCK", block)
     monkeypatch.setattr(loader, "max_blocks", lambda xp: 3)
     monkeypatch.setattr(reduce, "ROWS_PER_PART", 24)
-    monkeypatch.setattr(reduce, "CHUNK", 3 * block + 5)
-    for shape in [(70, 45, 1), (20, 45, 1), (9, 3, 70), (1, 2, 1000)]:
+    monkeypatch.setattr(reduce, "CHUNK", loads * block + 5)
+    for shape in [(70, 45, 1), (20, 45, 1), (9, 3, 70), (1, 2, 1000), (30, 2, 97)]:
         x = sample(shape, numpy.float64)
         out = numpy.zeros(shape[1])
         kernels.sum_axes(x, out=out, inner=shape[2])

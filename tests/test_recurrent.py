@@ -232,8 +232,11 @@ def test_clipping_and_training_reduce_a_loss():
 
 def test_gates_use_the_functional_step(monkeypatch):
     """The layer goes through functional's time loops, whose steps are lstm_step / lstm_step_backward (where the
-    fused kernel lives)."""
+    fused kernel lives); on the NumPy reference, since the CPU kernels run each loop as one kernel
+    (tests/test_cpu_lstm_loops.py)."""
+    from gpudl.functional import dispatch
     from gpudl.functional import lstm as functional
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", False)
     calls = []
     step, step_back = functional.lstm_step, functional.lstm_step_backward
     monkeypatch.setattr(functional, "lstm_step", lambda *a, **k: calls.append("f") or step(*a, **k))

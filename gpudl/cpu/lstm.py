@@ -14,8 +14,10 @@ from numba import prange, types, uint64
 from numba.extending import overload
 
 from ..backend import output_arrays
-from .loader import inline, kernel, real_arrays, threads_for
+from .blas import gemm_at
+from .loader import GRAIN, MAX_THREADS, inline, kernel, part, real_arrays, threads_for
 
+LOOP_ROWS = 8   # rows of the batch per piece of a time loop, at least: enough for BLAS's blocked kernels
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
 _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.0642258400691717e-05,
       -1.8207484400257744e-08, 4.346143542369018e-11, -6.215290130350547e-14)
@@ -58,39 +60,78 @@ def _sigmoid_of(x):
     return lambda x: 0.5 + 0.5 * math.tanh(0.5 * x)
 
 
+@inline
+def _forward_row(a, a_at, c_prev, prev_at, h_out, c_out, out_at, h):
+    """One row of the step: the gates from a[a_at:], c_{t-1} from c_prev[prev_at:], h_t and c_t to [out_at:]."""
+    for k in range(h):
+        i, f = sigmoid_of(a[a_at + k]), sigmoid_of(a[a_at + h + k])
+        g, o = tanh_of(a[a_at + uint64(2) * h + k]), sigmoid_of(a[a_at + uint64(3) * h + k])
+        c_out[out_at + k] = f * c_prev[prev_at + k] + i * g
+        h_out[out_at + k] = o * tanh_of(c_out[out_at + k])
+
+
+@inline
+def _backward_row(dh, dh_at, dc, a, a_at, c_prev, prev_at, c, c_at, da, dc_prev, dc_at, h, scratch):
+    """One row of the step's backward: dh_t from dh[dh_at:], dc_t from dc[dc_at:], the gates from a[a_at:], c_{t-1}
+    and c_t at prev_at and c_at; da to da[a_at:] and dc_{t-1} to dc_prev[dc_at:] (either may be its input)."""
+    for k in range(h):
+        i, f = sigmoid_of(a[a_at + k]), sigmoid_of(a[a_at + h + k])
+        g, o = tanh_of(a[a_at + uint64(2) * h + k]), sigmoid_of(a[a_at + uint64(3) * h + k])
+        tc = tanh_of(c[c_at + k])
+        total = dc[dc_at + k] + dh[dh_at + k] * o * (1.0 - tc * tc)      # dL/dc_t: carried and through h_t
+        scratch[k] = total * g * i * (1.0 - i)
+        scratch[h + k] = total * c_prev[prev_at + k] * f * (1.0 - f)
+        scratch[uint64(2) * h + k] = total * i * (1.0 - g * g)
+        scratch[uint64(3) * h + k] = dh[dh_at + k] * tc * o * (1.0 - o)
+        scratch[uint64(4) * h + k] = total * f
+    for k in range(uint64(4) * h):
+        da[a_at + k] = scratch[k]
+    for k in range(h):
+        dc_prev[dc_at + k] = scratch[uint64(4) * h + k]
+
+
 @kernel
 def _forward(a, c_prev, h_out, c_out, n, hidden):
     h = uint64(hidden)
     for r in prange(n):
-        at, row = uint64(r) * uint64(4) * h, uint64(r) * h
-        for k in range(h):
-            i, f = sigmoid_of(a[at + k]), sigmoid_of(a[at + h + k])
-            g, o = tanh_of(a[at + uint64(2) * h + k]), sigmoid_of(a[at + uint64(3) * h + k])
-            c_out[row + k] = f * c_prev[row + k] + i * g
-            h_out[row + k] = o * tanh_of(c_out[row + k])
+        _forward_row(a, uint64(r) * uint64(4) * h, c_prev, uint64(r) * h, h_out, c_out, uint64(r) * h, h)
 
 
 @kernel
 def _backward(dh, dc, a, c_prev, c, da, dc_prev, n, hidden, parts):
     h = uint64(hidden)
-    for part in prange(parts):
+    for piece in prange(parts):
         scratch = numpy.empty(5 * hidden)      # per row: the four gates' slopes times their factors, then dc_t
-        for r in range(part * n // parts, (part + 1) * n // parts):
-            at, row = uint64(r) * uint64(4) * h, uint64(r) * h
-            for k in range(h):
-                i, f = sigmoid_of(a[at + k]), sigmoid_of(a[at + h + k])
-                g, o = tanh_of(a[at + uint64(2) * h + k]), sigmoid_of(a[at + uint64(3) * h + k])
-                tc = tanh_of(c[row + k])
-                total = dc[row + k] + dh[row + k] * o * (1.0 - tc * tc)      # dL/dc_t: carried and through h_t
-                scratch[k] = total * g * i * (1.0 - i)
-                scratch[h + k] = total * c_prev[row + k] * f * (1.0 - f)
-                scratch[uint64(2) * h + k] = total * i * (1.0 - g * g)
-                scratch[uint64(3) * h + k] = dh[row + k] * tc * o * (1.0 - o)
-                scratch[uint64(4) * h + k] = total * f
-            for k in range(uint64(4) * h):
-                da[at + k] = scratch[k]
-            for k in range(h):
-                dc_prev[row + k] = scratch[uint64(4) * h + k]
+        for r in range(piece * n // parts, (piece + 1) * n // parts):
+            row = uint64(r) * h
+            _backward_row(dh, row, dc, a, uint64(4) * row, c_prev, row, c, row, da, dc_prev, row, h, scratch)
+
+
+@part
+def _forward_loop(piece, pieces, a, hs, cs, W, n, hidden, steps, one):
+    """Rows first .. last - 1 of the batch through all the steps: a[t] += hs[t] W, then the step (see forward_loop)."""
+    h, first, last = uint64(hidden), piece * n // pieces, (piece + 1) * n // pieces
+    for t in range(steps):
+        gemm_at(False, False, last - first, 4 * hidden, hidden, one, hs, (t * n + first) * hidden, hidden, W, 0,
+                4 * hidden, one, a, (t * n + first) * 4 * hidden, 4 * hidden)
+        for r in range(first, last):
+            row, next_row = uint64(t * n + r) * h, uint64((t + 1) * n + r) * h
+            _forward_row(a, uint64(4) * row, cs, row, hs, cs, next_row, h)
+
+
+@part
+def _backward_loop(piece, pieces, a, cs, dh, dc, W_T, n, hidden, steps, one):
+    """Rows first .. last - 1 of the batch back through all the steps (see backward_loop)."""
+    h, first, last = uint64(hidden), piece * n // pieces, (piece + 1) * n // pieces
+    scratch = numpy.empty(5 * hidden)
+    for t in range(steps - 1, -1, -1):
+        for r in range(first, last):
+            row, carried = uint64(t * n + r) * h, uint64(r) * h
+            _backward_row(dh, row, dc, a, uint64(4) * row, cs, row, cs, row + uint64(n) * h, a, dc, carried, h,
+                          scratch)
+        if t:
+            gemm_at(False, False, last - first, hidden, 4 * hidden, one, a, (t * n + first) * 4 * hidden,
+                    4 * hidden, W_T, 0, hidden, one, dh, ((t - 1) * n + first) * hidden, hidden)
 
 
 def _state(v, what, n, h, like):
@@ -139,3 +180,32 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     _backward(dh.reshape(-1), dc.reshape(-1), a.reshape(-1), c_prev.reshape(-1), c.reshape(-1), da.reshape(-1),
               dc_prev.reshape(-1), n, h, min(n, threads_for(a.size * 12)))
     return da, dc_prev
+
+
+def _loop_parts(n):
+    """The pieces of the batch a time loop splits into: fixed by the batch size and the machine (not the thread
+    count, so the results are the same at any), of LOOP_ROWS rows at least."""
+    return max(1, min(MAX_THREADS, 8, n // LOOP_ROWS))
+
+
+def forward_loop(a, hs, cs, W_h):
+    """functional.lstm_forward_loop's loop as one parallel kernel: for t = 0 .. T-1, a[t] += hs[t] W_h, then
+    (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]). Rows of the batch never mix, so each thread takes its rows
+    through all T steps, with no joins between the steps (the step-by-step loop joins the threads twice a step)."""
+    steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
+    W_h = real_arrays("lstm_forward_loop", a, hs, cs, W_h)[3]
+    parts = _loop_parts(n)
+    threads_for(parts * GRAIN)
+    _forward_loop.run(parts, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1))
+
+
+def backward_loop(a, cs, dh, dc, W_h_T):
+    """functional.lstm_backward_loop's loop as one parallel kernel: for t = T-1 .. 0, (a[t], dc) =
+    lstm_step_backward(dh[t], dc, a[t], cs[t], cs[t + 1]), then dh[t - 1] += a[t] W_h^T; each thread takes its rows
+    of the batch through all the steps, as forward_loop does."""
+    steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
+    W_h_T = real_arrays("lstm_backward_loop", a, cs, dh, dc, W_h_T)[4]
+    parts = _loop_parts(n)
+    threads_for(parts * GRAIN)
+    _backward_loop.run(parts, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
+                       a.dtype.type(1))

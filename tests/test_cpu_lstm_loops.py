@@ -1,0 +1,78 @@
+"""The LSTM's time loops as one CPU kernel each (gpudl.cpu.lstm.forward_loop/backward_loop, run by cpu.loops.replayed):
+the same results as the step-by-step NumPy reference, the same bits at every thread count, and the loops that have
+no fused kernel run as they are."""
+import contextlib
+
+import numpy as np
+import pytest
+
+import gpudl
+from gpudl import functional as F
+from gpudl.functional import dispatch
+
+cpu = pytest.importorskip("gpudl.cpu", reason="the CPU kernels need numba")
+from gpudl.cpu import loops, lstm  # noqa: E402
+
+
+@contextlib.contextmanager
+def reference():
+    kept, dispatch.use_cpu_kernels = dispatch.use_cpu_kernels, False
+    try:
+        yield
+    finally:
+        dispatch.use_cpu_kernels = kept
+
+
+def run_loops(shape, dtype, seed=0):
+    """hs, cs, da (over a), dh, dc after lstm_forward_loop and lstm_backward_loop on random buffers."""
+    steps, n, h = shape
+    rng = np.random.default_rng(seed)
+    a = (2 * rng.standard_normal((steps, n, 4 * h))).astype(dtype)
+    W = (0.5 * rng.standard_normal((h, 4 * h))).astype(dtype)
+    hs, cs = np.zeros((steps + 1, n, h), dtype), np.zeros((steps + 1, n, h), dtype)
+    hs[0], cs[0] = rng.standard_normal((n, h)), rng.standard_normal((n, h))
+    dh, dc = rng.standard_normal((steps, n, h)).astype(dtype), rng.standard_normal((n, h)).astype(dtype)
+    F.lstm_forward_loop(a, hs, cs, W)
+    F.lstm_backward_loop(a, cs, dh, dc, np.ascontiguousarray(W.T))
+    return hs, cs, a, dh, dc
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("shape", [(6, 19, 5), (3, 1, 4), (2, 8, 16)])
+def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, tolerance, shape):
+    monkeypatch.setattr(lstm, "LOOP_ROWS", 3)           # several pieces, of unequal size at n = 19
+    calls = []
+    for name in ("forward_loop", "backward_loop"):
+        monkeypatch.setitem(loops._FUSED, f"lstm_{name}",
+                            lambda *a, _f=getattr(lstm, name), _n=name: calls.append(_n) or _f(*a))
+    got = run_loops(shape, dtype)
+    assert calls == ["forward_loop", "backward_loop"]
+    with reference():
+        want = run_loops(shape, dtype)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_loops_give_the_same_bits_at_every_thread_count(monkeypatch, dtype):
+    monkeypatch.setattr(lstm, "LOOP_ROWS", 2)
+    results = []
+    kept = gpudl.set_num_threads(1)
+    try:
+        for threads in (1, 2, 1):
+            gpudl.set_num_threads(threads)
+            results.append(run_loops((5, 9, 6), dtype))
+    finally:
+        gpudl.set_num_threads(kept)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def test_a_loop_without_a_fused_kernel_runs_its_body():
+    ran = []
+    loops.replayed("rnn_forward_loop", (), lambda: ran.append(True))
+    assert ran == [True]
+    loops.replayed("lstm_forward_loop", (np.zeros((1, 1, 4)), np.zeros((2, 1, 1)), np.zeros((2, 1, 1)),
+                                         np.zeros((1, 4))), lambda: ran.append(False))
+    assert ran == [True]

@@ -411,3 +411,23 @@ def test_a_part_body_runs_on_every_part_with_a_body_compiled_for_each_argument_t
     readonly.flags.writeable = False
     with pytest.raises(Exception, match="readonly|read-only|Cannot modify"):
         body.run(2, readonly, 1.0)          # compiled for its own type, where writing is refused
+
+
+def _failing_part(p, parts, out, fail, scratch):
+    """Part p raises ValueError when fail[p] is set, and MemoryError when `scratch` is too large to allocate; else it
+    writes p into out[p]."""
+    if fail[p]:
+        raise ValueError("part told to fail")
+    out[p] = p + np.empty(scratch, out.dtype).size * 0
+
+
+def test_an_error_inside_a_part_body_is_raised_naming_the_body_and_the_part_still_works():
+    body = cpu.loader.Part(_failing_part)
+    cpu.loader.threads_for(1 << 30)
+    out, fail = np.full(3, -1.0), np.array([False, True, True])
+    with pytest.raises(RuntimeError, match="_failing_part: 2 of 3 parts"):
+        body.run(3, out, fail, 1)
+    with pytest.raises(RuntimeError, match="_failing_part: 3 of 3 parts"):
+        body.run(3, out, fail & False, 1 << 50)         # np.empty of 8 PiB: MemoryError
+    body.run(3, out, fail & False, 1)
+    np.testing.assert_array_equal(out, [0, 1, 2])

@@ -21,9 +21,9 @@ import time
 
 import numba
 import numpy
-from llvmlite import ir as llvm_ir
 from numba import int64, prange, types
 from numba.core import caching, cgutils, event
+from numba.core.callconv import RETCODE_NONE, RETCODE_OK
 from numba.extending import intrinsic
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -183,22 +183,31 @@ def inline(function):
 
 @intrinsic
 def _call_part(typing_context, address, p, parts, arguments):
-    """body(p, parts, *arguments), the body given by the address of its C entry point (its arguments of the types
-    the body was compiled for: Part.run makes sure)."""
+    """Whether body(p, parts, *arguments) raised: the body given by the address of its native function, which returns
+    Numba's status code (its C entry point would print the error on stderr and return). Its arguments are of the types
+    the body was compiled for, and it returns None: Part.run makes sure."""
     def codegen(context, builder, signature, values):
         argument_types = (signature.args[1], signature.args[2]) + tuple(signature.args[3])
-        entry = llvm_ir.FunctionType(context.get_value_type(types.none),
-                                     [context.get_value_type(t) for t in argument_types])
-        body = builder.inttoptr(values[0], entry.as_pointer())
-        builder.call(body, [values[1], values[2]] + cgutils.unpack_tuple(builder, values[3]))
-        return context.get_dummy_value()
-    return types.none(address, p, parts, arguments), codegen
+        native = context.call_conv.get_function_type(types.none, argument_types)
+        body = builder.inttoptr(values[0], native.as_pointer())
+        result, error = (cgutils.alloca_once(builder, t.pointee) for t in native.args[:2])
+        packed = context.get_arg_packer(argument_types).as_arguments(
+            builder, [values[1], values[2]] + cgutils.unpack_tuple(builder, values[3]))
+        status = builder.call(body, [result, error] + list(packed))
+        return builder.and_(builder.icmp_signed("!=", status, RETCODE_OK),
+                            builder.icmp_signed("!=", status, RETCODE_NONE))
+    return types.boolean(address, p, parts, arguments), codegen
 
 
 @kernel
 def _run_parts(address, parts, *arguments):
+    failed = numpy.zeros(parts, numpy.bool_)       # each part writes its own
     for p in prange(parts):
-        _call_part(address, int64(p), parts, arguments)
+        failed[p] = _call_part(address, int64(p), parts, arguments)
+    count = 0
+    for p in range(parts):
+        count += failed[p]
+    return count
 
 
 def _type_key(argument):
@@ -219,10 +228,12 @@ class Part:
     three times the compiling (RESULTS.md). Two costs: the arguments must not hold tuples (Numba's gufunc takes none
     through *arguments; a window's ints travel as an array, im2col.window_ints), and the body does not get the
     gufunc's no-alias promise, which some loops need to vectorize (max pooling's ran 15 times slower so, and stays a
-    prange kernel). A body raises nothing: an error inside it is printed on stderr (Numba's C entry point)."""
+    prange kernel). An exception inside a body ends its part, and run raises a RuntimeError naming the body once every
+    part is done (the exception itself is not kept: call the dispatcher on one part to see it)."""
 
     def __init__(self, function):
         self.dispatcher = numba.njit(cache=_Cache.folder is not None, **_OPTIONS)(function)
+        self.name = f"{function.__module__}.{function.__qualname__}"
         self._addresses = {}
         kernels.append(self.dispatcher)
 
@@ -233,9 +244,14 @@ class Part:
             signature = (int64, int64) + tuple(numba.typeof(a) for a in arguments)
             self.dispatcher.compile(signature)
             compiled = self.dispatcher.overloads[signature]
-            address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_cfunc_wrapper_name)
+            if compiled.signature.return_type != types.none:
+                raise TypeError(f"{self.name}: a part body returns nothing, got {compiled.signature.return_type}")
+            address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
             self._addresses[key] = address
-        _run_parts(address, parts, *arguments)
+        failed = _run_parts(address, parts, *arguments)
+        if failed:
+            raise RuntimeError(f"{self.name}: {failed} of {parts} parts raised an exception, the output is not valid "
+                               f"(call {self.name}.dispatcher on one part to see it)")
 
 
 part = Part     # the decorator, named as kernel, helper and inline are

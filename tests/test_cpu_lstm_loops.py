@@ -76,3 +76,18 @@ def test_a_loop_without_a_fused_kernel_runs_its_body():
     loops.replayed("lstm_forward_loop", (np.zeros((1, 1, 4)), np.zeros((2, 1, 1)), np.zeros((2, 1, 1)),
                                          np.zeros((1, 4))), lambda: ran.append(False))
     assert ran == [True]
+
+
+def test_the_loops_refuse_buffers_they_could_not_write_in_place():
+    """A loop writes a (and dh, dc) in place: a strided view would have been written through a copy and the results
+    lost, so it is refused, as on the step-by-step path."""
+    steps, n, h = 3, 4, 2
+    a = np.zeros((steps, 2 * n, 4 * h), np.float32)[:, ::2]
+    hs, cs = np.zeros((steps + 1, n, h), np.float32), np.zeros((steps + 1, n, h), np.float32)
+    W = np.zeros((h, 4 * h), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous .* not contiguous"):
+        F.lstm_forward_loop(a, hs, cs, W)
+    a = np.ascontiguousarray(a)
+    dh = np.zeros((steps, n, 2 * h), np.float32)[:, :, ::2]
+    with pytest.raises(ValueError, match="dh and dc must be C-contiguous"):
+        F.lstm_backward_loop(a, cs, dh, np.zeros((n, h), np.float32), np.ascontiguousarray(W.T))

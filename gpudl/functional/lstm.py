@@ -62,8 +62,9 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
 
 def _check_loop(what, a, states, W):
     """a (T, N, 4H) and each state buffer (T + 1, N, H) of one dtype and module, W (H, 4H) or its transpose."""
-    if a.ndim != 3 or a.shape[2] % 4:
-        raise ValueError(f"{what}: a must be (T, N, 4H), got shape {tuple(a.shape)}")
+    if a.ndim != 3 or a.shape[2] % 4 or not a.flags.c_contiguous:
+        raise ValueError(f"{what}: a must be a C-contiguous (T, N, 4H) array (it is written in place), got shape "
+                         f"{tuple(a.shape)}{'' if a.flags.c_contiguous else ', not contiguous'}")
     t, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     for name, buffer in states:
         if tuple(buffer.shape) != (t + 1, n, h) or buffer.dtype != a.dtype or not buffer.flags.c_contiguous:
@@ -105,6 +106,9 @@ def lstm_backward_loop(a, cs, dh, dc, W_h_T):
     if tuple(dh.shape) != tuple(a.shape[:2]) + (a.shape[2] // 4,) or tuple(dc.shape) != tuple(dh.shape[1:]):
         raise ValueError(f"lstm_backward_loop: dh {tuple(dh.shape)} and dc {tuple(dc.shape)} do not fit a of shape "
                          f"{tuple(a.shape)}")
+    if not (dh.flags.c_contiguous and dc.flags.c_contiguous) or dh.dtype != a.dtype or dc.dtype != a.dtype:
+        raise ValueError(f"lstm_backward_loop: dh and dc must be C-contiguous {a.dtype} arrays (they are written in "
+                         f"place), got {dh.dtype} and {dc.dtype}")
 
     def loop():
         for step in reversed(range(t)):

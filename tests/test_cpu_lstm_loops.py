@@ -91,3 +91,29 @@ def test_the_loops_refuse_buffers_they_could_not_write_in_place():
     dh = np.zeros((steps, n, 2 * h), np.float32)[:, :, ::2]
     with pytest.raises(ValueError, match="dh and dc must be C-contiguous"):
         F.lstm_backward_loop(a, cs, dh, np.zeros((n, h), np.float32), np.ascontiguousarray(W.T))
+
+
+def test_an_overflowing_product_in_a_loop_raises_under_numpys_errstate():
+    """As the step-by-step loop's products do (cpu.blas.gemm): finite inputs whose product overflows raise in training
+    (numpy.errstate(over="raise")), and pass quietly outside it."""
+    steps, n, h = 2, 3, 2
+    W = np.full((h, 4 * h), 3e38, np.float32)
+    for errstate, raises in (("raise", True), ("ignore", False)):
+        a = np.zeros((steps, n, 4 * h), np.float32)
+        hs, cs = np.ones((steps + 1, n, h), np.float32), np.zeros((steps + 1, n, h), np.float32)
+        with np.errstate(over=errstate):
+            if raises:
+                with pytest.raises(FloatingPointError, match="overflow encountered in lstm_forward_loop"):
+                    F.lstm_forward_loop(a, hs, cs, W)
+            else:
+                F.lstm_forward_loop(a, hs, cs, W)
+                assert np.isinf(a).any()
+        dh, dc = np.full((steps, n, h), 100, np.float32), np.zeros((n, h), np.float32)
+        a = np.ones((steps, n, 4 * h), np.float32)
+        with np.errstate(over=errstate):
+            if raises:
+                with pytest.raises(FloatingPointError, match="overflow encountered in lstm_backward_loop"):
+                    F.lstm_backward_loop(a, cs, dh, dc, np.full((4 * h, h), 3e38, np.float32))
+            else:
+                F.lstm_backward_loop(a, cs, dh, dc, np.full((4 * h, h), 3e38, np.float32))
+                assert np.isinf(dh).any()

@@ -15,7 +15,7 @@ from numba.extending import overload
 
 from ..backend import output_arrays
 from .blas import gemm_at
-from .loader import GRAIN, MAX_THREADS, inline, kernel, part, real_arrays, threads_for
+from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, part, real_arrays, threads_for
 
 LOOP_ROWS = 8   # rows of the batch per piece of a time loop, at least: enough for BLAS's blocked kernels
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
@@ -197,6 +197,7 @@ def forward_loop(a, hs, cs, W_h):
     parts = _loop_parts(n)
     threads_for(parts * GRAIN)
     _forward_loop.run(parts, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1))
+    check_overflow("lstm_forward_loop's products", a, W_h, hs[0], cs[0])
 
 
 def backward_loop(a, cs, dh, dc, W_h_T):
@@ -209,3 +210,4 @@ def backward_loop(a, cs, dh, dc, W_h_T):
     threads_for(parts * GRAIN)
     _backward_loop.run(parts, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
                        a.dtype.type(1))
+    check_overflow("lstm_backward_loop's products", dh, W_h_T)

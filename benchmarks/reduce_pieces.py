@@ -33,22 +33,26 @@ def main():
     copy = copy_bandwidth(cupy, cupy_sync, nbytes=1 << 30)
     print(f"copy bandwidth {copy / 1e9:.0f} GB/s; {SUMS_PER_CALL} sums per call, replayed; float32")
     print(f"{'shape':<18} {'CHUNK':>6} {'us per sum':>11} {'GB/s':>7} {'% copy':>7}")
-    for shape in SHAPES:
-        x = cupy.asarray(numpy.random.default_rng(0).standard_normal(shape).astype(numpy.float32))
-        out = cupy.zeros((shape[1],), dtype=cupy.float32)
-        for chunk in args.chunks:
-            reduce.CHUNK = chunk
-            loops.forget()                  # a recording holds the piece size it was recorded with
+    chosen = reduce.CHUNK
+    try:
+        for shape in SHAPES:
+            x = cupy.asarray(numpy.random.default_rng(0).standard_normal(shape).astype(numpy.float32))
+            out = cupy.zeros((shape[1],), dtype=cupy.float32)
+            for chunk in args.chunks:
+                reduce.CHUNK = chunk
+                loops.forget()                  # a recording holds the piece size it was recorded with
 
-            def sums():
-                for _ in range(SUMS_PER_CALL):
-                    kernels.sum_axes(x, out=out, inner=shape[2])
-            timing = time_call(lambda: kernels.replayed("reduce pieces", (x, out), sums), cupy_sync, repeat=10)
-            per_sum = timing.median / SUMS_PER_CALL
-            rate = x.nbytes / per_sum
-            print(f"{'x'.join(map(str, shape)):<18} {chunk:>6} {per_sum * 1e6:>11.2f} {rate / 1e9:>7.0f} "
-                  f"{100 * rate / copy:>6.0f}%", flush=True)
-    loops.forget()
+                def sums():
+                    for _ in range(SUMS_PER_CALL):
+                        kernels.sum_axes(x, out=out, inner=shape[2])
+                timing = time_call(lambda: kernels.replayed("reduce pieces", (x, out), sums), cupy_sync, repeat=10)
+                per_sum = timing.median / SUMS_PER_CALL
+                rate = x.nbytes / per_sum
+                print(f"{'x'.join(map(str, shape)):<18} {chunk:>6} {per_sum * 1e6:>11.2f} {rate / 1e9:>7.0f} "
+                      f"{100 * rate / copy:>6.0f}%", flush=True)
+    finally:
+        reduce.CHUNK = chosen
+        loops.forget()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """The LSTM's time loops as one CPU kernel each (gpudl.cpu.lstm.forward_loop/backward_loop, run by cpu.loops.replayed):
 the same results as the step-by-step NumPy reference, the same bits at every thread count, and the loops that have
 no fused kernel run as they are."""
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -12,15 +10,6 @@ from gpudl.functional import dispatch
 
 cpu = pytest.importorskip("gpudl.cpu", reason="the CPU kernels need numba")
 from gpudl.cpu import loops, lstm  # noqa: E402
-
-
-@contextlib.contextmanager
-def reference():
-    kept, dispatch.use_cpu_kernels = dispatch.use_cpu_kernels, False
-    try:
-        yield
-    finally:
-        dispatch.use_cpu_kernels = kept
 
 
 def run_loops(shape, dtype, seed=0):
@@ -47,8 +36,8 @@ def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, to
                             lambda *a, _f=getattr(lstm, name), _n=name: calls.append(_n) or _f(*a))
     got = run_loops(shape, dtype)
     assert calls == ["forward_loop", "backward_loop"]
-    with reference():
-        want = run_loops(shape, dtype)
+    monkeypatch.setattr(dispatch, "use_cpu_kernels", False)        # the NumPy reference's loops
+    want = run_loops(shape, dtype)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=tolerance, atol=tolerance)
 

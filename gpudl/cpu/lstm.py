@@ -17,7 +17,7 @@ from ..backend import output_arrays
 from .blas import gemm_at
 from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, part, real_arrays, threads_for
 
-LOOP_ROWS = 8   # rows of the batch per piece of a time loop, at least: enough for BLAS's blocked kernels
+LOOP_ROWS = 8   # rows of the batch per piece of a time loop, at least (each piece packs all of W_h every step)
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
 _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.0642258400691717e-05,
       -1.8207484400257744e-08, 4.346143542369018e-11, -6.215290130350547e-14)

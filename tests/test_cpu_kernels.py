@@ -413,6 +413,29 @@ def test_a_part_body_runs_on_every_part_with_a_body_compiled_for_each_argument_t
         body.run(2, readonly, 1.0)          # compiled for its own type, where writing is refused
 
 
+def _stepped_part(task, parts, done, order):
+    """Task `task` (step task // parts, part task % parts) counts its calls in done[task] and marks in order[task]
+    whether every part of the step before had finished when it began."""
+    step = task // parts
+    ready = 1
+    for q in range(max(0, parts * (step - 1)), parts * step):
+        ready = ready if done[q] == 1 else 0
+    order[task] = ready
+    done[task] += 1
+
+
+def test_parts_in_steps_start_each_step_once_the_step_before_has_finished():
+    body = cpu.loader.Part(_stepped_part)
+    kept = gpudl.set_num_threads(2)
+    try:
+        done, order = np.zeros(5 * 3, np.int64), np.zeros(5 * 3, np.int64)
+        body.run(3, done, order, steps=5)
+    finally:
+        gpudl.set_num_threads(kept)
+    np.testing.assert_array_equal(done, 1)          # every (step, part) once
+    np.testing.assert_array_equal(order, 1)
+
+
 def _failing_part(p, parts, out, fail, scratch):
     """Part p raises ValueError when fail[p] is set, and MemoryError when `scratch` is too large to allocate; else it
     writes p into out[p]."""

@@ -1,6 +1,6 @@
-"""The LSTM's time loops as one CPU kernel each (gpudl.cpu.lstm.forward_loop/backward_loop, run by cpu.loops.replayed):
-the same results as the step-by-step NumPy reference, the same bits at every thread count, and the loops that have
-no fused kernel run as they are."""
+"""The LSTM's time loops as one CPU kernel each (gpudl.cpu.lstm.forward_loop/backward_loop, run by cpu.loops.replayed,
+each step split by hidden units): the same results as the step-by-step NumPy reference, the same bits at every thread
+count, and the loops that have no fused kernel run as they are."""
 import numpy as np
 import pytest
 
@@ -29,7 +29,8 @@ def run_loops(shape, dtype, seed=0):
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-5)])
 @pytest.mark.parametrize("shape", [(6, 19, 5), (3, 1, 4), (2, 8, 16)])
 def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, tolerance, shape):
-    monkeypatch.setattr(lstm, "LOOP_ROWS", 3)           # several pieces, of unequal size at n = 19
+    monkeypatch.setattr(lstm, "LOOP_UNITS", 1)          # several pieces of hidden units, unequal at h = 5
+    monkeypatch.setattr(lstm, "MAX_THREADS", 4)         # more pieces than this machine may have cores
     calls = []
     for name in ("forward_loop", "backward_loop"):
         monkeypatch.setitem(loops._FUSED, f"lstm_{name}",
@@ -44,7 +45,8 @@ def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, to
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_fused_loops_give_the_same_bits_at_every_thread_count(monkeypatch, dtype):
-    monkeypatch.setattr(lstm, "LOOP_ROWS", 2)
+    monkeypatch.setattr(lstm, "LOOP_UNITS", 2)          # three pieces at h = 6, on one thread and on two
+    monkeypatch.setattr(lstm, "MAX_THREADS", 3)
     results = []
     kept = gpudl.set_num_threads(1)
     try:

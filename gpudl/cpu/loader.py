@@ -200,13 +200,16 @@ def _call_part(typing_context, address, p, parts, arguments):
 
 
 @kernel
-def _run_parts(address, parts, *arguments):
+def _run_parts(address, steps, parts, *arguments):
     failed = numpy.zeros(parts, numpy.bool_)       # each part writes its own
-    for p in prange(parts):
-        failed[p] = _call_part(address, int64(p), parts, arguments)
     count = 0
-    for p in range(parts):
-        count += failed[p]
+    for step in range(steps):
+        for p in prange(parts):
+            failed[p] = _call_part(address, int64(step * parts + p), parts, arguments)
+        for p in range(parts):
+            count += failed[p]
+        if count:
+            break
     return count
 
 
@@ -220,7 +223,9 @@ def _type_key(argument):
 
 class Part:
     """The body of a parallel kernel for part p of `parts` (its first two arguments, then the kernel's own):
-    `body.run(parts, *arguments)` runs it on every part at once, on Numba's threads.
+    `body.run(parts, *arguments)` runs it on every part at once, on Numba's threads. With steps=S, the parts run S
+    times, each step's once all of the step before have finished (one join a step), and a body's first argument is
+    step * parts + p.
 
     The body compiles on its own, serially, on its first run with these argument types, and the one parallel kernel
     _run_parts calls it through its address: LLVM optimizes it once. Inlined into a prange loop, or called as a
@@ -237,7 +242,7 @@ class Part:
         self._addresses = {}
         kernels.append(self.dispatcher)
 
-    def run(self, parts, *arguments):
+    def run(self, parts, *arguments, steps=1):
         key = tuple(map(_type_key, arguments))
         address = self._addresses.get(key)
         if address is None:
@@ -248,7 +253,7 @@ class Part:
                 raise TypeError(f"{self.name}: a part body returns nothing, got {compiled.signature.return_type}")
             address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
             self._addresses[key] = address
-        failed = _run_parts(address, parts, *arguments)
+        failed = _run_parts(address, steps, parts, *arguments)
         if failed:
             raise RuntimeError(f"{self.name}: {failed} of {parts} parts raised an exception, the output is not valid "
                                f"(call {self.name}.dispatcher on one part to see it)")

@@ -1,7 +1,7 @@
 """A layer's time loop as one op (the twin of kernels/loops.py, which records it once and replays it on a GPU).
 
 On the CPU there is nothing to record: an LSTM's loops run as one parallel kernel each (lstm.forward_loop and
-backward_loop: the batch's rows split over the threads once for all T steps), and other loops run as they are.
+backward_loop: every step split over the threads by hidden units, one join a step), and other loops run as they are.
 """
 from . import lstm
 

@@ -14,10 +14,10 @@ from numba import prange, types, uint64
 from numba.extending import overload
 
 from ..backend import output_arrays
-from .blas import gemm_at
+from .blas import blas_on_one_thread, gemm_at
 from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, part, real_arrays, threads_for
 
-LOOP_ROWS = 8   # rows of the batch per piece of a time loop, at least (each piece packs all of W_h every step)
+LOOP_UNITS = 32  # hidden units per piece of a time loop's step, at least (narrower products ran slower in OpenBLAS)
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
 _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.0642258400691717e-05,
       -1.8207484400257744e-08, 4.346143542369018e-11, -6.215290130350547e-14)
@@ -61,9 +61,10 @@ def _sigmoid_of(x):
 
 
 @inline
-def _forward_row(a, a_at, c_prev, prev_at, h_out, c_out, out_at, h):
-    """One row of the step: the gates from a[a_at:], c_{t-1} from c_prev[prev_at:], h_t and c_t to [out_at:]."""
-    for k in range(h):
+def _forward_row(a, a_at, c_prev, prev_at, h_out, c_out, out_at, h, units):
+    """`units` hidden units of one row of the step: the gates from a[a_at:] (a gate every h elements), c_{t-1} from
+    c_prev[prev_at:], h_t and c_t to [out_at:]."""
+    for k in range(units):
         i, f = sigmoid_of(a[a_at + k]), sigmoid_of(a[a_at + h + k])
         g, o = tanh_of(a[a_at + uint64(2) * h + k]), sigmoid_of(a[a_at + uint64(3) * h + k])
         c_out[out_at + k] = f * c_prev[prev_at + k] + i * g
@@ -71,30 +72,33 @@ def _forward_row(a, a_at, c_prev, prev_at, h_out, c_out, out_at, h):
 
 
 @inline
-def _backward_row(dh, dh_at, dc, a, a_at, c_prev, prev_at, c, c_at, da, dc_prev, dc_at, h, scratch):
-    """One row of the step's backward: dh_t from dh[dh_at:], dc_t from dc[dc_at:], the gates from a[a_at:], c_{t-1}
-    and c_t at prev_at and c_at; da to da[a_at:] and dc_{t-1} to dc_prev[dc_at:] (either may be its input)."""
-    for k in range(h):
+def _backward_row(dh, dh_at, dc, a, a_at, c_prev, prev_at, c, c_at, da, dc_prev, dc_at, h, units, scratch):
+    """`units` hidden units of one row of the step's backward: dh_t from dh[dh_at:], dc_t from dc[dc_at:], the gates
+    from a[a_at:] (a gate every h elements), c_{t-1} and c_t at prev_at and c_at; da to da[a_at:] and dc_{t-1} to
+    dc_prev[dc_at:] (either may be its input)."""
+    u = units
+    for k in range(units):
         i, f = sigmoid_of(a[a_at + k]), sigmoid_of(a[a_at + h + k])
         g, o = tanh_of(a[a_at + uint64(2) * h + k]), sigmoid_of(a[a_at + uint64(3) * h + k])
         tc = tanh_of(c[c_at + k])
         total = dc[dc_at + k] + dh[dh_at + k] * o * (1.0 - tc * tc)      # dL/dc_t: carried and through h_t
         scratch[k] = total * g * i * (1.0 - i)
-        scratch[h + k] = total * c_prev[prev_at + k] * f * (1.0 - f)
-        scratch[uint64(2) * h + k] = total * i * (1.0 - g * g)
-        scratch[uint64(3) * h + k] = dh[dh_at + k] * tc * o * (1.0 - o)
-        scratch[uint64(4) * h + k] = total * f
-    for k in range(uint64(4) * h):
-        da[a_at + k] = scratch[k]
-    for k in range(h):
-        dc_prev[dc_at + k] = scratch[uint64(4) * h + k]
+        scratch[u + k] = total * c_prev[prev_at + k] * f * (1.0 - f)
+        scratch[uint64(2) * u + k] = total * i * (1.0 - g * g)
+        scratch[uint64(3) * u + k] = dh[dh_at + k] * tc * o * (1.0 - o)
+        scratch[uint64(4) * u + k] = total * f
+    for gate in range(4):
+        for k in range(units):
+            da[a_at + uint64(gate) * h + k] = scratch[uint64(gate) * u + k]
+    for k in range(units):
+        dc_prev[dc_at + k] = scratch[uint64(4) * u + k]
 
 
 @kernel
 def _forward(a, c_prev, h_out, c_out, n, hidden):
     h = uint64(hidden)
     for r in prange(n):
-        _forward_row(a, uint64(r) * uint64(4) * h, c_prev, uint64(r) * h, h_out, c_out, uint64(r) * h, h)
+        _forward_row(a, uint64(r) * uint64(4) * h, c_prev, uint64(r) * h, h_out, c_out, uint64(r) * h, h, h)
 
 
 @kernel
@@ -104,34 +108,46 @@ def _backward(dh, dc, a, c_prev, c, da, dc_prev, n, hidden, parts):
         scratch = numpy.empty(5 * hidden)      # per row: the four gates' slopes times their factors, then dc_t
         for r in range(piece * n // parts, (piece + 1) * n // parts):
             row = uint64(r) * h
-            _backward_row(dh, row, dc, a, uint64(4) * row, c_prev, row, c, row, da, dc_prev, row, h, scratch)
+            _backward_row(dh, row, dc, a, uint64(4) * row, c_prev, row, c, row, da, dc_prev, row, h, h, scratch)
 
 
 @part
-def _forward_loop(piece, pieces, a, hs, cs, W, n, hidden, steps, one):
-    """Rows first .. last - 1 of the batch through all the steps: a[t] += hs[t] W, then the step (see forward_loop)."""
-    h, first, last = uint64(hidden), piece * n // pieces, (piece + 1) * n // pieces
-    for t in range(steps):
-        gemm_at(False, False, last - first, 4 * hidden, hidden, one, hs, (t * n + first) * hidden, hidden, W, 0,
-                4 * hidden, one, a, (t * n + first) * 4 * hidden, 4 * hidden)
-        for r in range(first, last):
-            row, next_row = uint64(t * n + r) * h, uint64((t + 1) * n + r) * h
-            _forward_row(a, uint64(4) * row, cs, row, hs, cs, next_row, h)
+def _forward_step(task, pieces, a, hs, cs, W, n, hidden, steps, one):
+    """Step t = task // pieces for the hidden units of piece task % pieces, every row: their columns of each gate's
+    a[t] += hs[t] W, then the step for those units (see forward_loop)."""
+    t = task // pieces
+    first, last = _units(task % pieces, pieces, hidden)
+    for gate in range(4):
+        at = gate * hidden + first
+        gemm_at(False, False, n, last - first, hidden, one, hs, t * n * hidden, hidden, W, at, 4 * hidden, one, a,
+                t * n * 4 * hidden + at, 4 * hidden)
+    h, n64, f, units = uint64(hidden), uint64(n), uint64(first), uint64(last - first)
+    for r in range(n64):
+        row = (uint64(t) * n64 + r) * h
+        _forward_row(a, uint64(4) * row + f, cs, row + f, hs, cs, row + n64 * h + f, h, units)
 
 
 @part
-def _backward_loop(piece, pieces, a, cs, dh, dc, W_T, n, hidden, steps, one):
-    """Rows first .. last - 1 of the batch back through all the steps (see backward_loop)."""
-    h, first, last = uint64(hidden), piece * n // pieces, (piece + 1) * n // pieces
-    scratch = numpy.empty(5 * hidden)
-    for t in range(steps - 1, -1, -1):
-        for r in range(first, last):
-            row, carried = uint64(t * n + r) * h, uint64(r) * h
-            _backward_row(dh, row, dc, a, uint64(4) * row, cs, row, cs, row + uint64(n) * h, a, dc, carried, h,
-                          scratch)
-        if t:
-            gemm_at(False, False, last - first, hidden, 4 * hidden, one, a, (t * n + first) * 4 * hidden,
-                    4 * hidden, W_T, 0, hidden, one, dh, ((t - 1) * n + first) * hidden, hidden)
+def _backward_step(task, pieces, a, cs, dh, dc, W_T, n, hidden, steps, one):
+    """Step t = T - 1 - task // pieces for the hidden units of piece task % pieces, every row: dh[t] += a[t + 1] W^T
+    for those units (a[t + 1] holds da by then), then the step's backward for them (see backward_loop)."""
+    t = steps - 1 - task // pieces
+    first, last = _units(task % pieces, pieces, hidden)
+    if t < steps - 1:
+        gemm_at(False, False, n, last - first, 4 * hidden, one, a, (t + 1) * n * 4 * hidden, 4 * hidden, W_T, first,
+                hidden, one, dh, t * n * hidden + first, hidden)
+    h, n64, f, units = uint64(hidden), uint64(n), uint64(first), uint64(last - first)
+    scratch = numpy.empty(5 * (last - first))
+    for r in range(n64):
+        row = (uint64(t) * n64 + r) * h
+        _backward_row(dh, row + f, dc, a, uint64(4) * row + f, cs, row + f, cs, row + n64 * h + f, a, dc, r * h + f,
+                      h, units, scratch)
+
+
+@inline
+def _units(piece, pieces, hidden):
+    """The hidden units first .. last - 1 of a piece."""
+    return piece * hidden // pieces, (piece + 1) * hidden // pieces
 
 
 def _state(v, what, n, h, like):
@@ -182,32 +198,36 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     return da, dc_prev
 
 
-def _loop_parts(n):
-    """The pieces of the batch a time loop splits into: fixed by the batch size and the machine (not the thread
-    count, so the results are the same at any), of LOOP_ROWS rows at least."""
-    return max(1, min(MAX_THREADS, 8, n // LOOP_ROWS))
+def _loop_pieces(hidden):
+    """The pieces of hidden units a time loop's steps split into: fixed by the layer's size and the machine (not the
+    thread count, so the results are the same at any), of LOOP_UNITS units at least."""
+    return max(1, min(MAX_THREADS, hidden // LOOP_UNITS))
 
 
 def forward_loop(a, hs, cs, W_h):
     """functional.lstm_forward_loop's loop as one parallel kernel: for t = 0 .. T-1, a[t] += hs[t] W_h, then
-    (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]). Rows of the batch never mix, so each thread takes its rows
-    through all T steps, with no joins between the steps (the step-by-step loop joins the threads twice a step)."""
+    (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]). A step needs all of hs[t] but gives each hidden unit from its own
+    four columns of a[t], so each thread takes a piece of the hidden units, product and gates, and the threads join
+    once a step (the step-by-step loop joins them twice, and a product split by rows packs all of W_h per thread)."""
     steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h = real_arrays("lstm_forward_loop", a, hs, cs, W_h)[3]
-    parts = _loop_parts(n)
-    threads_for(parts * GRAIN)
-    _forward_loop.run(parts, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1))
+    pieces = _loop_pieces(h)
+    threads_for(pieces * GRAIN)
+    blas_on_one_thread()
+    _forward_step.run(pieces, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1),
+                      steps=steps)
     check_overflow("lstm_forward_loop's products", a, W_h, hs[0], cs[0])
 
 
 def backward_loop(a, cs, dh, dc, W_h_T):
-    """functional.lstm_backward_loop's loop as one parallel kernel: for t = T-1 .. 0, (a[t], dc) =
-    lstm_step_backward(dh[t], dc, a[t], cs[t], cs[t + 1]), then dh[t - 1] += a[t] W_h^T; each thread takes its rows
-    of the batch through all the steps, as forward_loop does."""
+    """functional.lstm_backward_loop's loop as one parallel kernel: for t = T-1 .. 0, dh[t] += a[t + 1] W_h^T
+    (t < T-1), then (a[t], dc) = lstm_step_backward(dh[t], dc, a[t], cs[t], cs[t + 1]); the threads take pieces of
+    the hidden units, as in forward_loop."""
     steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h_T = real_arrays("lstm_backward_loop", a, cs, dh, dc, W_h_T)[4]
-    parts = _loop_parts(n)
-    threads_for(parts * GRAIN)
-    _backward_loop.run(parts, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
-                       a.dtype.type(1))
+    pieces = _loop_pieces(h)
+    threads_for(pieces * GRAIN)
+    blas_on_one_thread()
+    _backward_step.run(pieces, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
+                       a.dtype.type(1), steps=steps)
     check_overflow("lstm_backward_loop's products", dh, W_h_T)

@@ -147,6 +147,7 @@ def test_products_and_the_dense_layer_agree_with_the_reference(both, n, dtype):
     assert_close(*both(lambda: F.matmul(x, W)), dtype)
     assert_close(*both(lambda: F.matmul(W.T, x.T)), dtype)                       # transposed views: op T
     assert_close(*both(lambda: F.dense(x, W, b)), dtype)
+    assert_close(*both(lambda: F.dense(x, W, b, out=np.full((n, 17), np.nan, dtype))), dtype)
     assert_close(*both(lambda: F.dense_backward(x, W, dy)), dtype)
     assert_close(*both(lambda: F.dense_backward(x, W, dy, into=(W.copy(), b.copy()))), dtype)
     assert_close(*both(lambda: F.matmul_add(x, F.transpose_for_products(W.T), dy.copy())), dtype)

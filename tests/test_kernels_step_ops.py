@@ -69,6 +69,24 @@ def test_dense_forward_and_backward_into_the_gradients(kernel_path, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_writes_into_out_and_refuses_one_that_does_not_fit(kernel_path, dtype):
+    x, W, b = sample((THREADS + 3, 5), dtype), sample((5, 4), dtype, 1), sample((4,), dtype, 2)
+    move = kernel_path.asarray
+    out = move(numpy.full((THREADS + 3, 4), numpy.nan, dtype))
+    assert F.dense(move(x), move(W), move(b), out=out) is out
+    with kernel_path.reference():
+        out_ref = numpy.full((THREADS + 3, 4), numpy.nan, dtype)
+        assert F.dense(x, W, b, out=out_ref) is out_ref
+        numpy.testing.assert_array_equal(out_ref, F.dense(x, W, b))
+    close(kernel_path, out, out_ref, dtype, exact_on_host=False)
+    other = numpy.float64 if dtype == numpy.float32 else numpy.float32
+    for bad, error in ((numpy.empty((THREADS + 3, 5), dtype), ValueError), (numpy.empty((4, THREADS + 3), dtype).T,
+                       ValueError), (numpy.empty((THREADS + 3, 4), other), TypeError)):
+        with pytest.raises(error, match=r"dense: out\[0\] must be"):
+            F.dense(move(x), move(W), move(b), out=move(bad) if bad.flags.c_contiguous else bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("transa, transb", [("N", "N"), ("N", "T"), ("T", "N"), ("T", "T")])
 @pytest.mark.parametrize("batch", [None, "both", "a shared", "b shared"])
 def test_gemm_every_transpose_and_batch(kernel_path, dtype, transa, transb, batch):

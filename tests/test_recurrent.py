@@ -94,6 +94,31 @@ def test_zero_initial_state_by_default():
 
 
 @pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM])
+def test_the_pre_activations_buffer_is_kept_per_shape_and_never_leaks_into_results(cls, xp, monkeypatch):
+    """A layer keeps its (T*N, G*H) buffer of pre-activations from call to call (a fresh one of 32 MiB came from the
+    OS every call), one per sequence shape, at most WORKSPACES_KEPT, least recently used dropped; what an earlier
+    call left there (da, for the LSTM) changes no result; model.to() lets them go."""
+    from gpudl.nn import recurrent
+    monkeypatch.setattr(recurrent, "WORKSPACES_KEPT", 2)
+    layer, x, rng = make(cls, xp)
+    fresh, _, _ = make(cls, xp)
+    kept, seen = layer._workspaces, []
+    for t in (5, 5, 2, 5):
+        y = layer.forward(x[:, :t])
+        layer.backward(xp.asarray(rng.normal(0, 1, y.shape)))
+        numpy.testing.assert_array_equal(gpudl.to_numpy(y), gpudl.to_numpy(fresh.forward(x[:, :t])))
+        seen.append(next(buffer for key, buffer in kept.items() if key[2][0] == 3 * t))
+    assert seen[0] is seen[1] is seen[3] and seen[2] is not seen[0]
+    assert [key[2] for key in kept] == [(6, 6 * cls.gates), (15, 6 * cls.gates)]
+    assert all(any(b is a for a in layer.state_arrays()) for b in kept.values())
+    layer.forward(x[:, :1])
+    layer.forward(x[:, :3])
+    assert [key[2][0] for key in kept] == [3, 9]       # T=2's and T=5's dropped
+    layer.to("cpu" if xp is numpy else "cuda")
+    assert not layer._workspaces
+
+
+@pytest.mark.parametrize("cls", [nn.RNN, nn.LSTM])
 def test_bptt_matches_central_differences(cls, xp):
     """One random direction over x, the initial state and every parameter, several time steps, float64.
 

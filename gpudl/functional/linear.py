@@ -5,7 +5,7 @@ Where kernels run (dispatch.kernels_for) every product is one GEMM of the kernel
 on the GPU, so a step of a dense layer can be recorded and replayed; NumPy's BLAS split over the CPU kernels'
 threads on the CPU) and the bias and its gradient one kernel each; elsewhere the NumPy reference runs.
 """
-from ..backend import get_array_module
+from ..backend import get_array_module, output_arrays
 from . import dispatch
 from .activations import activate, activate_backward, check_fusable
 from .dispatch import kernels_for, on_kernel_path
@@ -37,12 +37,21 @@ def matmul(a, b):
     return a @ b
 
 
-def dense(x, W, b):
-    """y = x W + b, with x (N, in), W (in, out), b (out,)."""
+def dense(x, W, b, out=None):
+    """y = x W + b, with x (N, in), W (in, out), b (out,).
+
+    out: a C-contiguous (N, out) array of x's dtype and device to write y into (backend.output_arrays), else a new one.
+    """
+    if out is not None:
+        (out,) = output_arrays("dense", (out,), ((x.shape[0], W.shape[1]),), x)
     kernels = kernels_for(x)
     if kernels is not None:
-        return kernels.add_bias(_gemm(x, W), b)
-    return x @ W + b
+        return kernels.add_bias(_gemm(x, W, out=out), b)
+    if out is None:
+        return x @ W + b
+    get_array_module(x).matmul(x, W, out=out)
+    out += b
+    return out
 
 
 def dense_backward(x, W, dy, into=None, input_grad=True):

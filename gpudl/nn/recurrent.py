@@ -4,9 +4,10 @@ RNN (lecture eqs. 35-37):  h_t = tanh(x_t W_x + h_{t-1} W_h + b).
 LSTM (lecture eqs. 45-48): a_t = x_t W_x + h_{t-1} W_h + b split into gate blocks i, f, g, o;
                            c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)  (see functional.lstm_step).
 
-x_t W_x for every t is one matrix product before the time loop; each step then costs one product h_{t-1} W_h
-plus the step's elementwise arithmetic (one fused kernel for the LSTM on the GPU). The backward loop collects
-da_t for every step and finishes with one product each for dW_x, dW_h and dx.
+x_t W_x for every t is one matrix product before the time loop, into a buffer the layer keeps from call to call
+(one per sequence shape); each step then costs one product h_{t-1} W_h plus the step's elementwise arithmetic (one
+fused kernel for the LSTM). The backward loop collects da_t for every step and finishes with one product each for
+dW_x, dW_h and dx.
 
 On a GPU the time loop is bound by host time (each CuPy call costs more Python and driver time than the step's
 arithmetic takes on the device), so the loops make few calls and allocate nothing: buffers are time-major (T, N, .)
@@ -22,6 +23,7 @@ that state; gradients stop at the batch boundary, because the carried state is a
 nothing of the batch that produced it. `backward` leaves dL/d(initial state) in `layer.state_grad`.
 """
 import math
+from collections import OrderedDict
 
 import numpy
 
@@ -29,6 +31,9 @@ from .. import functional as F
 from ..backend import get_array_module
 from . import init
 from .module import Module, Parameter, check_input
+
+
+WORKSPACES_KEPT = 4      # pre-activation buffers kept per layer, one per sequence shape (least recently used dropped)
 
 
 def _carry_key(h):
@@ -58,6 +63,7 @@ class _Recurrent(Module):
         self.state_grad = None
         self._carried = {}          # per batch size and dtype: the arrays the final state is written into
         self._snapshot = None       # the copy of them last handed out as `state`
+        self._workspaces = OrderedDict()    # per sequence shape and dtype: the pre-activations a (T, N, G*H)
 
     def reset_state(self):
         """Forget the carried state: the next forward of a stateful layer starts from zeros.
@@ -72,11 +78,26 @@ class _Recurrent(Module):
     def to(self, device=None, dtype=None):
         self.reset_state()
         self._carried = {}
+        self._workspaces.clear()
         return super().to(device, dtype)
 
     def carried_arrays(self):
-        """The arrays the final state is carried in, for every batch size seen (see _carry)."""
-        return [part for parts in self._carried.values() for part in parts]
+        """The arrays the final state is carried in, for every batch size seen (see _carry), and the pre-activation
+        buffers kept (see _workspace)."""
+        return [part for parts in self._carried.values() for part in parts] + list(self._workspaces.values())
+
+    def _workspace(self, shape, like):
+        """The (T*N, G*H) buffer of pre-activations for a sequence of this shape, kept from call to call: a new one
+        each time would come fresh from the OS (at b64 T128 H256 it is 32 MiB, past malloc's largest threshold for
+        reusing freed memory) and fault in every page again. The forward writes all of it before reading any."""
+        key = (type(like), str(like.dtype), shape)
+        buffer = self._workspaces.pop(key, None)
+        if buffer is None:
+            buffer = get_array_module(like).empty(shape, dtype=like.dtype)
+        self._workspaces[key] = buffer
+        while len(self._workspaces) > WORKSPACES_KEPT:
+            self._workspaces.popitem(last=False)
+        return buffer
 
     def _carry(self, *finals):
         """Keep the final state (h_T, or h_T and c_T) in this layer's own arrays, written in place from batch to
@@ -130,13 +151,15 @@ class _Recurrent(Module):
         return tuple(get_array_module(x).ascontiguousarray(part) for part in parts)
 
     def _input_products(self, x):
-        """x time-major (T, N, F), and x_t W_x + b for every t at once: one (T*N, F) x (F, G*H) product (T, N, G*H).
+        """x time-major (T, N, F), and x_t W_x + b for every t at once: one (T*N, F) x (F, G*H) product (T, N, G*H),
+        in the layer's kept buffer (_workspace).
 
         Transposing x, not the product, moves F columns per row instead of G*H; the backward keeps x time-major too.
         """
         n, t, f = x.shape
         x_tm = F.swap01(x)
-        xw = F.dense(x_tm.reshape(t * n, f), self.W_x.data, self.b.data)
+        xw = F.dense(x_tm.reshape(t * n, f), self.W_x.data, self.b.data,
+                     out=self._workspace((t * n, self.gates * self.hidden_size), x))
         return x_tm, xw.reshape(t, n, -1)
 
     def _weight_grads(self, da, input_grad):

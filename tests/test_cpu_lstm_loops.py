@@ -28,9 +28,13 @@ def run_loops(shape, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-5)])
 @pytest.mark.parametrize("shape", [(6, 19, 5), (3, 1, 4), (2, 8, 16)])
-def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, tolerance, shape):
-    monkeypatch.setattr(lstm, "LOOP_UNITS", 1)          # several pieces of hidden units, unequal at h = 5
-    monkeypatch.setattr(lstm, "MAX_THREADS", 4)         # more pieces than this machine may have cores
+@pytest.mark.parametrize("units, rows, cores", [(1, 3, 4), (2, 3, 6), (8, 2, 4)])
+def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, tolerance, shape, units, rows, cores):
+    """Pieces of hidden units only (4 at h = 5, unequal), of units and rows (2 x 3 at (19, 5)), of rows only (a piece
+    of units is 8 wide): more pieces than this machine may have cores."""
+    monkeypatch.setattr(lstm, "LOOP_UNITS", units)
+    monkeypatch.setattr(lstm, "LOOP_ROWS", rows)
+    monkeypatch.setattr(lstm, "MAX_THREADS", cores)
     calls = []
     for name in ("forward_loop", "backward_loop"):
         monkeypatch.setitem(loops._FUSED, f"lstm_{name}",
@@ -45,8 +49,9 @@ def test_the_fused_loops_give_the_reference_loops_results(monkeypatch, dtype, to
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_fused_loops_give_the_same_bits_at_every_thread_count(monkeypatch, dtype):
-    monkeypatch.setattr(lstm, "LOOP_UNITS", 2)          # three pieces at h = 6, on one thread and on two
-    monkeypatch.setattr(lstm, "MAX_THREADS", 3)
+    monkeypatch.setattr(lstm, "LOOP_UNITS", 2)          # 3 x 2 pieces at (9, 6), on one thread and on two
+    monkeypatch.setattr(lstm, "LOOP_ROWS", 4)
+    monkeypatch.setattr(lstm, "MAX_THREADS", 6)
     results = []
     kept = gpudl.set_num_threads(1)
     try:

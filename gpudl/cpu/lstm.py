@@ -18,6 +18,7 @@ from .blas import blas_on_one_thread, gemm_at
 from .loader import GRAIN, MAX_THREADS, check_overflow, inline, kernel, part, real_arrays, threads_for
 
 LOOP_UNITS = 32  # hidden units per piece of a time loop's step, at least (narrower products ran slower in OpenBLAS)
+LOOP_ROWS = 16   # rows per piece, at least, where the pieces of hidden units are fewer than the cores
 _CLAMP = 10.0   # past 10, tanh rounds to +-1 in float32
 _P = (0.9999999804420362, 0.13039312863341437, 0.0030542514342077674, 1.0642258400691717e-05,
       -1.8207484400257744e-08, 4.346143542369018e-11, -6.215290130350547e-14)
@@ -112,42 +113,45 @@ def _backward(dh, dc, a, c_prev, c, da, dc_prev, n, hidden, parts):
 
 
 @part
-def _forward_step(task, pieces, a, hs, cs, W, n, hidden, steps, one):
-    """Step t = task // pieces for the hidden units of piece task % pieces, every row: their columns of each gate's
-    a[t] += hs[t] W, then the step for those units (see forward_loop)."""
+def _forward_step(task, pieces, a, hs, cs, W, n, hidden, steps, one, unit_pieces):
+    """Step t = task // pieces for the rows and hidden units of piece task % pieces (_block): their columns of each
+    gate's a[t] += hs[t] W, then the step for them (see forward_loop)."""
     t = task // pieces
-    first, last = _units(task % pieces, pieces, hidden)
+    first, last, top, bottom = _block(task % pieces, pieces, unit_pieces, n, hidden)
     for gate in range(4):
         at = gate * hidden + first
-        gemm_at(False, False, n, last - first, hidden, one, hs, t * n * hidden, hidden, W, at, 4 * hidden, one, a,
-                t * n * 4 * hidden + at, 4 * hidden)
+        gemm_at(False, False, bottom - top, last - first, hidden, one, hs, (t * n + top) * hidden, hidden, W, at,
+                4 * hidden, one, a, (t * n + top) * 4 * hidden + at, 4 * hidden)
     h, n64, f, units = uint64(hidden), uint64(n), uint64(first), uint64(last - first)
-    for r in range(n64):
+    for r in range(uint64(top), uint64(bottom)):
         row = (uint64(t) * n64 + r) * h
         _forward_row(a, uint64(4) * row + f, cs, row + f, hs, cs, row + n64 * h + f, h, units)
 
 
 @part
-def _backward_step(task, pieces, a, cs, dh, dc, W_T, n, hidden, steps, one):
-    """Step t = T - 1 - task // pieces for the hidden units of piece task % pieces, every row: dh[t] += a[t + 1] W^T
-    for those units (a[t + 1] holds da by then), then the step's backward for them (see backward_loop)."""
+def _backward_step(task, pieces, a, cs, dh, dc, W_T, n, hidden, steps, one, unit_pieces):
+    """Step t = T - 1 - task // pieces for the rows and hidden units of piece task % pieces (_block): dh[t] +=
+    a[t + 1] W^T for them (a[t + 1] holds da by then), then the step's backward for them (see backward_loop)."""
     t = steps - 1 - task // pieces
-    first, last = _units(task % pieces, pieces, hidden)
+    first, last, top, bottom = _block(task % pieces, pieces, unit_pieces, n, hidden)
     if t < steps - 1:
-        gemm_at(False, False, n, last - first, 4 * hidden, one, a, (t + 1) * n * 4 * hidden, 4 * hidden, W_T, first,
-                hidden, one, dh, t * n * hidden + first, hidden)
+        gemm_at(False, False, bottom - top, last - first, 4 * hidden, one, a, ((t + 1) * n + top) * 4 * hidden,
+                4 * hidden, W_T, first, hidden, one, dh, (t * n + top) * hidden + first, hidden)
     h, n64, f, units = uint64(hidden), uint64(n), uint64(first), uint64(last - first)
     scratch = numpy.empty(5 * (last - first))
-    for r in range(n64):
+    for r in range(uint64(top), uint64(bottom)):
         row = (uint64(t) * n64 + r) * h
         _backward_row(dh, row + f, dc, a, uint64(4) * row + f, cs, row + f, cs, row + n64 * h + f, a, dc, r * h + f,
                       h, units, scratch)
 
 
 @inline
-def _units(piece, pieces, hidden):
-    """The hidden units first .. last - 1 of a piece."""
-    return piece * hidden // pieces, (piece + 1) * hidden // pieces
+def _block(piece, pieces, unit_pieces, n, hidden):
+    """The hidden units first .. last - 1 and the rows top .. bottom - 1 of a piece: unit_pieces pieces of hidden
+    units, each cut into pieces // unit_pieces pieces of rows."""
+    u, r, row_pieces = piece % unit_pieces, piece // unit_pieces, pieces // unit_pieces
+    return (u * hidden // unit_pieces, (u + 1) * hidden // unit_pieces, r * n // row_pieces,
+            (r + 1) * n // row_pieces)
 
 
 def _state(v, what, n, h, like):
@@ -198,24 +202,29 @@ def lstm_step_backward(dh, dc, a, c_prev, c, out=None):
     return da, dc_prev
 
 
-def _loop_pieces(hidden):
-    """The pieces of hidden units a time loop's steps split into: fixed by the layer's size and the machine (not the
-    thread count, so the results are the same at any), of LOOP_UNITS units at least."""
-    return max(1, min(MAX_THREADS, hidden // LOOP_UNITS))
+def _loop_pieces(n, hidden):
+    """(pieces, unit_pieces): how a time loop's steps split, fixed by the layer's size and the machine (not the thread
+    count, so the results are the same at any). Pieces of LOOP_UNITS hidden units at least, one per core at most;
+    where cores remain (many cores, or few hidden units), each piece of units is cut into pieces of LOOP_ROWS rows at
+    least."""
+    unit_pieces = max(1, min(MAX_THREADS, hidden // LOOP_UNITS))
+    row_pieces = max(1, min(MAX_THREADS // unit_pieces, n // LOOP_ROWS))
+    return unit_pieces * row_pieces, unit_pieces
 
 
 def forward_loop(a, hs, cs, W_h):
     """functional.lstm_forward_loop's loop as one parallel kernel: for t = 0 .. T-1, a[t] += hs[t] W_h, then
     (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]). A step needs all of hs[t] but gives each hidden unit from its own
-    four columns of a[t], so each thread takes a piece of the hidden units, product and gates, and the threads join
-    once a step (the step-by-step loop joins them twice, and a product split by rows packs all of W_h per thread)."""
+    four columns of a[t], so each thread takes a piece of the hidden units (and of the rows, on more cores than such
+    pieces), product and gates, and the threads join once a step (the step-by-step loop joins them twice, and a
+    product split by rows alone packs all of W_h per thread)."""
     steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h = real_arrays("lstm_forward_loop", a, hs, cs, W_h)[3]
-    pieces = _loop_pieces(h)
+    pieces, unit_pieces = _loop_pieces(n, h)
     threads_for(pieces * GRAIN)
     blas_on_one_thread()
     _forward_step.run(pieces, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1),
-                      steps=steps)
+                      unit_pieces, steps=steps)
     check_overflow("lstm_forward_loop's products", a, W_h, hs[0], cs[0])
 
 
@@ -225,9 +234,9 @@ def backward_loop(a, cs, dh, dc, W_h_T):
     the hidden units, as in forward_loop."""
     steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h_T = real_arrays("lstm_backward_loop", a, cs, dh, dc, W_h_T)[4]
-    pieces = _loop_pieces(h)
+    pieces, unit_pieces = _loop_pieces(n, h)
     threads_for(pieces * GRAIN)
     blas_on_one_thread()
     _backward_step.run(pieces, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
-                       a.dtype.type(1), steps=steps)
+                       a.dtype.type(1), unit_pieces, steps=steps)
     check_overflow("lstm_backward_loop's products", dh, W_h_T)

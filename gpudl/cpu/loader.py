@@ -92,6 +92,7 @@ def set_up_cache(blas_name):
     _Cache.folder = writable_folder(cache_candidates(), "cpu-kernels-" + _Cache.stamp[:16])
     if _Cache.folder is not None:
         _run_parts.enable_caching()     # made before the folder was known
+        _run_steps.enable_caching()
     return _Cache.folder
 
 
@@ -200,8 +201,21 @@ def _call_part(typing_context, address, p, parts, arguments):
 
 
 @kernel
-def _run_parts(address, steps, parts, *arguments):
+def _run_parts(address, parts, *arguments):
     failed = numpy.zeros(parts, numpy.bool_)       # each part writes its own
+    for p in prange(parts):
+        failed[p] = _call_part(address, int64(p), parts, arguments)
+    count = 0
+    for p in range(parts):
+        count += failed[p]
+    return count
+
+
+@kernel
+def _run_steps(address, steps, parts, *arguments):
+    """_run_parts `steps` times, the body told step * parts + p; apart, because the loop around the prange makes
+    it compile slower, and most bodies run once."""
+    failed = numpy.zeros(parts, numpy.bool_)
     count = 0
     for step in range(steps):
         for p in prange(parts):
@@ -253,7 +267,8 @@ class Part:
                 raise TypeError(f"{self.name}: a part body returns nothing, got {compiled.signature.return_type}")
             address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
             self._addresses[key] = address
-        failed = _run_parts(address, steps, parts, *arguments)
+        failed = _run_parts(address, parts, *arguments) if steps == 1 else \
+            _run_steps(address, steps, parts, *arguments)
         if failed:
             raise RuntimeError(f"{self.name}: {failed} of {parts} parts raised an exception, the output is not valid "
                                f"(call {self.name}.dispatcher on one part to see it)")

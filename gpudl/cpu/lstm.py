@@ -212,19 +212,24 @@ def _loop_pieces(n, hidden):
     return unit_pieces * row_pieces, unit_pieces
 
 
+def _run_loop(step, a, *arrays):
+    """Run a time loop's step body (_forward_step or _backward_step) over its arrays for every step of a (T, N, 4H),
+    in the pieces _loop_pieces gives, with NumPy's BLAS held to one thread beside the kernels' threads."""
+    steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
+    pieces, unit_pieces = _loop_pieces(n, h)
+    threads_for(pieces * GRAIN)
+    blas_on_one_thread()
+    step.run(pieces, *arrays, n, h, steps, a.dtype.type(1), unit_pieces, steps=steps)
+
+
 def forward_loop(a, hs, cs, W_h):
     """functional.lstm_forward_loop's loop as one parallel kernel: for t = 0 .. T-1, a[t] += hs[t] W_h, then
     (hs[t + 1], cs[t + 1]) = lstm_step(a[t], cs[t]). A step needs all of hs[t] but gives each hidden unit from its own
     four columns of a[t], so each thread takes a piece of the hidden units (and of the rows, on more cores than such
     pieces), product and gates, and the threads join once a step (the step-by-step loop joins them twice, and a
     product split by rows alone packs all of W_h per thread)."""
-    steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h = real_arrays("lstm_forward_loop", a, hs, cs, W_h)[3]
-    pieces, unit_pieces = _loop_pieces(n, h)
-    threads_for(pieces * GRAIN)
-    blas_on_one_thread()
-    _forward_step.run(pieces, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h, n, h, steps, a.dtype.type(1),
-                      unit_pieces, steps=steps)
+    _run_loop(_forward_step, a, a.reshape(-1), hs.reshape(-1), cs.reshape(-1), W_h)
     check_overflow("lstm_forward_loop's products", a, W_h, hs[0], cs[0])
 
 
@@ -232,11 +237,6 @@ def backward_loop(a, cs, dh, dc, W_h_T):
     """functional.lstm_backward_loop's loop as one parallel kernel: for t = T-1 .. 0, dh[t] += a[t + 1] W_h^T
     (t < T-1), then (a[t], dc) = lstm_step_backward(dh[t], dc, a[t], cs[t], cs[t + 1]); the threads take pieces of
     the hidden units, as in forward_loop."""
-    steps, n, h = a.shape[0], a.shape[1], a.shape[2] // 4
     W_h_T = real_arrays("lstm_backward_loop", a, cs, dh, dc, W_h_T)[4]
-    pieces, unit_pieces = _loop_pieces(n, h)
-    threads_for(pieces * GRAIN)
-    blas_on_one_thread()
-    _backward_step.run(pieces, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T, n, h, steps,
-                       a.dtype.type(1), unit_pieces, steps=steps)
+    _run_loop(_backward_step, a, a.reshape(-1), cs.reshape(-1), dh.reshape(-1), dc.reshape(-1), W_h_T)
     check_overflow("lstm_backward_loop's products", dh, W_h_T)
